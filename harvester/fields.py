@@ -1,0 +1,161 @@
+"""The field catalogue: one table of every video field, its type, and how each API uses it.
+
+Query validation, translation to the public API, the simulator's corpus and the Parquet schema all
+read this table, so a field is described once. Types are a tiny structural language (scalars,
+lists, structs) rather than Arrow types so that this module stays free of pyarrow; the sink maps
+them to Arrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CATALOGUE",
+    "COMPARISONS",
+    "DEFAULT_FIELDS",
+    "REST_CONDITION_FIELDS",
+    "REST_OPERATIONS",
+    "REST_RETURNABLE",
+    "RQS_RETURNABLE",
+    "Field",
+    "ListOf",
+    "Scalar",
+    "StructOf",
+    "Type",
+    "field",
+]
+
+ScalarName = Literal["int64", "string", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    name: ScalarName
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    item: Type
+
+
+@dataclass(frozen=True, slots=True)
+class StructOf:
+    fields: tuple[tuple[str, Type], ...]
+
+
+Type = Scalar | ListOf | StructOf
+
+INT64 = Scalar("int64")
+STRING = Scalar("string")
+BOOL = Scalar("bool")
+STRINGS = ListOf(STRING)
+
+#: Operators of the seed document's table, upper-cased (the API takes any case).
+COMPARISONS = frozenset({"EQ", "IN", "GT", "GTE", "LT", "LTE"})
+EQ_IN = frozenset({"EQ", "IN"})
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One video field.
+
+    `operators` are those the Research Query Service allows in a condition on this field
+    (empty: not a condition field). `rest_condition` names the public API's condition field
+    that can express a condition on it, if any. `rest` / `rqs` say whether each API can return it.
+    """
+
+    name: str
+    type: Type
+    operators: frozenset[str] = frozenset()
+    rest_condition: str | None = None
+    rest: bool = True
+    rqs: bool = True
+    description: str = ""
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.type, ListOf)
+
+
+_FIELDS = (
+    Field("id", INT64, EQ_IN, "video_id", description="19-digit video id (item_id)"),
+    Field("create_time", INT64, COMPARISONS, "create_date", description="UTC epoch seconds"),
+    Field("username", STRING, EQ_IN, "username"),
+    Field("region_code", STRING, EQ_IN, "region_code", description="two-letter country code"),
+    Field("video_description", STRING, EQ_IN | {"LIKE"}, "keyword"),
+    Field("music_id", INT64, EQ_IN, "music_id"),
+    Field("like_count", INT64, COMPARISONS),
+    Field("comment_count", INT64, COMPARISONS, "comment_count"),
+    Field("share_count", INT64, COMPARISONS),
+    Field("view_count", INT64, COMPARISONS, "view_count"),
+    Field("effect_ids", STRINGS, frozenset({"CONTAINS"}), "effect_id"),
+    Field("hashtag_names", STRINGS, frozenset({"CONTAINS"}), "hashtag_name"),
+    Field("playlist_id", INT64, EQ_IN),
+    Field("voice_to_text", STRING, EQ_IN),
+    # The seed lists `duration_type` as an int condition field the public API cannot return.
+    Field("duration_type", INT64, COMPARISONS, rest=False),
+    Field("favorites_count", INT64),
+    # The same flag is `is_stem_verified` in the public API and `stem_verified` in the seed.
+    Field("is_stem_verified", BOOL),
+    Field("stem_verified", BOOL, rest=False),
+    Field("video_duration", INT64, description="seconds"),
+    Field(
+        "hashtag_info_list",
+        ListOf(
+            StructOf(
+                (
+                    ("hashtag_id", INT64),
+                    ("hashtag_name", STRING),
+                    ("hashtag_description", STRING),
+                )
+            )
+        ),
+    ),
+    Field("sticker_info_list", ListOf(StructOf((("sticker_id", STRING), ("sticker_name", STRING))))),
+    Field("effect_info_list", ListOf(StructOf((("effect_id", STRING), ("effect_name", STRING))))),
+    Field("video_mention_list", STRINGS),
+    Field("video_label", StructOf((("content", STRING),))),
+    Field("video_tag", ListOf(StructOf((("number", INT64), ("type", STRING))))),
+    # Named only in the seed's second sample program; its type is not documented.
+    Field("video_sticker_id", STRING, rest=False),
+)
+
+CATALOGUE: Mapping[str, Field] = {f.name: f for f in _FIELDS}
+
+REST_RETURNABLE = frozenset(f.name for f in _FIELDS if f.rest)
+RQS_RETURNABLE = frozenset(f.name for f in _FIELDS if f.rqs)
+
+#: Returned when a study names no fields: everything both APIs can return.
+DEFAULT_FIELDS: tuple[str, ...] = tuple(f.name for f in _FIELDS if f.rest and f.rqs)
+
+#: The public API's own condition fields (its `field_name`s) and their value kinds.
+REST_CONDITION_FIELDS: Mapping[str, Literal["int64", "string", "date", "length"]] = {
+    "create_date": "date",
+    "username": "string",
+    "region_code": "string",
+    "video_id": "int64",
+    "hashtag_name": "string",
+    "keyword": "string",
+    "music_id": "int64",
+    "effect_id": "string",
+    "video_length": "length",
+    "view_count": "int64",
+    "comment_count": "int64",
+}
+REST_OPERATIONS = COMPARISONS
+
+#: `video_length` buckets of the public API, in seconds (lower inclusive, upper exclusive).
+VIDEO_LENGTHS: Mapping[str, tuple[int, int]] = {
+    "SHORT": (0, 15),
+    "MID": (15, 60),
+    "LONG": (60, 300),
+    "EXTRA_LONG": (300, 1 << 62),
+}
+
+
+def field(name: str) -> Field:
+    """The catalogue entry for `name`; KeyError if there is none."""
+    return CATALOGUE[name]
