@@ -114,7 +114,9 @@ _FIELDS = (
             )
         ),
     ),
-    Field("sticker_info_list", ListOf(StructOf((("sticker_id", STRING), ("sticker_name", STRING))))),
+    Field(
+        "sticker_info_list", ListOf(StructOf((("sticker_id", STRING), ("sticker_name", STRING))))
+    ),
     Field("effect_info_list", ListOf(StructOf((("effect_id", STRING), ("effect_name", STRING))))),
     Field("video_mention_list", STRINGS),
     Field("video_label", StructOf((("content", STRING),))),
