@@ -634,8 +634,8 @@ def translate_to_rest(seed: SeedQuery) -> Translation:
                 'use source = "rqs" for this study'
             )
         warnings.append(
-            f"condition {c} has no equivalent in the public Research API: it is "
-            "applied after download, and quota is spent on the records it drops"
+            f"condition {c} is applied after download (the public Research API cannot ask it "
+            "exactly); quota is spent on the records it drops"
         )
         if c.field not in extra:
             extra.append(c.field)
