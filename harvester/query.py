@@ -53,8 +53,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 STAGE_LIMITS: Mapping[str, tuple[int, int]] = {"test": (100, 5_000), "execution": (1_000, 100_000)}
 
 # C0 controls and DEL, except tab and newline: the API has been seen to put NUL bytes in usernames.
-_CONTROL = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
-_HAS_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = {c: None for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F)}
+_HAS_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_string(s: str) -> str:
