@@ -1,0 +1,316 @@
+"""Loading: read the file, check the shape, then the meaning; resolve defaults and paths."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from harvester._exceptions import ConfigError, QueryError
+from harvester.config._schema import (
+    DEFAULT_BASE_URL,
+    EXAMPLES,
+    ApiTable,
+    Problem,
+    StudyFile,
+    StudyTable,
+    pydantic_problem,
+    shown,
+)
+from harvester.config._study import ApiSettings, QuotaSettings, Study
+from harvester.fields import CATALOGUE, DEFAULT_FIELDS, STRING
+from harvester.plan.windows import parse_window
+from harvester.query import (
+    RestQuery,
+    SeedQuery,
+    Translation,
+    parse_rest_query,
+    parse_seed_query,
+    translate_to_rest,
+    validate_fields,
+    validate_limit,
+)
+
+MAX_REST_WINDOW_DAYS = 30
+DERIVED_PARTITIONS = ("create_date", "create_month", "create_year")
+_REQUIRED_FIELDS = ("id", "create_time")
+_FIRST_DATE = date(2016, 1, 1)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_study(path: str | os.PathLike[str]) -> Study:
+    """Read and validate the study file at `path`; ConfigError (one line) on any problem."""
+    label = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file; check the path to the study file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a folder; give the path to a .toml study file") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{label}: cannot read the study file ({e.strerror}); check its permissions"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{label}: byte {e.start} is not UTF-8; save the study file as UTF-8 text"
+        ) from None
+    return loads_study(text, Path(path).absolute(), label=label)
+
+
+def loads_study(text: str, path: Path, *, label: str | None = None) -> Study:
+    """Validate study TOML `text` as if read from `path` (relative paths resolve beside it)."""
+    label = label if label is not None else path.name
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        where = re.search(r"\(at (line \d+, column \d+|end of document)\)$", msg)
+        detail = msg[: where.start()].strip() if where else msg
+        at = where[1] if where else "TOML"
+        raise ConfigError(f"{label}: {at}: {detail}; fix the TOML syntax there") from None
+    try:
+        try:
+            model = StudyFile.model_validate(doc)
+        except ValidationError as e:
+            raise pydantic_problem(e) from None
+        return _resolve(model, Path(path).absolute())
+    except Problem as p:
+        raise ConfigError(f"{label}: {p.key}: {p.problem}; {p.fix}") from None
+
+
+# --------------------------------------------------------------------------- meaning problems
+
+
+def _date(key: str, value: object) -> date:
+    if isinstance(value, datetime):
+        raise Problem(key, f"{value} has a time of day", "give a date only, like 2023-01-01")
+    if isinstance(value, date):
+        parsed = value
+    elif isinstance(value, str) and _DATE_RE.fullmatch(value):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            problem = f"{shown(value)} is not a calendar date"
+            raise Problem(key, problem, "fix the day or month") from None
+    else:
+        raise Problem(key, f"{shown(value)} is not a date", 'write it as "YYYY-MM-DD"')
+    if parsed < _FIRST_DATE:
+        raise Problem(key, f"{parsed} is before TikTok existed", "use a date from 2016 on")
+    return parsed
+
+
+def _query_problem(key: str, error: QueryError) -> Problem:
+    problem, sep, fix = str(error).partition("; ")
+    return Problem(key, problem, fix if sep else "fix the query")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(api: ApiTable, source: str) -> str:
+    url = api.base_url if api.base_url is not None else DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise Problem("api.base_url", f"{shown(url)} is not a base URL", f"use {DEFAULT_BASE_URL}")
+    loopback = _is_loopback(parts.hostname)
+    if parts.scheme == "http" and not loopback:
+        raise Problem("api.base_url", "plain http sends credentials in clear", "use https://")
+    if not api.verify_tls and not loopback:
+        raise Problem(
+            "api.verify_tls",
+            f"may be false only for a loopback host, not {parts.hostname}",
+            "remove verify_tls = false",
+        )
+    return url.rstrip("/")
+
+
+def _env_name(key: str, value: str) -> str:
+    if not _ENV_RE.fullmatch(value):
+        raise Problem(
+            key,
+            f"{shown(value)} is not an environment variable name",
+            "give the variable's NAME (not the secret itself), like TIKTOK_CLIENT_KEY",
+        )
+    return value
+
+
+def _path(base: Path, key: str, value: str) -> Path:
+    if not value.strip():
+        raise Problem(key, "is empty", f"write it like {EXAMPLES[key]}")
+    p = Path(value).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def _creatable(key: str, path: Path, *, folder: bool) -> None:
+    """Cheap check that `path` can be written or created; creates nothing."""
+    if path.exists():
+        if folder != path.is_dir():
+            want = "a folder" if folder else "a file"
+            raise Problem(key, f"{path} exists and is not {want}", "choose another path")
+        if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+            raise Problem(key, f"{path} is not writable", "fix its permissions or move it")
+        if not folder:
+            _creatable(key, path.parent, folder=True)
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise Problem(key, f"cannot create {path}: {ancestor} is a file", "choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise Problem(
+            key, f"cannot create {path}: {ancestor} is not writable", "choose a writable folder"
+        )
+
+
+def _partitions(values: list[str], fields: tuple[str, ...]) -> tuple[str, ...]:
+    text_fields = [f for f in fields if CATALOGUE[f].type == STRING]
+    for i, name in enumerate(values):
+        key = f"output.partition_by[{i}]"
+        if name in values[:i]:
+            raise Problem(key, f"{shown(name)} is repeated", "list each partition once")
+        if name in DERIVED_PARTITIONS or name in text_fields:
+            continue
+        if CATALOGUE.get(name) is not None and CATALOGUE[name].type == STRING:
+            raise Problem(key, f"{name} is not in study.fields", "add it there or remove it here")
+        allowed = ", ".join((*DERIVED_PARTITIONS, *text_fields))
+        raise Problem(key, f"{shown(name)} cannot partition the dataset", f"use one of {allowed}")
+    return tuple(values)
+
+
+def _resolve(model: StudyFile, config_path: Path) -> Study:
+    s, api, base = model.study, model.api, config_path.parent
+    if not _NAME_RE.fullmatch(s.name):
+        raise Problem(
+            "study.name",
+            f"{shown(s.name)} cannot name files",
+            "use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    start, end = _date("study.start_date", s.start_date), _date("study.end_date", s.end_date)
+    if end < start:
+        raise Problem("study.end_date", f"{end} is before start_date {start}", "swap the dates")
+
+    most = MAX_REST_WINDOW_DAYS if s.source == "research-api" else 3660
+    try:
+        window_days = parse_window(s.window)
+        if window_days > most:
+            raise ValueError
+    except ValueError:
+        raise Problem(
+            "study.window",
+            f"{shown(s.window)} is not a window",
+            f'use a whole number of days from 1 to {most} like "7d"',
+        ) from None
+
+    try:
+        fields = validate_fields(DEFAULT_FIELDS if s.fields is None else s.fields, s.source)
+    except QueryError as e:
+        raise _query_problem("study.fields", e) from None
+    fields = tuple(f for f in _REQUIRED_FIELDS if f not in fields) + fields
+
+    limit: int | None = None
+    if s.source == "research-api":
+        if s.limit is not None:
+            raise Problem("study.limit", "is an RQS task limit", "remove it for research-api")
+    else:
+        try:
+            limit = validate_limit(s.limit, s.stage)
+        except QueryError as e:
+            raise _query_problem("study.limit", e) from None
+
+    seed, rest, translation, warnings = _queries(s)
+    output = _path(base, "output.path", model.output.path)
+    state_key = "state.path"
+    state = (
+        _path(base, state_key, model.state.path)
+        if model.state.path is not None
+        else output.parent / f"{s.name}.state.sqlite"
+    )
+    if config_path.is_relative_to(output):
+        raise Problem("output.path", f"{output} holds the study file", "use a folder of its own")
+    if state.is_relative_to(output):
+        raise Problem(state_key, f"{state} is inside output.path", "keep state beside the data")
+    _creatable("output.path", output, folder=True)
+    _creatable(state_key, state, folder=False)
+
+    return Study(
+        name=s.name,
+        source=s.source,
+        category=s.category,
+        fields=fields,
+        start_date=start,
+        end_date=end,
+        window_days=window_days,
+        stage=s.stage,
+        limit=limit,
+        expected_records_per_day=s.expected_records_per_day,
+        seed_query=seed,
+        rest_query=rest,
+        translation=translation,
+        api=ApiSettings(
+            base_url=_base_url(api, s.source),
+            client_key_env=_env_name("api.client_key_env", api.client_key_env),
+            client_secret_env=_env_name("api.client_secret_env", api.client_secret_env),
+            max_concurrency=api.max_concurrency,
+            requests_per_second=api.requests_per_second,
+            timeout_s=api.timeout_s,
+            max_attempts=api.max_attempts,
+            end_date_inclusive=api.end_date_inclusive,
+            verify_tls=api.verify_tls,
+        ),
+        quota=QuotaSettings(**model.quota.model_dump()),
+        output_path=output,
+        partition_by=_partitions(model.output.partition_by, fields),
+        state_path=state,
+        config_path=config_path,
+        warnings=warnings,
+    )
+
+
+def _queries(
+    s: StudyTable,
+) -> tuple[SeedQuery | None, RestQuery | None, Translation | None, tuple[str, ...]]:
+    if (s.condition_groups is None) == (s.query is None):
+        both = s.condition_groups is not None
+        return_key = "study.query" if both else "study.condition_groups"
+        raise Problem(
+            return_key,
+            "both query forms are given" if both else "no query is given",
+            "give exactly one of condition_groups (any source) or query (research-api only)",
+        )
+    if s.query is not None:
+        if s.source != "research-api":
+            raise Problem(
+                "study.query",
+                f"the REST query form does not work with source {s.source!r}",
+                "write it as condition_groups instead",
+            )
+        try:
+            return None, parse_rest_query(s.query), None, ()
+        except QueryError as e:
+            raise _query_problem("study.query", e) from None
+    try:
+        seed = parse_seed_query(s.condition_groups)
+        if s.source != "research-api":
+            return seed, None, None, ()
+        translation = translate_to_rest(seed)
+    except QueryError as e:
+        raise _query_problem("study.condition_groups", e) from None
+    return seed, translation.rest, translation, translation.warnings

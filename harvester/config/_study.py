@@ -1,0 +1,132 @@
+"""The validated study and the credentials: what the rest of harvester reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from harvester._exceptions import CredentialsError
+from harvester.query import RestQuery, SeedQuery, Source, Stage, Translation
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """How to talk to the API; none of it changes the data."""
+
+    base_url: str
+    client_key_env: str
+    client_secret_env: str
+    max_concurrency: int
+    requests_per_second: float
+    timeout_s: float
+    max_attempts: int
+    end_date_inclusive: bool
+    verify_tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSettings:
+    daily_requests: int
+    daily_records: int
+    on_exhausted: Literal["wait", "exit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    """A validated study with every default applied and every path absolute.
+
+    `seed_query` is the condition_groups form (None when the study gave a REST query);
+    `rest_query` is what the public API is asked (given, or translated from the seed form, with
+    `translation` holding the local post-filter); it is None for RQS sources. `limit` is the
+    RQS per-task limit (None for the public API).
+    """
+
+    name: str
+    source: Source
+    category: str
+    fields: tuple[str, ...]
+    start_date: date
+    end_date: date
+    window_days: int
+    stage: Stage
+    limit: int | None
+    expected_records_per_day: float | None
+    seed_query: SeedQuery | None
+    rest_query: RestQuery | None
+    translation: Translation | None
+    api: ApiSettings
+    quota: QuotaSettings
+    output_path: Path
+    partition_by: tuple[str, ...]
+    state_path: Path
+    config_path: Path
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def fetch_fields(self) -> tuple[str, ...]:
+        """`fields` plus what the local post-filter of a translated query needs."""
+        extra = self.translation.extra_fields if self.translation else ()
+        return self.fields + tuple(f for f in extra if f not in self.fields)
+
+    def fingerprint(self) -> str:
+        """sha256 of what defines the data; see the module docstring for what is left out."""
+        if self.seed_query is not None:
+            form, query = "seed", self.seed_query.fingerprint_json()
+        else:
+            assert self.rest_query is not None
+            form, query = "rest", self.rest_query.fingerprint_json()
+        doc = {
+            "version": 1,
+            "source": self.source,
+            "category": self.category,
+            "fields": sorted(self.fields),
+            "query_form": form,
+            "query": json.loads(query),
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            "limit": self.limit,
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def plan_fingerprint(self) -> str:
+        """The data's fingerprint plus the window length: equal plans have equal shards."""
+        text = f"{self.fingerprint()}:window={self.window_days}d"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Client credentials; the secret never appears in a repr, a log line or a traceback."""
+
+    client_key: str
+    client_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(client_key={self.client_key!r}, client_secret='***')"
+
+    __str__ = __repr__
+
+
+def resolve_credentials(study: Study, environ: Mapping[str, str] | None = None) -> Credentials:
+    """Read the client key and secret from the environment variables the study names."""
+    env = os.environ if environ is None else environ
+    values = []
+    for key, var, what in (
+        ("api.client_key_env", study.api.client_key_env, "client key"),
+        ("api.client_secret_env", study.api.client_secret_env, "client secret"),
+    ):
+        value = env.get(var, "").strip()
+        if not value:
+            raise CredentialsError(
+                f"{study.config_path.name}: {key}: environment variable {var} is not set; "
+                f"export {var}=<your {what}> or name another variable in [api] {key[4:]}"
+            )
+        values.append(value)
+    return Credentials(values[0], values[1])

@@ -1,0 +1,30 @@
+"""The plan stage: a study's period cut into windows (plan shards), and what it will cost.
+
+No requests are made here: planning and estimating work offline and without credentials.
+"""
+
+from __future__ import annotations
+
+from harvester.plan.estimate import (
+    PRIOR_RECORDS_PER_DAY,
+    Estimate,
+    FinishedShard,
+    estimate_plan,
+)
+from harvester.plan.shards import Plan, PlanShard, plan_study, split_window
+from harvester.plan.windows import DAY, Window, parse_window, plan_windows
+
+__all__ = [
+    "DAY",
+    "PRIOR_RECORDS_PER_DAY",
+    "Estimate",
+    "FinishedShard",
+    "Plan",
+    "PlanShard",
+    "Window",
+    "estimate_plan",
+    "parse_window",
+    "plan_study",
+    "plan_windows",
+    "split_window",
+]
