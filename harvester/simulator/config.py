@@ -1,0 +1,172 @@
+"""The simulator's knobs: one frozen config, fault rates per class, and the named profiles.
+
+A profile is only a preset: `SimulatorConfig.for_profile("flaky", seed=7, faults={"http_500": 0})`
+starts from the preset and overrides single values, so a test can switch one fault class on or off
+without restating the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+__all__ = [
+    "FAULT_KINDS",
+    "PROFILES",
+    "FaultConfig",
+    "Profile",
+    "SimulatorConfig",
+]
+
+Profile = Literal["clean", "flaky", "quota", "hostile"]
+PROFILES: tuple[Profile, ...] = ("clean", "flaky", "quota", "hostile")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """One probability per fault class (0 = never), plus the few shapes that bound them.
+
+    Rates are per eligible request unless noted; every fault is bounded so that a correct client
+    always completes (see each field's comment).
+    """
+
+    # Transport and server faults, on every research endpoint (REST and RQS).
+    http_500: float = 0.0  # starts a run of 1..http_500_max_run consecutive 500s
+    gateway_timeout: float = 0.0  # 504 with an HTML body, after gateway_delay seconds
+    empty_body: float = 0.0  # 502/503 with an empty body
+    truncated_body: float = 0.0  # 200 whose JSON body is cut in the middle
+    connection_reset: float = 0.0  # the connection is closed without an answer
+    slow_response: float = 0.0  # the answer comes after slow_delay seconds
+    token_expiry: float = 0.0  # 401 access_token_invalid; the token is revoked
+    # Public API paging faults.
+    window_failure: float = 0.0  # share of days on which windows > 1 day fail (500) mostly
+    search_id_rejected: float = 0.0  # 400 "Search Id … is invalid or expired" (≤ 2 per window)
+    invalid_cursor: float = 0.0  # 400 "Invalid count or cursor" mid-crawl (≤ 2 per window)
+    short_page: float = 0.0  # fewer than max_count videos (even 0), has_more true
+    cursor_missing: float = 0.0  # `cursor` absent or null on a full page
+    silent_empty: float = 0.0  # a fresh search answers no videos (once per window)
+    duplicate: float = 0.0  # a video of the previous page is repeated
+    fuzzy_false_positive: float = 0.0  # share of extra non-matching videos (keyword/hashtag)
+    # Strings and shapes of records.
+    control_chars: float = 0.0  # per record: NUL/control characters in username/description
+    hostile_values: float = 0.0  # per record: path-like / huge strings in partition fields
+    wrong_types: float = 0.0  # per record: string counts, int usernames, null lists
+    missing_fields: float = 0.0  # per record: a requested field left out
+    extra_fields: float = 0.0  # per record: unknown extra fields
+    huge_page: float = 0.0  # a public API page far larger than max_count
+    # Research Query Service.
+    analysis_failed: float = 0.0  # a task ends AnalysisFailed (≤ 2 per query)
+    # Shapes.
+    http_500_max_run: int = 4
+    window_failure_prob: float = 0.9
+    gateway_delay: float = 0.05
+    slow_delay: float = 2.0
+
+    def replace(self, **changes: Any) -> FaultConfig:
+        """A copy with some values changed; unknown names raise TypeError."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+FAULT_KINDS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(FaultConfig)
+    if f.type == "float" and f.name not in ("window_failure_prob", "gateway_delay", "slow_delay")
+)
+
+_FAULT_PRESETS: Mapping[Profile, FaultConfig] = {
+    "clean": FaultConfig(),
+    "quota": FaultConfig(),
+    "flaky": FaultConfig(
+        http_500=0.04,
+        gateway_timeout=0.01,
+        empty_body=0.01,
+        truncated_body=0.01,
+        connection_reset=0.01,
+        slow_response=0.002,
+        token_expiry=0.01,
+        window_failure=0.15,
+        search_id_rejected=0.03,
+        invalid_cursor=0.03,
+        short_page=0.05,
+        cursor_missing=0.03,
+        silent_empty=0.01,
+        duplicate=0.05,
+        fuzzy_false_positive=0.05,
+        control_chars=0.02,
+        analysis_failed=0.05,
+    ),
+    "hostile": FaultConfig(
+        control_chars=0.1,
+        hostile_values=0.05,
+        wrong_types=0.05,
+        missing_fields=0.02,
+        extra_fields=0.1,
+        huge_page=0.05,
+    ),
+}
+
+#: Non-fault settings a profile changes.
+_CONFIG_PRESETS: Mapping[Profile, Mapping[str, Any]] = {
+    "quota": {"daily_requests": 40, "daily_records": 2_000, "quota_grace": 300.0},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Everything that decides the simulator's answers. Same config, same answers."""
+
+    seed: int = 0
+    profile: Profile = "clean"
+    #: Base latency of every answer in seconds, with ±20 % seeded jitter.
+    latency: float = 0.0
+    rqs_created: float = 0.02
+    rqs_validating: float = 0.05
+    rqs_processing: float = 0.2
+    max_running_tasks: int = 5
+    daily_requests: int = 1_000
+    daily_records: int = 100_000
+    #: After 00:00 UTC a spent day keeps answering "quota exceeded" this many seconds.
+    quota_grace: float = 0.0
+    rate_limit_per_minute: int = 600
+    result_ttl: float = 86_400.0
+    token_ttl: float = 7_200.0
+    search_ttl: float = 3_600.0
+    videos_per_day: int = 300
+    start: date = date(2022, 1, 1)
+    #: First day without videos (exclusive).
+    end: date = date(2025, 1, 1)
+    stage: Literal["execution", "test"] = "execution"
+    client_key: str = "sim-client-key"
+    client_secret: str = "sim-client-secret"
+    #: RQS: reject bad queries at create (400); False: accept and end the task AnalysisFailed.
+    validate_on_create: bool = True
+    #: Days of generated corpus kept in memory.
+    cache_days: int = 64
+    #: Wall-clock epoch the simulator's clock starts at (None: the real time).
+    clock_start: float | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    @classmethod
+    def for_profile(cls, profile: Profile = "clean", **overrides: Any) -> SimulatorConfig:
+        """The profile's preset with `overrides`; `faults` may be a FaultConfig or a mapping of
+        rates laid over the profile's own."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
+        values: dict[str, Any] = dict(_CONFIG_PRESETS.get(profile, {}))
+        faults: Any = overrides.pop("faults", None)
+        values.update(overrides)
+        preset = _FAULT_PRESETS[profile]
+        if faults is None:
+            faults = preset
+        elif isinstance(faults, Mapping):
+            faults = preset.replace(**faults)
+        return cls(profile=profile, faults=faults, **values)
+
+    def replace(self, **changes: Any) -> SimulatorConfig:
+        return dataclasses.replace(self, **changes)

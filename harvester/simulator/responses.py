@@ -1,0 +1,60 @@
+"""Answer shapes shared by both protocols: the `{"data", "error"}` envelope and OAuth errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["error", "html", "json_response", "oauth_error", "ok", "read_json"]
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def ok(data: Mapping[str, Any], log_id: str) -> web.Response:
+    return json_response({"data": data, "error": {"code": "ok", "message": "", "log_id": log_id}})
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    log_id: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = {"data": {}, "error": {"code": code, "message": message, "log_id": log_id}}
+    return json_response(body, status, headers)
+
+
+def oauth_error(status: int, code: str, description: str, log_id: str) -> web.Response:
+    body = {"error": code, "error_description": description, "log_id": log_id}
+    return json_response(body, status)
+
+
+def html(status: int, title: str) -> web.Response:
+    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
+    return web.Response(text=page, status=status, content_type="text/html")
+
+
+class BadBody(Exception):
+    """The request body is not a JSON object."""
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise BadBody("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadBody("request body must be a JSON object")
+    return body
