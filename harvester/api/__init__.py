@@ -1,0 +1,34 @@
+"""The API layer: shard in, clean deduplicated pages out.
+
+One `ApiSession` (token, retries, rate limit, quota hooks) is shared by the backends:
+`ResearchApiClient` (public Research API), `RqsClient` (Research Query Service over HTTP) and
+`PyrqsBackend` (a real pyrqs SDK client in worker threads). All three satisfy `Backend`.
+"""
+
+from __future__ import annotations
+
+from harvester.api._http import ApiSession, Credentials, NoHooks, RequestHooks, RetryPolicy
+from harvester.api._tasks import PollPolicy
+from harvester.api.backend import Backend
+from harvester.api.pyrqs_backend import PyrqsBackend, SdkClient
+from harvester.api.research import ResearchApiClient
+from harvester.api.rqs_client import RqsClient
+from harvester.api.types import Page, Record, Resume, TaskStatus
+
+__all__ = [
+    "ApiSession",
+    "Backend",
+    "Credentials",
+    "NoHooks",
+    "Page",
+    "PollPolicy",
+    "PyrqsBackend",
+    "Record",
+    "RequestHooks",
+    "ResearchApiClient",
+    "Resume",
+    "RetryPolicy",
+    "RqsClient",
+    "SdkClient",
+    "TaskStatus",
+]

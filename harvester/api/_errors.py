@@ -1,0 +1,199 @@
+"""Turn one HTTP answer into data or into a typed error from the tree.
+
+Kept free of I/O so every status / code / body combination is unit-testable. Messages are built
+from the API's error code and message only, after redaction, never from request headers or
+bodies (which hold the token and the client secret).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from harvester._exceptions import (
+    ApiError,
+    AuthError,
+    InvalidRequest,
+    QuotaExhausted,
+    RateLimited,
+    SearchIdInvalid,
+    TaskExpired,
+    TaskNotCompleted,
+    TaskNotFound,
+    TooManyRunningTasks,
+    TransientError,
+)
+
+__all__ = [
+    "RETRYABLE_KINDS",
+    "TokenRejected",
+    "decode_answer",
+    "decode_token",
+    "parse_retry_after",
+]
+
+#: Kinds the HTTP layer retries itself. Search-id and task errors are retried by the clients,
+#: which know what "retry" means for them (restart a window, wait for a task).
+RETRYABLE_KINDS = frozenset({"5xx", "timeout", "connection", "bad_body", "rate_limited"})
+
+_SEARCH_ID = re.compile(r"search[ _]?id\b.*\b(invalid|expired)|invalid count or cursor", re.I)
+_DAILY_QUOTA = re.compile(r"quota|daily|per day", re.I)
+
+Redact = Callable[[str], str]
+
+
+class TokenRejected(Exception):
+    """401 access_token_invalid: the session refreshes the token once and repeats the call."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _describe_body(raw: bytes) -> str:
+    if not raw.strip():
+        return "empty body"
+    head = raw.lstrip()[:15].lower()
+    if head.startswith((b"<!doctype", b"<html", b"<")):
+        return "HTML body"
+    return "body that is not JSON (truncated?)"
+
+
+def _error_fields(body: Any) -> tuple[str | None, str, str | None]:
+    """(code, message, log_id) from either the research shape or the OAuth shape."""
+    if not isinstance(body, dict):
+        return None, "", None
+    err = body.get("error")
+    if isinstance(err, dict):
+        code = err.get("code")
+        return (
+            str(code) if code is not None else None,
+            str(err.get("message") or ""),
+            str(err["log_id"]) if err.get("log_id") else None,
+        )
+    if isinstance(err, str):  # OAuth: {"error": "invalid_client", "error_description": ...}
+        log_id = body.get("log_id")
+        return err, str(body.get("error_description") or ""), str(log_id) if log_id else None
+    return None, "", None
+
+
+def _classify(
+    status: int,
+    code: str | None,
+    message: str,
+    log_id: str | None,
+    headers: Mapping[str, str],
+    redact: Redact,
+) -> ApiError:
+    text = redact(message) or (code or f"HTTP {status}")
+    said = message.lower().replace("_", " ")
+    kw: dict[str, Any] = {"status": status, "code": code, "log_id": log_id}
+    if status == 429 or code in {"rate_limit_exceeded", "daily_quota_exceeded"}:
+        if code == "too_many_running_tasks" or (
+            code != "daily_quota_exceeded" and "running task" in said
+        ):
+            return TooManyRunningTasks(text, **kw)
+        if code == "daily_quota_exceeded" or _DAILY_QUOTA.search(said):
+            return QuotaExhausted(text, **kw)
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return RateLimited(text, retry_after=retry_after, **kw)
+    if code == "too_many_running_tasks":
+        return TooManyRunningTasks(text, **kw)
+    if status >= 500 or code == "internal_error":
+        return TransientError(text, kind="5xx", **kw)
+    if code == "access_token_invalid":
+        raise TokenRejected
+    if status in (401, 403) or code in {"scope_not_authorized", "invalid_client"}:
+        return AuthError(text, **kw)
+    if code == "task_not_found":
+        return TaskNotFound(text, **kw)
+    if code == "task_expired":
+        return TaskExpired(text, **kw)
+    if code == "task_not_completed" or status == 409:
+        return TaskNotCompleted(text, **kw)
+    if _SEARCH_ID.search(message):
+        return SearchIdInvalid(text, **kw)
+    if status == 408:
+        return TransientError(text, kind="timeout", **kw)
+    return InvalidRequest(text, **kw)
+
+
+def _body_error(status: int, raw: bytes, headers: Mapping[str, str]) -> ApiError:
+    """An answer whose body is unusable: the status decides, the body only describes."""
+    what = _describe_body(raw)
+    if status == 429:
+        return RateLimited(
+            f"rate limited ({what})",
+            status=status,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+        )
+    if status >= 500:
+        return TransientError(f"server error ({what})", status=status, kind="5xx")
+    if status == 404:
+        return InvalidRequest(f"no such endpoint ({what}): check the base URL", status=status)
+    if status == 401:
+        return AuthError(f"unauthorized ({what})", status=status)
+    return TransientError(f"unusable answer: {what}", status=status, kind="bad_body")
+
+
+def decode_answer(
+    status: int, headers: Mapping[str, str], raw: bytes, redact: Redact
+) -> dict[str, Any]:
+    """`data` of a research answer, or raise the error it stands for (TokenRejected for 401)."""
+    body = _loads(raw)
+    if not isinstance(body, dict):
+        raise _body_error(status, raw, headers)
+    code, message, log_id = _error_fields(body)
+    if status == 200 and code in (None, "ok"):
+        data = body.get("data")
+        if isinstance(data, dict):
+            return data
+        raise TransientError("answer without a data object", status=status, kind="bad_body")
+    raise _classify(status, code, message, log_id, headers, redact)
+
+
+def decode_token(
+    status: int, headers: Mapping[str, str], raw: bytes, redact: Redact
+) -> tuple[str, float]:
+    """(access_token, expires_in) from the OAuth endpoint's answer."""
+    body = _loads(raw)
+    if not isinstance(body, dict):
+        raise _body_error(status, raw, headers)
+    token = body.get("access_token")
+    if status == 200 and isinstance(token, str) and token:
+        expires_in = body.get("expires_in")
+        return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
+    code, message, log_id = _error_fields(body)
+    if status == 200 or (400 <= status < 500 and status not in (408, 429)):
+        # A refused token request is the credentials' fault, whatever the code.
+        text = redact(message) or code or "token request refused"
+        raise AuthError(text, status=status, code=code, log_id=log_id)
+    try:
+        err = _classify(status, code, message, log_id, headers, redact)
+    except TokenRejected:
+        err = AuthError("token request refused", status=status, code=code, log_id=log_id)
+    raise err

@@ -1,0 +1,379 @@
+"""The one HTTP session every backend shares: token, retries, rate limit and the quota hooks.
+
+Everything the API can do wrong on the wire (5xx, HTML or truncated bodies, resets, timeouts,
+429s) is classified here into the error tree with a stable `kind`, retried here when a plain
+retry can help, and logged here, so the clients above only see data or a typed verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+import aiohttp
+import anyio
+import orjson
+import stamina
+import structlog
+from aiolimiter import AsyncLimiter
+
+from harvester._exceptions import (
+    ApiError,
+    AuthError,
+    CredentialsError,
+    RateLimited,
+    TransientError,
+)
+from harvester.api._errors import RETRYABLE_KINDS, TokenRejected, decode_answer, decode_token
+
+__all__ = [
+    "ApiSession",
+    "Credentials",
+    "NoHooks",
+    "RequestHooks",
+    "RetryPolicy",
+]
+
+T = TypeVar("T")
+log = structlog.get_logger("harvester.api")
+
+TOKEN_PATH = "/v2/oauth/token/"
+ENV_BASE_URL = "TIKTOK_API_BASE_URL"
+ENV_CLIENT_KEY = "TIKTOK_CLIENT_KEY"
+ENV_CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"
+
+
+class RequestHooks(Protocol):
+    """What the orchestrator plugs in to keep its quota ledger and statistics.
+
+    `reserve` runs before every attempt the API counts against the daily quota (raise
+    QuotaExhausted to stop before the request is sent); `settle` runs after that attempt,
+    whatever its outcome. `on_error` sees every failed attempt's kind, `on_retry` every
+    retry scheduled (with the delay chosen).
+    """
+
+    async def reserve(self, endpoint: str) -> None: ...
+
+    def settle(self, endpoint: str, *, ok: bool, records: int) -> None: ...
+
+    def on_retry(self, kind: str, attempt: int, delay: float) -> None: ...
+
+    def on_error(self, kind: str) -> None: ...
+
+
+class NoHooks:
+    """The default: count nothing."""
+
+    async def reserve(self, endpoint: str) -> None:
+        return None
+
+    def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
+        return None
+
+    def on_retry(self, kind: str, attempt: int, delay: float) -> None:
+        return None
+
+    def on_error(self, kind: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter; Retry-After wins when the API sends it.
+
+    `wait_scale` multiplies every delay actually slept (hooks and logs see the unscaled
+    delay): tests set it near zero and still assert the delay chosen.
+    """
+
+    attempts: int = 8
+    wait_initial: float = 1.0
+    wait_max: float = 60.0
+    wait_jitter: float = 1.0
+    wait_exp_base: float = 2.0
+    max_retry_after: float = 900.0
+    timeout: float | None = None
+    wait_scale: float = 1.0
+
+    def delay(self, exc: ApiError, attempt: int) -> float:
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        base = self.wait_initial * self.wait_exp_base ** max(0, attempt - 1)
+        return min(self.wait_max, base + random.uniform(0, self.wait_jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    client_key: str
+    client_secret: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
+        env = os.environ if environ is None else environ
+        return cls(_require(env, ENV_CLIENT_KEY), _require(env, ENV_CLIENT_SECRET))
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise CredentialsError(f"environment variable {name} is not set")
+    return value
+
+
+class _Tokens:
+    """Client-credentials token: fetched lazily, renewed before expiry, refreshed once on 401."""
+
+    def __init__(self, session: ApiSession, refresh_fraction: float) -> None:
+        self._session = session
+        self._fraction = refresh_fraction
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._lock = anyio.Lock()
+        self.issued: list[str] = []  # every token seen, for redaction
+
+    async def current(self) -> str:
+        token = self._token
+        if token is not None and self._session.clock() < self._renew_at:
+            return token
+        async with self._lock:
+            if self._token is None or self._session.clock() >= self._renew_at:
+                await self._fetch("initial" if self._token is None else "expiry")
+            assert self._token is not None
+            return self._token
+
+    async def refresh(self, stale: str) -> None:
+        """Replace `stale`, unless a concurrent caller already did."""
+        async with self._lock:
+            if self._token == stale:
+                await self._fetch("rejected")
+
+    async def _fetch(self, reason: str) -> None:
+        token, expires_in = await self._session._request_token()
+        self._token = token
+        self.issued = [*self.issued[-3:], token]
+        self._renew_at = self._session.clock() + expires_in * self._fraction
+        log.info("token_refreshed", reason=reason, expires_in=expires_in)
+
+
+class ApiSession:
+    """One aiohttp session, one token, one rate limiter, shared by every client and task."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        requests_per_second: float = 5.0,
+        request_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        hooks: RequestHooks | None = None,
+        refresh_fraction: float = 0.9,
+        max_connections: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.hooks: RequestHooks = hooks or NoHooks()
+        self.clock = clock
+        self.request_timeout = request_timeout
+        self._max_connections = max_connections
+        self._limiter = (
+            AsyncLimiter(requests_per_second, 1.0)
+            if requests_per_second >= 1
+            else AsyncLimiter(1, 1.0 / requests_per_second)
+        )
+        self._tokens = _Tokens(self, refresh_fraction)
+        self._http: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kw: Any) -> ApiSession:
+        """Base URL and credentials from TIKTOK_API_BASE_URL / _CLIENT_KEY / _CLIENT_SECRET."""
+        env = os.environ if environ is None else environ
+        return cls(_require(env, ENV_BASE_URL), Credentials.from_env(env), **kw)
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiSession(base_url={self.base_url!r}, client_key={self._credentials.client_key!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        self._client()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+            )
+        return self._http
+
+    def redact(self, text: str) -> str:
+        """`text` without the client secret or any token this session has held."""
+        for secret in (self._credentials.client_secret, *self._tokens.issued):
+            if secret and secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    async def post(
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        *,
+        params: Mapping[str, str] | None = None,
+        counted: bool = False,
+        records_of: Callable[[dict[str, Any]], int] | None = None,
+    ) -> dict[str, Any]:
+        """POST a JSON body to a research endpoint and return the answer's `data`.
+
+        `counted` says the API counts this call against the daily quota (hooks reserve and
+        settle every attempt); `records_of` tells `settle` how many records the data holds.
+        """
+        payload = orjson.dumps(body)
+
+        async def call() -> dict[str, Any]:
+            for refreshed in (False, True):
+                token = await self._tokens.current()
+                try:
+                    return await self._once(endpoint, payload, params, token, counted, records_of)
+                except TokenRejected:
+                    if refreshed:
+                        break
+                    await self._tokens.refresh(token)
+            raise AuthError(
+                "access token rejected right after a refresh",
+                status=401,
+                code="access_token_invalid",
+            )
+
+        return await self._retrying(endpoint, call)
+
+    async def _once(
+        self,
+        endpoint: str,
+        payload: bytes,
+        params: Mapping[str, str] | None,
+        token: str,
+        counted: bool,
+        records_of: Callable[[dict[str, Any]], int] | None,
+    ) -> dict[str, Any]:
+        if counted:
+            await self.hooks.reserve(endpoint)
+        ok, records = False, 0
+        try:
+            await self._limiter.acquire()
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            status, answer_headers, raw = await self._send(
+                endpoint, data=payload, headers=headers, params=params
+            )
+            data = decode_answer(status, answer_headers, raw, self.redact)
+            records = records_of(data) if records_of else 0
+            ok = True
+            return data
+        except ApiError as exc:
+            self.hooks.on_error(exc.kind)
+            raise
+        except TokenRejected:
+            self.hooks.on_error("token_rejected")
+            raise
+        finally:
+            if counted:
+                self.hooks.settle(endpoint, ok=ok, records=records)
+
+    async def _request_token(self) -> tuple[str, float]:
+        form = {
+            "client_key": self._credentials.client_key,
+            "client_secret": self._credentials.client_secret,
+            "grant_type": "client_credentials",
+        }
+
+        # Not retried on its own: it runs inside the retried request, so a failing token
+        # endpoint costs the request's attempts and no more.
+        try:
+            status, headers, raw = await self._send(
+                TOKEN_PATH, data=form, headers={"Cache-Control": "no-cache"}
+            )
+            return decode_token(status, headers, raw, self.redact)
+        except ApiError as exc:
+            self.hooks.on_error(exc.kind)
+            raise
+
+    async def _send(
+        self,
+        path: str,
+        *,
+        data: bytes | Mapping[str, str],
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One POST; transport failures become typed transient errors without a cause chain
+        (aiohttp's exceptions carry request details we do not want near a log line)."""
+        url = self.base_url + path
+        failure: TransientError
+        try:
+            async with self._client().post(url, data=data, headers=headers, params=params) as r:
+                return r.status, r.headers, await r.read()
+        except TimeoutError:
+            failure = TransientError(f"no answer within {self.request_timeout:g} s", kind="timeout")
+        except aiohttp.ClientPayloadError as exc:
+            failure = TransientError(f"answer cut short ({type(exc).__name__})", kind="bad_body")
+        except (aiohttp.ClientError, OSError) as exc:
+            failure = TransientError(f"connection failed ({type(exc).__name__})", kind="connection")
+        raise failure
+
+    async def _retrying(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+        policy = self.retry
+        attempt_no = 0
+
+        def backoff(exc: Exception) -> bool | float:
+            if not isinstance(exc, ApiError) or exc.kind not in RETRYABLE_KINDS:
+                return False
+            if attempt_no >= policy.attempts:
+                return False
+            delay = policy.delay(exc, attempt_no)
+            log.warning(
+                "retry",
+                endpoint=endpoint,
+                kind=exc.kind,
+                attempt=attempt_no,
+                delay=round(delay, 3),
+                status=exc.status,
+                code=exc.code,
+            )
+            self.hooks.on_retry(exc.kind, attempt_no, delay)
+            return delay * policy.wait_scale
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=backoff, attempts=policy.attempts, timeout=policy.timeout
+            ):
+                attempt_no = attempt.num
+                with attempt:
+                    return await call()
+        except ApiError as exc:
+            log.warning(
+                "request_failed",
+                endpoint=endpoint,
+                kind=exc.kind,
+                status=exc.status,
+                code=exc.code,
+                attempts=attempt_no,
+                error=self.redact(str(exc)),
+            )
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")

@@ -1,0 +1,74 @@
+"""What every backend does to the records it receives: clean strings, drop repeated ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from harvester._exceptions import TransientError
+from harvester.api.types import Record
+from harvester.query import clean_string
+
+__all__ = ["clean", "coerce_records", "fresh_records", "record_id"]
+
+
+def clean(value: Any) -> Any:
+    """`value` with control characters removed from every string, however deeply nested."""
+    if isinstance(value, str):
+        return clean_string(value)
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
+def record_id(record: Record) -> int | None:
+    """The video id as an int (the API sends int64; a stringified id is accepted too)."""
+    value = record.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def fresh_records(raw: Iterable[Any], seen: set[int]) -> list[Record]:
+    """Cleaned records whose id is not in `seen` (which is updated). Records without an id
+    cannot be deduplicated and are kept."""
+    out: list[Record] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        rid = record_id(item)
+        if rid is not None:
+            if rid in seen:
+                continue
+            seen.add(rid)
+        out.append(clean(item))
+    return out
+
+
+def coerce_records(answer: Any) -> list[Any]:
+    """The record list inside whatever shape an SDK call returned: a list, a dict holding
+    `result` (or `data` / `videos`), or either of those as JSON text."""
+    if isinstance(answer, str | bytes | bytearray):
+        try:
+            answer = orjson.loads(answer) if answer.strip() else []
+        except orjson.JSONDecodeError:
+            raise TransientError("result is text but not JSON", kind="bad_body") from None
+    if isinstance(answer, dict):
+        for key in ("result", "data", "videos", "records"):
+            if key in answer:
+                return coerce_records(answer[key])
+        return [answer] if "id" in answer else []
+    if isinstance(answer, list | tuple):
+        return list(answer)
+    if answer is None:
+        return []
+    raise TransientError(f"result of unexpected type {type(answer).__name__}", kind="bad_body")

@@ -1,0 +1,238 @@
+"""The public Research API's video query, paged the way its quirks require.
+
+Short and empty pages with `has_more`, missing cursors, search ids rejected mid-crawl,
+duplicates across pages and control characters in strings are all absorbed here, so the
+orchestrator sees a plain sequence of clean, deduplicated pages it can checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import anyio
+import structlog
+
+from harvester._exceptions import QueryError, SearchIdInvalid, TransientError
+from harvester.api._http import ApiSession
+from harvester.api._records import fresh_records
+from harvester.api.types import Page, Record, Resume
+from harvester.query import RestQuery, validate_fields
+
+__all__ = ["VIDEO_QUERY", "ResearchApiClient"]
+
+VIDEO_QUERY = "/v2/research/video/query/"
+MAX_WINDOW_DAYS = 30
+log = structlog.get_logger("harvester.api")
+
+
+def _videos(data: dict[str, Any]) -> list[Any]:
+    videos = data.get("videos")
+    return videos if isinstance(videos, list) else []
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _day(epoch: int) -> date:
+    return datetime.fromtimestamp(epoch, UTC).date()
+
+
+class ResearchApiClient:
+    """`POST /v2/research/video/query/` over a shared `ApiSession`.
+
+    `search_id_retries` bounds how often a rejected search id (or "Invalid count or cursor") is
+    retried as-is before the window restarts from cursor 0 without it; `max_restarts` bounds the
+    restarts. `max_empty_pages` consecutive empty pages with `has_more` are taken as a stall.
+    """
+
+    def __init__(
+        self,
+        session: ApiSession,
+        *,
+        max_count: int = 100,
+        end_date_inclusive: bool = True,
+        search_id_retries: int = 2,
+        search_id_wait: float = 1.0,
+        max_restarts: int = 2,
+        max_empty_pages: int = 25,
+    ) -> None:
+        self.session = session
+        self.max_count = max_count
+        self.end_date_inclusive = end_date_inclusive
+        self.search_id_retries = search_id_retries
+        self.search_id_wait = search_id_wait
+        self.max_restarts = max_restarts
+        self.max_empty_pages = max_empty_pages
+
+    def _dates(self, start_date: date, end_date: date) -> tuple[str, str, int | None]:
+        """Wire dates, and the epoch records must stay below when end_date is sent exclusive."""
+        if end_date < start_date:
+            raise QueryError(f"end_date {end_date} is before start_date {start_date}")
+        sent_end = end_date if self.end_date_inclusive else end_date + timedelta(days=1)
+        if (sent_end - start_date).days > MAX_WINDOW_DAYS:
+            raise QueryError(
+                f"window {start_date}..{end_date} is longer than the API's "
+                f"{MAX_WINDOW_DAYS} days; split it"
+            )
+        limit = None
+        if not self.end_date_inclusive:
+            limit = int(datetime.combine(sent_end, datetime.min.time(), UTC).timestamp())
+        return start_date.strftime("%Y%m%d"), sent_end.strftime("%Y%m%d"), limit
+
+    async def iter_pages(
+        self,
+        query: RestQuery,
+        start_date: date,
+        end_date: date,
+        fields: str | Sequence[str],
+        *,
+        max_count: int | None = None,
+        cursor: int = 0,
+        search_id: str | None = None,
+        seen_ids: Iterable[int] = (),
+    ) -> AsyncIterator[Page]:
+        """Every page of the query over `[start_date, end_date]` (UTC creation dates).
+
+        Resume with the `cursor` / `search_id` of the last checkpointed page and the ids
+        already stored as `seen_ids`. A page with `restarted=True` follows a restart of the
+        window (see `Page`).
+        """
+        size = self.max_count if max_count is None else max_count
+        if not 1 <= size <= 100:
+            raise QueryError(f"max_count {size} is out of range; use 1 to 100")
+        wanted = validate_fields(fields, "research-api")
+        start_s, end_s, drop_from = self._dates(start_date, end_date)
+        base = {
+            "query": query.for_dates(start_s, end_s).to_json(),
+            "start_date": start_s,
+            "end_date": end_s,
+            "max_count": size,
+        }
+        params = {"fields": ",".join(wanted)}
+        seen = set(seen_ids)
+        failures = restarts = empty_run = 0
+        restarted = False
+        while True:
+            body = dict(base, cursor=cursor)
+            if search_id:
+                body["search_id"] = search_id
+            try:
+                data = await self.session.post(
+                    VIDEO_QUERY,
+                    body,
+                    params=params,
+                    counted=True,
+                    records_of=lambda d: len(_videos(d)),
+                )
+            except SearchIdInvalid as exc:
+                failures += 1
+                if failures <= self.search_id_retries:
+                    delay = self.search_id_wait * failures
+                    log.warning(
+                        "retry",
+                        endpoint=VIDEO_QUERY,
+                        kind=exc.kind,
+                        attempt=failures,
+                        delay=delay,
+                        status=exc.status,
+                        code=exc.code,
+                    )
+                    self.session.hooks.on_retry(exc.kind, failures, delay)
+                    await anyio.sleep(delay)
+                    continue
+                if restarts >= self.max_restarts:
+                    raise
+                restarts += 1
+                log.warning(
+                    "window_restarted",
+                    start_date=start_s,
+                    end_date=end_s,
+                    cursor=cursor,
+                    search_id=search_id,
+                    reason=exc.kind,
+                    restarts=restarts,
+                )
+                cursor, search_id, restarted, failures = 0, None, True, 0
+                continue
+            failures = 0
+            videos = _videos(data)
+            has_more = bool(data.get("has_more"))
+            next_cursor = _int_or_none(data.get("cursor"))
+            if next_cursor is None or next_cursor <= cursor:
+                # Missing, null or stuck: the cursor advances by max_count, not by videos sent.
+                next_cursor = cursor + size
+            sid = data.get("search_id")
+            search_id = str(sid) if sid not in (None, "") else search_id
+            records = fresh_records(videos, seen)
+            if drop_from is not None:
+                records = [r for r in records if not _at_or_after(r, drop_from)]
+            yield Page(
+                records=records,
+                cursor=next_cursor,
+                search_id=search_id,
+                has_more=has_more,
+                raw_count=len(videos),
+                restarted=restarted,
+            )
+            restarted = False
+            if not has_more:
+                return
+            empty_run = 0 if videos else empty_run + 1
+            if empty_run >= self.max_empty_pages:
+                raise TransientError(
+                    f"{empty_run} empty pages in a row with has_more at cursor {next_cursor}",
+                    kind="stalled",
+                )
+            cursor = next_cursor
+
+    async def pages(
+        self,
+        query: RestQuery,
+        start_epoch: int,
+        end_epoch: int,
+        fields: Sequence[str],
+        *,
+        resume: Resume | None = None,
+        seen_ids: Iterable[int] = (),
+    ) -> AsyncIterator[Page]:
+        """The `Backend` view: a half-open epoch window of whole UTC days."""
+        point = resume or Resume()
+        async for page in self.iter_pages(
+            query,
+            _day(start_epoch),
+            _day(end_epoch - 1),
+            fields,
+            cursor=point.cursor,
+            search_id=point.search_id,
+            seen_ids=seen_ids,
+        ):
+            yield page
+
+    async def query(
+        self,
+        query: RestQuery,
+        start_date: date,
+        end_date: date,
+        fields: str | Sequence[str],
+        *,
+        max_count: int | None = None,
+    ) -> list[Record]:
+        """All records of the query in one list (small queries, scripts, tests)."""
+        out: list[Record] = []
+        async for page in self.iter_pages(query, start_date, end_date, fields, max_count=max_count):
+            out.extend(page.records)
+        return out
+
+
+def _at_or_after(record: Record, epoch: int) -> bool:
+    created = _int_or_none(record.get("create_time"))
+    return created is not None and created >= epoch

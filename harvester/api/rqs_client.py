@@ -1,0 +1,122 @@
+"""The Research Query Service over the project's HTTP binding (see rqs-http.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from harvester._exceptions import TransientError
+from harvester.api._http import ApiSession
+from harvester.api._records import coerce_records, fresh_records
+from harvester.api._tasks import PollPolicy, TaskRunner, normalise_status
+from harvester.api.types import Page, TaskStatus
+from harvester.query import SeedQuery, Stage
+
+__all__ = ["CANCEL", "CREATE", "RESULT", "STATUS", "RqsClient"]
+
+CREATE = "/v2/research/query_task/create/"
+STATUS = "/v2/research/query_task/status/"
+RESULT = "/v2/research/query_task/result/"
+CANCEL = "/v2/research/query_task/cancel/"
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+class RqsClient(TaskRunner):
+    """The four verbs over a shared `ApiSession`; paging, polling and retries from TaskRunner.
+
+    `create` and `result` are counted against the quota (the hooks see them); status polls
+    and cancels are not.
+    """
+
+    def __init__(
+        self,
+        session: ApiSession,
+        *,
+        limit: int | None = None,
+        stage: Stage = "execution",
+        poll: PollPolicy | None = None,
+        analysis_retries: int = 2,
+        page_size: int = 10_000,
+    ) -> None:
+        super().__init__(
+            limit=limit,
+            stage=stage,
+            poll=poll,
+            analysis_retries=analysis_retries,
+            page_size=page_size,
+        )
+        self.session = session
+
+    async def create(
+        self,
+        condition_groups: SeedQuery | Any,
+        fields: str | Sequence[str],
+        limit: int | None = None,
+    ) -> int:
+        query, wanted, lim = self._request(condition_groups, fields, limit)
+        body = {
+            "category": "video",
+            "condition_groups": query.to_json(),
+            "fields": ",".join(wanted),
+            "limit": lim,
+        }
+        data = await self.session.post(CREATE, body, counted=True)
+        task_id = _as_int(data.get("task_id"))
+        if task_id is None:
+            raise TransientError("create answered without a task_id", kind="bad_body")
+        return task_id
+
+    async def status(self, task_id: int) -> TaskStatus:
+        data = await self.session.post(STATUS, {"task_id": task_id})
+        return normalise_status(data.get("status"), data.get("message"))
+
+    async def cancel(self, task_id: int) -> bool:
+        data = await self.session.post(CANCEL, {"task_id": task_id})
+        return bool(data.get("success"))
+
+    async def _result_pages(
+        self, task_id: int, cursor: int, seen: set[int], limit: int | None, max_count: int
+    ) -> AsyncIterator[Page]:
+        size = max(1, min(max_count, 10_000))
+        while True:
+            data = await self.session.post(
+                RESULT,
+                {"task_id": task_id, "cursor": cursor, "max_count": size},
+                counted=True,
+                records_of=lambda d: len(coerce_records(d.get("result"))),
+            )
+            raw = coerce_records(data.get("result"))
+            total = _as_int(data.get("total"))
+            next_cursor = _as_int(data.get("cursor"))
+            if next_cursor is None or next_cursor < cursor:
+                next_cursor = cursor + len(raw)
+            has_more = data.get("has_more")
+            more = (
+                bool(has_more)
+                if has_more is not None
+                else total is not None and next_cursor < total
+            )
+            if more and next_cursor == cursor:
+                raise TransientError(
+                    f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
+                )
+            yield Page(
+                records=fresh_records(raw, seen),
+                cursor=next_cursor,
+                search_id=None,
+                has_more=more,
+                raw_count=len(raw),
+                task_id=task_id,
+                total=total,
+                saturated=limit is not None and total is not None and total >= limit,
+            )
+            if not more:
+                return
+            cursor = next_cursor

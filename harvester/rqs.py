@@ -1,0 +1,146 @@
+"""A drop-in for the pyrqs SDK: `from harvester import rqs; client = rqs.RQSClient()`.
+
+Same method names and blocking behaviour as `pyrqs.rqs.RQSClient`, so scripts written for the
+SDK run unchanged against the HTTP binding (or the simulator). The async client runs on a
+private event loop in a daemon thread; each method blocks on it. Configuration comes from
+TIKTOK_API_BASE_URL, TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from harvester._exceptions import QueryError
+from harvester.api._http import ApiSession
+from harvester.api._tasks import PollPolicy
+from harvester.api.rqs_client import RqsClient
+from harvester.api.types import Record
+from harvester.query import Stage
+
+__all__ = ["RQSClient"]
+
+T = TypeVar("T")
+
+
+class _Loop:
+    """An event loop in a daemon thread, reachable through a blocking portal."""
+
+    def __init__(self) -> None:
+        self.portal: BlockingPortal | None = None
+        ready = threading.Event()
+
+        async def main() -> None:
+            async with BlockingPortal() as portal:
+                self.portal = portal
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        # Daemon: a script that never calls close() must still exit; close() runs at exit
+        # (weakref.finalize) while the thread is still alive, so the HTTP session closes.
+        self.thread = threading.Thread(
+            target=anyio.run, args=(main,), kwargs={"backend": "asyncio"}, daemon=True
+        )
+        self.thread.name = "harvester-rqs"
+        self.thread.start()
+        ready.wait()
+
+    def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        assert self.portal is not None
+        return self.portal.call(fn)
+
+    def stop(self, session: ApiSession) -> None:
+        if self.portal is None:
+            return
+        portal, self.portal = self.portal, None
+        # Best effort: at interpreter exit the loop may already be gone.
+        with contextlib.suppress(Exception):
+            portal.call(session.close)
+        with contextlib.suppress(Exception):
+            portal.call(portal.stop)
+        self.thread.join(timeout=5)
+
+
+class RQSClient:
+    """Blocking Research Query Service client with the SDK's method names."""
+
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        stage: Stage = "execution",
+        poll: PollPolicy | None = None,
+        **session_options: Any,
+    ) -> None:
+        # Read the environment first: a missing variable fails before any thread starts.
+        self._session = ApiSession.from_env(environ, **session_options)
+        self._client = RqsClient(self._session, stage=stage, poll=poll)
+        self._loop = _Loop()
+        self._finalizer = weakref.finalize(self, self._loop.stop, self._session)
+
+    def __repr__(self) -> str:
+        return f"RQSClient(base_url={self._session.base_url!r})"
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def create_query_task(
+        self,
+        category: str = "video",
+        condition_groups: Any = None,
+        fields: str | Sequence[str] = "",
+        limit: int | None = None,
+    ) -> int:
+        """Create a task and return its id."""
+        _check_category(category)
+        return self._loop.call(lambda: self._client.create(condition_groups or [], fields, limit))
+
+    def check_query_task_status(self, task_id: int) -> str:
+        """The task's status: Created, Validating, Processing, Completed, AnalysisFailed or
+        Cancelled."""
+        return self._loop.call(lambda: self._client.status(task_id)).status
+
+    def get_query_task_result(self, task_id: int) -> list[Record]:
+        """Every record of a Completed task."""
+
+        async def collect() -> list[Record]:
+            out: list[Record] = []
+            async for page in self._client.result_pages(task_id):
+                out.extend(page.records)
+            return out
+
+        return self._loop.call(collect)
+
+    def cancel_query_task(self, task_id: int) -> bool:
+        return self._loop.call(lambda: self._client.cancel(task_id))
+
+    def query(
+        self,
+        category: str = "video",
+        condition_groups: Any = None,
+        fields: str | Sequence[str] = "",
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Create a task, wait for it and return its records."""
+        _check_category(category)
+        return self._loop.call(lambda: self._client.query(condition_groups or [], fields, limit))
+
+
+def _check_category(category: str) -> None:
+    if category != "video":
+        raise QueryError(f"category {category!r} is not supported; use 'video'")
