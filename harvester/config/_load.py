@@ -40,6 +40,8 @@ from harvester.query import (
 MAX_REST_WINDOW_DAYS = 30
 DERIVED_PARTITIONS = ("create_date", "create_month", "create_year")
 _REQUIRED_FIELDS = ("id", "create_time")
+#: Default daily record quota: the seed caps the RQS Test Stage at 5,000 records a day.
+QUOTA_RECORDS = {"test": 5_000, "execution": 100_000}
 _FIRST_DATE = date(2016, 1, 1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -110,8 +112,15 @@ def _date(key: str, value: object) -> date:
     return parsed
 
 
+_QUERY_PATH_RE = re.compile(r"(condition_groups|query)((?:\[\d+\]|\.\w+)*)(?::\s+|\s+)")
+
+
 def _query_problem(key: str, error: QueryError) -> Problem:
-    problem, sep, fix = str(error).partition("; ")
+    """Fold the query's own location (`condition_groups[0].conditions[1]`) into the key."""
+    text = str(error)
+    if (m := _QUERY_PATH_RE.match(text)) and key.endswith("." + m[1]):
+        key, text = key + m[2], text[m.end() :]
+    problem, sep, fix = text.partition("; ")
     return Problem(key, problem, fix if sep else "fix the query")
 
 
@@ -228,13 +237,16 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
     limit: int | None = None
     if s.source == "research-api":
         if s.limit is not None:
-            raise Problem("study.limit", "is an RQS task limit", "remove it for research-api")
+            raise Problem(
+                "study.limit", "applies only to RQS tasks", "remove it for source research-api"
+            )
     else:
         try:
             limit = validate_limit(s.limit, s.stage)
         except QueryError as e:
             raise _query_problem("study.limit", e) from None
 
+    stage = "execution" if s.source == "research-api" else s.stage
     seed, rest, translation, warnings = _queries(s)
     output = _path(base, "output.path", model.output.path)
     state_key = "state.path"
@@ -275,7 +287,11 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             end_date_inclusive=api.end_date_inclusive,
             verify_tls=api.verify_tls,
         ),
-        quota=QuotaSettings(**model.quota.model_dump()),
+        quota=QuotaSettings(
+            daily_requests=model.quota.daily_requests,
+            daily_records=model.quota.daily_records or QUOTA_RECORDS[stage],
+            on_exhausted=model.quota.on_exhausted,
+        ),
         output_path=output,
         partition_by=_partitions(model.output.partition_by, fields),
         state_path=state,

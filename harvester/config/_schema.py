@@ -62,7 +62,7 @@ class ApiTable(_Table):
 
 class _QuotaTable(_Table):
     daily_requests: Positive = 1000
-    daily_records: Positive = 100_000
+    daily_records: Positive | None = None  # by stage: see _load.QUOTA_RECORDS
     on_exhausted: Literal["wait", "exit"] = "wait"
 
 
@@ -174,7 +174,9 @@ def pydantic_problem(error: ValidationError) -> Problem:
     loc = tuple(e["loc"])
     key = _key_path(loc)
     kind, value, ctx = e["type"], e.get("input"), e.get("ctx", {})
-    example = EXAMPLES.get(key) or EXAMPLES.get(_key_path(tuple(p for p in loc if p != 0)))
+    example = EXAMPLES.get(key) or EXAMPLES.get(
+        _key_path(tuple(p for p in loc if isinstance(p, str)))
+    )
     if kind == "missing":
         if len(loc) == 1:
             return Problem(f"[{key}]", "table is missing", f"add a table {example}")
@@ -194,7 +196,11 @@ def pydantic_problem(error: ValidationError) -> Problem:
     }
     if kind in bounds:
         problem, limit = bounds[kind]
-        return Problem(key, f"{shown(value)} {problem}", "use a number " + limit.format(**ctx))
+        return Problem(
+            key,
+            f"{shown(value)} {problem}",
+            "use a number " + limit.format(**{k: f"{v:g}" for k, v in ctx.items()}),
+        )
     return Problem(key, f"{e['msg']} (got {shown(value)})", f"write it like {example}")
 
 
@@ -208,10 +214,9 @@ def _unknown_key(loc: tuple[int | str, ...]) -> Problem:
     known = list(_TABLES[table].model_fields)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     elsewhere = [t for t, m in _TABLES.items() if t != table and name in m.model_fields]
-    if close:
-        fix = f'did you mean "{close[0]}"?'
-    elif elsewhere:
-        fix = f"it belongs in [{elsewhere[0]}]; move it there"
-    else:
-        fix = f"known keys in [{table}]: " + ", ".join(known)
+    if elsewhere and not close:
+        return Problem(_key_path(loc), f"belongs in [{elsewhere[0]}]", "move it there")
+    fix = (
+        f'did you mean "{close[0]}"?' if close else f"known keys in [{table}]: " + ", ".join(known)
+    )
     return Problem(_key_path(loc), "unknown key", fix)
