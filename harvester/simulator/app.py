@@ -92,7 +92,6 @@ class Simulator:
             self.research("rqs.cancel", rqs.cancel, counted=False),
         )
         control.add_routes(app, self)
-        app["simulator"] = self
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -155,7 +154,7 @@ class Simulator:
 
     def set_faults(self, **rates: Any) -> None:
         """Change fault rates at run time (unknown names raise TypeError)."""
-        self.faults.config = self.faults.config.replace(**rates)
+        self.faults.configure(self.faults.config.replace(**rates))
 
     def oracle(
         self, query: SeedQuery | RestQuery | list[Any] | Mapping[str, Any], start: int, end: int

@@ -9,15 +9,16 @@ objects) come from pools built once per corpus and shared between records.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import random
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
-__all__ = ["HASHTAGS", "REGIONS", "Corpus", "Day", "day_of"]
+__all__ = ["HASHTAGS", "REGIONS", "Corpus", "Day", "day_of", "epoch"]
 
 Video = dict[str, Any]
 DAY = 86_400
@@ -95,6 +96,91 @@ def _epoch_day(d: date) -> int:
     return (d - date(1970, 1, 1)).days
 
 
+class _Pools:
+    """Values shared by every record of a seed, built once: the per-record work only picks."""
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(f"corpus-pools:{seed}")
+
+        def username(i: int) -> str:
+            stem = rng.choice(("user", "the", "real", "its", "daily", "sim", "nl", "x"))
+            name = f"{stem}{rng.choice(_WORDS).strip(':')}{i}".replace(" ", "")
+            # A few creators carry a NUL byte in their name, as the real API has been seen to.
+            return name[:3] + "\x00" + name[3:] if i % 977 == 13 else name
+
+        self.usernames = tuple(username(i) for i in range(20_000))
+        self.region_codes = tuple(REGIONS)
+        self.region_cum = list(itertools.accumulate(REGIONS.values()))
+        self.music_ids = tuple(
+            (1_600_000_000 + rng.randrange(200_000_000)) << 32 | rng.getrandbits(32)
+            for _ in range(5_000)
+        )
+        self.sentences = tuple(
+            " ".join(rng.choices(_WORDS, k=rng.randint(2, 12))) for _ in range(2_048)
+        )
+        # Hashtag sets and the hashtag half of a description, which must agree with them.
+        tag_sets: list[tuple[list[str], list[dict[str, Any]], str]] = []
+        weights = [1.0 / (i + 1) ** 0.7 for i in range(len(HASHTAGS))]
+        for _ in range(4_096):
+            k = rng.choices((0, 1, 2, 3, 4, 6), weights=(15, 20, 25, 20, 12, 8))[0]
+            names = list(dict.fromkeys(rng.choices(HASHTAGS, weights=weights, k=k)))
+            infos = [
+                {
+                    "hashtag_id": HASHTAGS.index(n) + 1_000_000_000_000_000_000 * 7,
+                    "hashtag_name": n,
+                    "hashtag_description": f"Videos about {n}" if rng.random() < 0.5 else "",
+                }
+                for n in names
+            ]
+            tag_sets.append((names, infos, " ".join("#" + n for n in names)))
+        self.tag_sets = tuple(tag_sets)
+        effects: list[tuple[list[str], list[dict[str, str]]]] = [([], [])] * 12
+        for _ in range(256):
+            ids = [str(rng.randrange(100_000, 9_999_999)) for _ in range(rng.randint(1, 3))]
+            effects.append(
+                (ids, [{"effect_id": e, "effect_name": f"Effect {e[-3:]}"} for e in ids])
+            )
+        self.effects = tuple(effects)
+        stickers: list[list[dict[str, str]]] = [[]] * 8
+        for _ in range(128):
+            sid = str(rng.randrange(10**9, 10**10))
+            stickers.append([{"sticker_id": sid, "sticker_name": rng.choice(_WORDS)}])
+        self.stickers = tuple(stickers)
+        self.labels = tuple({"content": c} for c in _LABELS)
+        tags: list[list[dict[str, Any]]] = [[]] * 6
+        for _ in range(64):
+            tags.append([{"number": rng.randint(1, 9), "type": rng.choice(_TAG_TYPES)}])
+        self.tags = tuple(tags)
+        mentions: list[list[str]] = [[]] * 12
+        for _ in range(256):
+            mentions.append(["@" + u.replace("\x00", "") for u in rng.sample(self.usernames, 2)])
+        self.mentions = tuple(mentions)
+        self.voice = ("",) * 3 + tuple(rng.sample(self.sentences, 256))
+        self.playlist_ids = (0,) * 16 + tuple(
+            7_000_000_000_000_000_000 + rng.getrandbits(60) % 10**18 for _ in range(64)
+        )
+        self.stats = tuple(_stats(rng) for _ in range(1 << 14))
+        self.extras = tuple(
+            (
+                *rng.choice(self.effects),
+                rng.choice(self.playlist_ids),
+                rng.choice(self.voice),
+                rng.choice(self.stickers),
+                rng.choice(self.labels),
+                rng.choice(self.tags),
+                rng.choice(self.mentions),
+                "" if rng.random() < 0.9 else str(rng.getrandbits(40)),
+                rng.random() < 0.03,
+            )
+            for _ in range(1 << 12)
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _pools(seed: int) -> _Pools:
+    return _Pools(seed)
+
+
 class Corpus:
     """All videos of a seed between `start` (inclusive) and `end` (exclusive), by UTC day."""
 
@@ -113,86 +199,9 @@ class Corpus:
         self.end_day = _epoch_day(end)
         self._cache: OrderedDict[int, Day] = OrderedDict()
         self._cache_days = max(1, cache_days)
-        self._build_pools(random.Random(f"corpus-pools:{seed}"))
-
-    # ------------------------------------------------------------------ pools
-
-    def _build_pools(self, rng: random.Random) -> None:
-        def username(i: int) -> str:
-            stem = rng.choice(("user", "the", "real", "its", "daily", "sim", "nl", "x"))
-            name = f"{stem}{rng.choice(_WORDS).strip(':')}{i}".replace(" ", "")
-            # A few creators carry a NUL byte in their name, as the real API has been seen to.
-            return name[:3] + "\x00" + name[3:] if i % 977 == 13 else name
-
-        self.usernames = tuple(username(i) for i in range(20_000))
-        self.region_codes = tuple(REGIONS)
-        self._region_cum = list(itertools.accumulate(REGIONS.values()))
-        self.music_ids = tuple(
-            (1_600_000_000 + rng.randrange(200_000_000)) << 32 | rng.getrandbits(32)
-            for _ in range(5_000)
-        )
-        self._sentences = tuple(
-            " ".join(rng.choices(_WORDS, k=rng.randint(2, 12))) for _ in range(2_048)
-        )
-        # Hashtag sets and the hashtag half of a description, which must agree with them.
-        tag_sets: list[tuple[list[str], list[dict[str, Any]], str]] = []
-        weights = [1.0 / (i + 1) ** 0.7 for i in range(len(HASHTAGS))]
-        for _ in range(4_096):
-            k = rng.choices((0, 1, 2, 3, 4, 6), weights=(15, 20, 25, 20, 12, 8))[0]
-            names = list(dict.fromkeys(rng.choices(HASHTAGS, weights=weights, k=k)))
-            infos = [
-                {
-                    "hashtag_id": HASHTAGS.index(n) + 1_000_000_000_000_000_000 * 7,
-                    "hashtag_name": n,
-                    "hashtag_description": f"Videos about {n}" if rng.random() < 0.5 else "",
-                }
-                for n in names
-            ]
-            tag_sets.append((names, infos, " ".join("#" + n for n in names)))
-        self._tag_sets = tuple(tag_sets)
-        effects: list[tuple[list[str], list[dict[str, str]]]] = [([], [])] * 12
-        for _ in range(256):
-            ids = [str(rng.randrange(100_000, 9_999_999)) for _ in range(rng.randint(1, 3))]
-            effects.append(
-                (ids, [{"effect_id": e, "effect_name": f"Effect {e[-3:]}"} for e in ids])
-            )
-        self._effects = tuple(effects)
-        stickers: list[list[dict[str, str]]] = [[]] * 8
-        for _ in range(128):
-            sid = str(rng.randrange(10**9, 10**10))
-            stickers.append([{"sticker_id": sid, "sticker_name": rng.choice(_WORDS)}])
-        self._stickers = tuple(stickers)
-        self._labels = tuple({"content": c} for c in _LABELS)
-        tags: list[list[dict[str, Any]]] = [[]] * 6
-        for _ in range(64):
-            tags.append([{"number": rng.randint(1, 9), "type": rng.choice(_TAG_TYPES)}])
-        self._tags = tuple(tags)
-        mentions: list[list[str]] = [[]] * 12
-        for _ in range(256):
-            mentions.append(["@" + u.replace("\x00", "") for u in rng.sample(self.usernames, 2)])
-        self._mentions = tuple(mentions)
-        self._voice = ("",) * 3 + tuple(rng.sample(self._sentences, 256))
-        self.playlist_ids = (0,) * 16 + tuple(
-            7_000_000_000_000_000_000 + rng.getrandbits(60) % 10**18 for _ in range(64)
-        )
-        self._stats = tuple(_stats(rng) for _ in range(1 << 14))
-        self._extras = tuple(
-            (
-                *rng.choice(self._effects),
-                rng.choice(self.playlist_ids),
-                rng.choice(self._voice),
-                rng.choice(self._stickers),
-                rng.choice(self._labels),
-                rng.choice(self._tags),
-                rng.choice(self._mentions),
-                "" if rng.random() < 0.9 else str(rng.getrandbits(40)),
-                rng.random() < 0.03,
-            )
-            for _ in range(1 << 12)
-        )
+        self.pools = _pools(seed)
 
     # ------------------------------------------------------------------ days
-
     def count_on(self, day: int) -> int:
         """How many videos `day` has: varies by weekday and seeded noise, with rare busy days."""
         if not self.first_day <= day < self.end_day:
@@ -251,15 +260,11 @@ class Corpus:
         bits = rng.getrandbits
         base = day * DAY
         ids = sorted({(base + int(r() * DAY)) << 32 | bits(32) for _ in range(n)})
-        users, n_users = self.usernames, len(self.usernames)
-        regions, region_cum, total_w = self.region_codes, self._region_cum, self._region_cum[-1]
-        musics, n_music = self.music_ids, len(self.music_ids)
-        sentences, tag_sets, stats, extras = (
-            self._sentences,
-            self._tag_sets,
-            self._stats,
-            self._extras,
-        )
+        p = self.pools
+        users, n_users = p.usernames, len(p.usernames)
+        regions, region_cum, total_w = p.region_codes, p.region_cum, p.region_cum[-1]
+        musics, n_music = p.music_ids, len(p.music_ids)
+        sentences, tag_sets, stats, extras = p.sentences, p.tag_sets, p.stats, p.extras
         videos: list[Video] = []
         append = videos.append
         for vid in ids:
@@ -302,13 +307,6 @@ class Corpus:
         return Day(day, tuple(ids), tuple(videos))
 
 
-def date_to_day(d: date) -> int:
-    return _epoch_day(d)
-
-
-def day_to_date(day: int) -> date:
-    return date(1970, 1, 1) + timedelta(days=day)
-
-
 def epoch(d: date) -> int:
+    """00:00 UTC of `d` in epoch seconds."""
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())

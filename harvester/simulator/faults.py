@@ -61,6 +61,12 @@ class FaultInjector:
         self._per_window: Counter[tuple[str, str]] = Counter()
         self._silenced: set[str] = set()
 
+    def configure(self, config: FaultConfig) -> None:
+        """Change rates at run time; switching 500s off also ends a run in progress."""
+        self.config = config
+        if config.http_500 <= 0:
+            self._run_left = 0
+
     def rng(self, kind: str) -> random.Random:
         r = self._rngs.get(kind)
         if r is None:
