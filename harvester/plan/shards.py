@@ -58,7 +58,7 @@ class Plan:
     def end(self) -> int:
         return self.shards[-1].window.end
 
-    def keys(self) -> tuple[str, ...]:
+    def shard_keys(self) -> tuple[str, ...]:
         return tuple(s.key for s in self.shards)
 
 

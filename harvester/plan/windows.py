@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 __all__ = [
     "DAY",
@@ -29,8 +30,6 @@ __all__ = [
 DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _WINDOW_RE = re.compile(r"([0-9]{1,5})d")
-_DAY_KEY_RE = re.compile(r"([0-9]{8})-([0-9]{8})")
-_SECOND_KEY_RE = re.compile(r"([0-9]{8})T([0-9]{6})-([0-9]{8})T([0-9]{6})")
 
 
 def _epoch_of(day: date) -> int:
@@ -43,25 +42,36 @@ def _date_of(ts: int) -> date:
     return date.fromordinal(ts // DAY + _EPOCH_ORDINAL)
 
 
-def _day_text(ts: int) -> str:
-    d = _date_of(ts)
+@lru_cache(maxsize=8192)
+def _day_number_text(day: int) -> str:
+    d = date.fromordinal(day + _EPOCH_ORDINAL)
     return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
 
+def _day_text(ts: int) -> str:
+    return _day_number_text(ts // DAY)
+
+
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(100))
+
+
 def _second_text(ts: int) -> str:
-    rest = ts % DAY
-    return f"{_day_text(ts)}T{rest // 3600:02d}{rest % 3600 // 60:02d}{rest % 60:02d}"
+    day, rest = divmod(ts, DAY)
+    two = _TWO_DIGITS
+    return f"{_day_number_text(day)}T{two[rest // 3600]}{two[rest // 60 % 60]}{two[rest % 60]}"
 
 
+@lru_cache(maxsize=8192)
 def _parse_day(text: str) -> int:
     return _epoch_of(date(int(text[:4]), int(text[4:6]), int(text[6:8])))
 
 
+@lru_cache(maxsize=8192)
 def _parse_time(text: str) -> int:
-    h, m, s = int(text[:2]), int(text[2:4]), int(text[4:6])
-    if h > 23 or m > 59 or s > 59:
+    h, m, sec = int(text[:2]), int(text[2:4]), int(text[4:6])
+    if h > 23 or m > 59 or sec > 59:
         raise ValueError(f"bad time of day {text!r}")
-    return h * 3600 + m * 60 + s
+    return h * 3600 + m * 60 + sec
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -85,10 +95,15 @@ class Window:
     @classmethod
     def from_key(cls, key: str) -> Window:
         """Invert `key`; ValueError when `key` is not a window key."""
-        if m := _DAY_KEY_RE.fullmatch(key):
-            return cls(_parse_day(m[1]), _parse_day(m[2]))
-        if m := _SECOND_KEY_RE.fullmatch(key):
-            return cls(_parse_day(m[1]) + _parse_time(m[2]), _parse_day(m[3]) + _parse_time(m[4]))
+        # Slicing rather than a regex: state may hold tens of thousands of keys to read back.
+        if key.isascii():
+            if len(key) == 17 and key[8] == "-" and (key[:8] + key[9:]).isdigit():
+                return cls(_parse_day(key[:8]), _parse_day(key[9:]))
+            if len(key) == 31 and key[8] == key[24] == "T" and key[15] == "-":
+                digits = key[:8] + key[9:15] + key[16:24] + key[25:]
+                if digits.isdigit():
+                    start = _parse_day(key[:8]) + _parse_time(key[9:15])
+                    return cls(start, _parse_day(key[16:24]) + _parse_time(key[25:]))
         raise ValueError(f"{key!r} is not a window key")
 
     @property
