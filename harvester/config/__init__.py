@@ -12,6 +12,9 @@ Decisions:
 - Paths are resolved against the study file's folder. `[state] path` defaults to
   `<parent of output.path>/<study.name>.state.sqlite`: beside the dataset, never inside it
   (anything in the dataset root that state does not know is removed at start-up).
+- Defaults: `window = "7d"` (at most 30 days for research-api); the RQS `limit` and the daily
+  record quota follow `stage` (test: 100 and 5,000; execution: 1,000 and 100,000). `limit` is
+  refused for research-api, where it means nothing.
 - `id` and `create_time` are always fetched and kept: records are deduplicated by `id` and
   assigned to windows by `create_time`.
 - `Study.fingerprint()` covers what defines the data — source, category, fields (as a set),

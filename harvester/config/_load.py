@@ -133,7 +133,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _base_url(api: ApiTable, source: str) -> str:
+def _base_url(api: ApiTable) -> str:
     url = api.base_url if api.base_url is not None else DEFAULT_BASE_URL
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -277,7 +277,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         rest_query=rest,
         translation=translation,
         api=ApiSettings(
-            base_url=_base_url(api, s.source),
+            base_url=_base_url(api),
             client_key_env=_env_name("api.client_key_env", api.client_key_env),
             client_secret_env=_env_name("api.client_secret_env", api.client_secret_env),
             max_concurrency=api.max_concurrency,

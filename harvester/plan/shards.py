@@ -62,7 +62,7 @@ class Plan:
         return tuple(s.key for s in self.shards)
 
 
-def shards_of(windows: Sequence[Window]) -> tuple[PlanShard, ...]:
+def _shards_of(windows: Sequence[Window]) -> tuple[PlanShard, ...]:
     return tuple(PlanShard(w.key, w) for w in windows)
 
 
@@ -73,7 +73,7 @@ def plan_study(study: Study) -> Plan:
         study_fingerprint=study.fingerprint(),
         source=study.source,
         window_days=study.window_days,
-        shards=shards_of(windows),
+        shards=_shards_of(windows),
     )
 
 
