@@ -1,0 +1,65 @@
+"""The sink: pages → staged segments → partitioned Parquet, crash-safe and in flat memory.
+
+`records` normalises a page, `staging` lands it beside the state, `dataset` writes a plan
+shard's final files, `compaction` merges coarse partitions, `verify` checks the result.
+"""
+
+from __future__ import annotations
+
+from harvester.sink.compaction import (
+    Compaction,
+    discard_compaction,
+    prepare_compaction,
+    swap_compaction,
+)
+from harvester.sink.dataset import (
+    MANIFEST,
+    ROW_GROUP_ROWS,
+    DatasetFile,
+    cleanup_strays,
+    finalize_plan_shard,
+    write_manifest,
+)
+from harvester.sink.partition import HIVE_NULL, encode_value, partition_path
+from harvester.sink.records import PageResult, normalise_page
+from harvester.sink.schema import DERIVED_PARTITIONS, PROVENANCE, Layout, arrow_type, layout
+from harvester.sink.staging import (
+    Segment,
+    cleanup_staging,
+    read_ids,
+    read_segments,
+    remove_leaves,
+    write_segment,
+)
+from harvester.sink.verify import VerifyReport, verify
+
+__all__ = [
+    "DERIVED_PARTITIONS",
+    "HIVE_NULL",
+    "MANIFEST",
+    "PROVENANCE",
+    "ROW_GROUP_ROWS",
+    "Compaction",
+    "DatasetFile",
+    "Layout",
+    "PageResult",
+    "Segment",
+    "VerifyReport",
+    "arrow_type",
+    "cleanup_staging",
+    "cleanup_strays",
+    "discard_compaction",
+    "encode_value",
+    "finalize_plan_shard",
+    "layout",
+    "normalise_page",
+    "partition_path",
+    "prepare_compaction",
+    "read_ids",
+    "read_segments",
+    "remove_leaves",
+    "swap_compaction",
+    "verify",
+    "write_manifest",
+    "write_segment",
+]

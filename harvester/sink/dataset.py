@@ -1,0 +1,160 @@
+"""The dataset: final Parquet files per plan shard, stray cleanup and `_harvest.json`.
+
+A plan shard's rows go to one file per partition, named after the plan shard
+(`create_date=2023-01-05/20230101-20230131.parquet`), so finalizing it again replaces its
+files instead of adding duplicates. Files are written under a hidden name that does not end in
+`.parquet` (DuckDB's and Polars' `**/*.parquet` globs see hidden files) and renamed into place;
+the state records them afterwards, and `cleanup_strays` removes whatever it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harvester.sink._files import check_key, publish, remove_unknown, sink_errors
+from harvester.sink.partition import partition_path
+from harvester.sink.schema import Layout
+from harvester.sink.staging import read_segments
+
+__all__ = [
+    "MANIFEST",
+    "ROW_GROUP_ROWS",
+    "DatasetFile",
+    "cleanup_strays",
+    "finalize_plan_shard",
+    "write_manifest",
+    "write_parquet",
+]
+
+MANIFEST = "_harvest.json"
+#: Big enough for scans to be efficient, small enough that one buffered group stays in budget.
+ROW_GROUP_ROWS = 128 * 1024
+_SPILL = "_finalize"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFile:
+    """A final file: `path` is relative to the dataset root, `partition` its directory."""
+
+    path: str
+    partition: str
+    rows: int
+
+
+def _groups(batch: pa.RecordBatch, parts: tuple[str, ...]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Split `batch` by partition directory (rows of one page usually share one or two)."""
+    columns = [batch.column(p).to_pylist() for p in parts]
+    if len(parts) == 1 and len(set(columns[0])) == 1:
+        yield partition_path(((parts[0], columns[0][0]),)), batch
+        return
+    rows: dict[str, list[int]] = {}
+    for i, key in enumerate(zip(*columns, strict=True)):
+        path = partition_path(tuple(zip(parts, key, strict=True)))
+        rows.setdefault(path, []).append(i)
+    for path, idx in rows.items():
+        yield path, batch.take(pa.array(idx, type=pa.int32()))
+
+
+def write_parquet(
+    batches: Iterable[pa.RecordBatch],
+    final: Path,
+    schema: pa.Schema,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> int:
+    """Write `batches` to `final` through a hidden temporary name; return the row count.
+
+    Batches are buffered up to one row group, so memory stays at one group whatever the size.
+    """
+    tmp = final.with_name(f".{final.name}.tmp")
+    rows = 0
+    buffered: list[pa.RecordBatch] = []
+    pending = 0
+    with pq.ParquetWriter(str(tmp), schema, compression="zstd", write_statistics=True) as writer:
+        for batch in batches:
+            buffered.append(batch)
+            pending += batch.num_rows
+            if pending >= row_group_rows:
+                table = pa.Table.from_batches(buffered, schema)
+                writer.write_table(table, row_group_size=row_group_rows)
+                rows += pending
+                buffered, pending = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(buffered, schema))
+            rows += pending
+    publish(tmp, final)
+    return rows
+
+
+def finalize_plan_shard(
+    root: Path,
+    staging: Path,
+    layout: Layout,
+    plan_key: str,
+    segments: Sequence[str],
+    *,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> list[DatasetFile]:
+    """Write the plan shard's staged `segments` (relative to `staging`) into the dataset.
+
+    Two streaming passes keep memory flat: rows are first spread into one Arrow stream per
+    partition (in the staging area), then each stream becomes one Parquet file with full row
+    groups. Returns the files for `StateStore.commit_plan_shard`.
+    """
+    check_key(plan_key)
+    spill = staging / _SPILL / plan_key
+    files_schema = layout.file_schema
+    parts = layout.partition_by
+    with sink_errors(f"finalize plan shard {plan_key}"):
+        if spill.exists():
+            shutil.rmtree(spill)
+        spill.mkdir(parents=True)
+        streams: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
+        try:
+            for batch in read_segments(staging, segments):
+                for path, rows in _groups(batch, parts):
+                    if path not in streams:
+                        sink = pa.OSFile(str(spill / f"{len(streams)}.arrow"), "wb")
+                        streams[path] = (sink, pa.ipc.new_stream(sink, files_schema))
+                    streams[path][1].write_batch(rows.select(files_schema.names))
+        finally:
+            for sink, writer in streams.values():
+                writer.close()
+                sink.close()
+        out: list[DatasetFile] = []
+        for n, path in enumerate(streams):
+            final = root / path / f"{plan_key}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with pa.OSFile(str(spill / f"{n}.arrow")) as src:  # not mmap: RSS stays flat
+                reader = pa.ipc.open_stream(src)
+                rows = write_parquet(reader, final, files_schema, row_group_rows)
+            out.append(DatasetFile(f"{path}/{plan_key}.parquet", path, rows))
+        shutil.rmtree(spill)
+    return sorted(out, key=lambda f: f.path)
+
+
+def cleanup_strays(root: Path, known: set[str]) -> list[str]:
+    """Remove every file under `root` the state does not know (temporary files, files of an
+    unrecorded finalize or compaction) and emptied directories; `_harvest.json` stays.
+
+    Never touches anything outside `root`: no symlink is followed.
+    """
+    with sink_errors(f"clean dataset {root}"):
+        return remove_unknown(root, known, keep=lambda rel: rel == MANIFEST)
+
+
+def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:
+    """Write `_harvest.json` atomically (readers skip names starting with `_`)."""
+    final = root / MANIFEST
+    tmp = root / f".{MANIFEST}.tmp"
+    with sink_errors(f"write {final}"):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        publish(tmp, final)
+    return final

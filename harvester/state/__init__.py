@@ -1,0 +1,36 @@
+"""The state store: a study's durable memory (shards, cursors, staged pages, files, quota)."""
+
+from __future__ import annotations
+
+from harvester.state.base import (
+    STATUSES,
+    FileLike,
+    FileRecord,
+    PendingCompaction,
+    PlannedShard,
+    SegmentRecord,
+    ShardRecord,
+    StateStore,
+    Status,
+    StatusSummary,
+    Usage,
+    fingerprint,
+)
+from harvester.state.sqlite import SqliteState, utc_day
+
+__all__ = [
+    "STATUSES",
+    "FileLike",
+    "FileRecord",
+    "PendingCompaction",
+    "PlannedShard",
+    "SegmentRecord",
+    "ShardRecord",
+    "SqliteState",
+    "StateStore",
+    "Status",
+    "StatusSummary",
+    "Usage",
+    "fingerprint",
+    "utc_day",
+]

@@ -1,0 +1,218 @@
+"""What the orchestrator needs from a state store, and the records it gets back.
+
+SQLite serves one machine (`SqliteState`); a PostgreSQL store for many workers will implement
+the same protocol, so the SQL stays standard and every operation is one short transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = [
+    "STATUSES",
+    "FileLike",
+    "FileRecord",
+    "PendingCompaction",
+    "PlannedShard",
+    "SegmentRecord",
+    "ShardRecord",
+    "StateStore",
+    "Status",
+    "StatusSummary",
+    "Usage",
+    "fingerprint",
+]
+
+Status = Literal["pending", "running", "done", "split", "parked"]
+STATUSES: tuple[Status, ...] = ("pending", "running", "done", "split", "parked")
+
+
+def fingerprint(*parts: object) -> str:
+    """A stable digest of what defines a study (query, fields, dates, partitioning)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedShard:
+    """A plan shard to add: whole-day window, half-open `[start, end)` epoch seconds."""
+
+    key: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRecord:
+    """One shard: a plan shard (`parent_key` None, `plan_key == key`) or a leaf of one.
+
+    `cursor` with `search_id` resumes a public-API window; with `task_id` it is the RQS result
+    cursor. `committed_at` is set on a plan shard once its files are in the dataset.
+    """
+
+    key: str
+    parent_key: str | None
+    plan_key: str
+    start: int
+    end: int
+    status: Status
+    task_id: str | None
+    search_id: str | None
+    cursor: int | None
+    attempts: int
+    last_error: str | None
+    error_kind: str | None
+    records: int
+    pages: int
+    updated_at: float
+    committed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    path: str
+    leaf_key: str
+    plan_key: str
+    seq: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A committed dataset file, relative to the dataset root."""
+
+    path: str
+    plan_key: str | None
+    partition: str
+    rows: int
+
+
+class FileLike(Protocol):
+    """A dataset file as the sink describes it (`harvester.sink.DatasetFile`)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def partition(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCompaction:
+    partition: str
+    new_path: str
+    rows: int
+    old_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One UTC day of the quota ledger: requests reserved or made, records delivered."""
+
+    day: str
+    requests: int
+    records: int
+    exhausted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    shards: Mapping[str, int]
+    plan_shards: int
+    committed_plan_shards: int
+    records: int
+    pages: int
+    files: int
+    dataset_rows: int
+    today: Usage
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+
+class StateStore(Protocol):
+    """The orchestrator's durable memory of a study. Every method is one transaction."""
+
+    def open_study(
+        self, study: str, fingerprint: str, version: str, *, replan: bool = False
+    ) -> None:
+        """Create or reopen the study's state; a different fingerprint → StudyChangedError."""
+
+    def lock(self) -> None:
+        """Take the run lock (StateError if another live process holds it)."""
+
+    def close(self) -> None: ...
+
+    def add_plan_shards(self, shards: Iterable[PlannedShard]) -> int: ...
+
+    def split(self, key: str, children: Sequence[PlannedShard]) -> list[str]: ...
+
+    def shard(self, key: str) -> ShardRecord: ...
+
+    def shards(
+        self, status: Status | None = None, plan_key: str | None = None
+    ) -> list[ShardRecord]: ...
+
+    def start_leaf(self, key: str) -> ShardRecord: ...
+
+    def reset_running(self) -> int: ...
+
+    def checkpoint_page(
+        self,
+        leaf_key: str,
+        *,
+        segment: str | None,
+        rows: int,
+        cursor: int | None,
+        search_id: str | None = None,
+        task_id: str | None = None,
+    ) -> None: ...
+
+    def mark_done(self, leaf_key: str) -> None: ...
+
+    def park(self, leaf_key: str, kind: str, message: str) -> None: ...
+
+    def record_error(self, kind: str, leaf_key: str | None = None, message: str = "") -> None: ...
+
+    def retry_parked(self) -> int: ...
+
+    def restart_leaf(self, leaf_key: str, *, task_id: str | None = None) -> None: ...
+
+    def segments(
+        self, *, leaf_key: str | None = None, plan_key: str | None = None
+    ) -> list[SegmentRecord]: ...
+
+    def plan_ready(self, plan_key: str) -> bool: ...
+
+    def commit_plan_shard(self, plan_key: str, files: Iterable[FileLike]) -> list[str]: ...
+
+    def files(self, partition: str | None = None) -> list[FileRecord]: ...
+
+    def known_files(self) -> set[str]: ...
+
+    def known_segments(self) -> set[str]: ...
+
+    def begin_compaction(
+        self, partition: str, new_path: str, rows: int, old_paths: Sequence[str]
+    ) -> None: ...
+
+    def finish_compaction(self, partition: str) -> None: ...
+
+    def abort_compaction(self, partition: str) -> None: ...
+
+    def pending_compactions(self) -> list[PendingCompaction]: ...
+
+    def reserve(self, day: str, requests: int = 1, *, cap: int | None = None) -> bool: ...
+
+    def settle(self, day: str, *, records: int) -> None: ...
+
+    def release(self, day: str, requests: int = 1) -> None: ...
+
+    def exhaust(self, day: str) -> None: ...
+
+    def usage(self, day: str) -> Usage: ...
+
+    def status(self, day: str | None = None) -> StatusSummary: ...
