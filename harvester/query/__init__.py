@@ -1,0 +1,40 @@
+"""Queries in both of TikTok's forms: parse and validate, evaluate, translate.
+
+The seed form is the Research Query Service's `condition_groups`; the REST form is the public
+Research API's `{"and", "or", "not"}`. Validation happens here, before any request, and every
+problem is one `QueryError` line naming the field and the fix. `matches` is the single evaluator:
+the simulator answers queries with it and the harvester post-filters with it, so both agree on
+what a condition means (docs/design.md lists the semantics chosen where the specs are silent).
+"""
+
+from __future__ import annotations
+
+from harvester.query._common import (
+    STAGE_LIMITS,
+    Source,
+    Stage,
+    clean_string,
+    validate_fields,
+    validate_limit,
+)
+from harvester.query._rest import RestCondition, RestQuery, parse_rest_query
+from harvester.query._seed import Condition, ConditionGroup, SeedQuery, parse_seed_query
+from harvester.query._translate import Translation, translate_to_rest
+
+__all__ = [
+    "STAGE_LIMITS",
+    "Condition",
+    "ConditionGroup",
+    "RestCondition",
+    "RestQuery",
+    "SeedQuery",
+    "Source",
+    "Stage",
+    "Translation",
+    "clean_string",
+    "parse_rest_query",
+    "parse_seed_query",
+    "translate_to_rest",
+    "validate_fields",
+    "validate_limit",
+]
