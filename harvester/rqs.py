@@ -9,6 +9,8 @@ TIKTOK_API_BASE_URL, TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
+import structlog
 from anyio.from_thread import BlockingPortal
 
 from harvester._exceptions import QueryError
@@ -79,6 +82,7 @@ class RQSClient:
         poll: PollPolicy | None = None,
         **session_options: Any,
     ) -> None:
+        _quiet_logs_unless_configured()
         # Read the environment first: a missing variable fails before any thread starts.
         self._session = ApiSession.from_env(environ, **session_options)
         self._client = RqsClient(self._session, stage=stage, poll=poll)
@@ -139,6 +143,16 @@ class RQSClient:
         """Create a task, wait for it and return its records."""
         _check_category(category)
         return self._loop.call(lambda: self._client.query(condition_groups or [], fields, limit))
+
+
+def _quiet_logs_unless_configured() -> None:
+    """A script using the SDK prints its data to stdout: unless the application configured
+    structlog itself, send only warnings, to stderr, instead of structlog's chatty default."""
+    if not structlog.is_configured():
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
 
 
 def _check_category(category: str) -> None:

@@ -100,10 +100,12 @@ class RetryPolicy:
     wait_scale: float = 1.0
 
     def delay(self, exc: ApiError, attempt: int) -> float:
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_after)
         base = self.wait_initial * self.wait_exp_base ** max(0, attempt - 1)
-        return min(self.wait_max, base + random.uniform(0, self.wait_jitter))
+        backoff = min(self.wait_max, base + random.uniform(0, self.wait_jitter))
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            # The server's word is a floor: "Retry-After: 0" must not turn into a busy loop.
+            return min(max(exc.retry_after, backoff), self.max_retry_after)
+        return backoff
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,9 @@ class ResearchApiClient:
 
     `search_id_retries` bounds how often a rejected search id (or "Invalid count or cursor") is
     retried as-is before the window restarts from cursor 0 without it; `max_restarts` bounds the
-    restarts. `max_empty_pages` consecutive empty pages with `has_more` are taken as a stall.
+    restarts. `max_empty_pages` pages in a row with `has_more` but no videos (or no cursor
+    progress) are taken as a stall. `confirm_empty` asks a fresh search that found nothing once
+    more, since the API has been seen to answer a matching query with silence.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class ResearchApiClient:
         search_id_wait: float = 1.0,
         max_restarts: int = 2,
         max_empty_pages: int = 25,
+        confirm_empty: bool = True,
     ) -> None:
         self.session = session
         self.max_count = max_count
@@ -72,6 +75,7 @@ class ResearchApiClient:
         self.search_id_wait = search_id_wait
         self.max_restarts = max_restarts
         self.max_empty_pages = max_empty_pages
+        self.confirm_empty = confirm_empty
 
     def _dates(self, start_date: date, end_date: date) -> tuple[str, str, int | None]:
         """Wire dates, and the epoch records must stay below when end_date is sent exclusive."""
@@ -119,7 +123,8 @@ class ResearchApiClient:
         }
         params = {"fields": ",".join(wanted)}
         seen = set(seen_ids)
-        failures = restarts = empty_run = 0
+        failures = restarts = stuck = 0
+        confirmed = False
         restarted = False
         while True:
             body = dict(base, cursor=cursor)
@@ -166,9 +171,21 @@ class ResearchApiClient:
             failures = 0
             videos = _videos(data)
             has_more = bool(data.get("has_more"))
+            if (
+                self.confirm_empty
+                and not videos
+                and not has_more
+                and not search_id
+                and cursor == 0
+                and not confirmed
+            ):
+                # A fresh search that finds nothing may be a silent empty answer: ask once more.
+                confirmed = True
+                log.info("empty_result_confirm", start_date=start_s, end_date=end_s)
+                continue
             next_cursor = _int_or_none(data.get("cursor"))
-            if next_cursor is None or next_cursor <= cursor:
-                # Missing, null or stuck: the cursor advances by max_count, not by videos sent.
+            if next_cursor is None or next_cursor < cursor:
+                # Missing or null: the cursor advances by max_count, not by videos sent.
                 next_cursor = cursor + size
             sid = data.get("search_id")
             search_id = str(sid) if sid not in (None, "") else search_id
@@ -186,10 +203,10 @@ class ResearchApiClient:
             restarted = False
             if not has_more:
                 return
-            empty_run = 0 if videos else empty_run + 1
-            if empty_run >= self.max_empty_pages:
+            stuck = 0 if videos and next_cursor > cursor else stuck + 1
+            if stuck >= self.max_empty_pages:
                 raise TransientError(
-                    f"{empty_run} empty pages in a row with has_more at cursor {next_cursor}",
+                    f"{stuck} pages in a row without progress at cursor {next_cursor}",
                     kind="stalled",
                 )
             cursor = next_cursor

@@ -139,9 +139,9 @@ async def test_transient_faults_are_retried(
 async def test_a_timeout_is_retried(
     fake: FakeApi, make_session: SessionFactory, hooks: RecordingHooks
 ) -> None:
-    fake.script(EP, slow(2.0, ok({})))
+    fake.script(EP, slow(0.4, ok({})))
     fake.defaults[EP] = ok({"fine": True})
-    assert await make_session(request_timeout=0.2).post(EP, {}) == {"fine": True}
+    assert await make_session(request_timeout=0.1).post(EP, {}) == {"fine": True}
     assert hooks.errors == ["timeout"]
 
 
