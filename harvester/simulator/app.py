@@ -221,7 +221,11 @@ class Simulator:
             await asyncio.sleep(self.faults.config.slow_delay)
         elif fault is not None:
             return await self._server_fault(request, fault, token)
-        resp = await handler(self, request)
+        try:
+            resp = await handler(self, request)
+        except ConnectionResetError:
+            # The client gave up (a slow answer outlived its timeout): nobody is listening.
+            return web.Response(status=499)
         if resp.status == 200 and self.faults.fires("truncated_body"):
             self.faults.note("truncated_body", endpoint)
             body = resp.body

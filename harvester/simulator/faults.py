@@ -46,7 +46,7 @@ _HOSTILE_STRINGS = (
     "région=1",
     "\u202enl",
 )
-_CONTROL = ("\x00", "\x01", "\x1b[31m", "\x7f", "\x0b", "\x1f")
+_CONTROL = ("\x00", "\x01", "\x1b", "\x7f", "\x0b", "\x1f", "\x08")
 
 
 class FaultInjector:
@@ -58,6 +58,7 @@ class FaultInjector:
         self.counts: Counter[str] = Counter() if counts is None else counts
         self._rngs: dict[str, random.Random] = {}
         self._run_left = 0
+        self._cooling = False
         self._per_window: Counter[tuple[str, str]] = Counter()
         self._silenced: set[str] = set()
 
@@ -89,10 +90,14 @@ class FaultInjector:
             self._run_left -= 1
             self.note("http_500", endpoint)
             return "http_500"
+        cooling, self._cooling = self._cooling, False
         for kind in SERVER_FAULTS:
+            if kind == "http_500" and cooling:
+                continue  # a run is always followed by a call free of 500s: runs stay bounded
             if self.fires(kind):
                 if kind == "http_500":
                     self._run_left = self.rng(kind).randint(1, self.config.http_500_max_run) - 1
+                    self._cooling = True
                 self.note(kind, endpoint)
                 return kind
         return None
@@ -111,6 +116,18 @@ class FaultInjector:
         if key in self._silenced or not self.fires(kind):
             return False
         self._silenced.add(key)
+        self.note(kind, endpoint)
+        return True
+
+    def alternating(self, kind: str, key: str, endpoint: str) -> bool:
+        """`kind` fires, but never on two consecutive pages of one search: paging progresses."""
+        last = f"{kind}:{key}"
+        if last in self._silenced:
+            self._silenced.discard(last)
+            return False
+        if not self.fires(kind):
+            return False
+        self._silenced.add(last)
         self.note(kind, endpoint)
         return True
 

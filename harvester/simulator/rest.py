@@ -159,8 +159,7 @@ async def video_query(sim: Simulator, request: web.Request) -> web.Response:
     if remaining > max_count and faults.fires("huge_page"):
         faults.note("huge_page", ENDPOINT)
         n = max_count * 5
-    elif remaining > 0 and faults.fires("short_page"):
-        faults.note("short_page", ENDPOINT)
+    elif remaining > 0 and faults.alternating("short_page", search_id, ENDPOINT):
         n = faults.rng("short_page").randrange(min(max_count, remaining))
     page = list(ids[cursor : cursor + n])
     next_cursor = cursor + len(page)
@@ -169,7 +168,8 @@ async def video_query(sim: Simulator, request: web.Request) -> web.Response:
         faults.note("duplicate", ENDPOINT)
         page.insert(faults.rng("duplicate").randrange(len(page) + 1), ids[cursor - 1])
     data: dict[str, Any] = {"cursor": next_cursor, "has_more": has_more, "search_id": search_id}
-    if len(page) >= max_count and has_more and faults.fires("cursor_missing"):
+    # Only on a page that advanced by exactly max_count, so a client that adds max_count is right.
+    if next_cursor - cursor == max_count and has_more and faults.fires("cursor_missing"):
         faults.note("cursor_missing", ENDPOINT)
         if faults.rng("cursor_missing").random() < 0.5:
             del data["cursor"]

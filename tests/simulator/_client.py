@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from harvester.query import parse_rest_query
+from harvester.query import clean_string, parse_rest_query
 from harvester.simulator import Profile, Simulator, running_simulator
 
 QUERY_PATH = "/v2/research/video/query/"
@@ -127,12 +127,14 @@ class RobustCrawler:
 
     async def window(self, first: date, last: date) -> dict[int, dict[str, Any]]:
         """All matches of [first, last], splitting a window that keeps failing."""
+        confirmed = False
         for _ in range(6):
             got = await self._try_window(first, last)
-            if got is not None:
-                if not got:  # a silent empty answer: confirm once with a fresh search
-                    got = await self._try_window(first, last) or {}
+            if got is None:
+                continue
+            if got or confirmed:
                 return got
+            confirmed = True  # an empty answer may be silent: confirm with a fresh search
         if first == last:
             raise AssertionError(f"one-day window {first} never succeeded")
         mid = first + timedelta(days=(last - first).days // 2)
@@ -162,6 +164,10 @@ class RobustCrawler:
             if a.status == 401:
                 await self.c.login()
                 continue
+            if a.status == 429:  # wait on the simulator's clock instead of the wall's
+                retry_after = a.headers.get("Retry-After")
+                self.c.sim.clock.advance(float(retry_after) if retry_after else 86_400.0)
+                continue
             if a.status == 400 and isinstance(a.body, dict):
                 msg = a.message
                 if "Search Id" in msg or "Invalid count or cursor" in msg:
@@ -173,8 +179,9 @@ class RobustCrawler:
                     return None
                 continue
             data = a.data
-            for v in data["videos"]:
-                if isinstance(v, dict) and self.matches(v):
+            for raw in data["videos"]:
+                v = {k: clean_string(x) if isinstance(x, str) else x for k, x in raw.items()}
+                if self.matches(v):
                     out[int(v["id"])] = v
             if not data["has_more"]:
                 return out
