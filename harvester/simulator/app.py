@@ -54,6 +54,7 @@ class Simulator:
             start=config.start,
             end=config.end,
             cache_days=config.cache_days,
+            cache_records=config.cache_records,
         )
         self.stats = Stats()
         daily_records = config.daily_records

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -111,6 +111,8 @@ _FAULT_PRESETS: Mapping[Profile, FaultConfig] = {
     ),
 }
 
+_UNSET_FAULTS = FaultConfig()
+
 #: Non-fault settings a profile changes.
 _CONFIG_PRESETS: Mapping[Profile, Mapping[str, Any]] = {
     "quota": {"daily_requests": 40, "daily_records": 2_000, "quota_grace": 300.0},
@@ -146,11 +148,24 @@ class SimulatorConfig:
     client_secret: str = "sim-client-secret"
     #: RQS: reject bad queries at create (400); False: accept and end the task AnalysisFailed.
     validate_on_create: bool = True
-    #: Days of generated corpus kept in memory.
+    #: Generated corpus kept in memory: at most this many days and records (~1 KB each).
     cache_days: int = 64
+    cache_records: int = 150_000
     #: Wall-clock epoch the simulator's clock starts at (None: the real time).
     clock_start: float | None = None
-    faults: FaultConfig = field(default_factory=FaultConfig)
+    #: Left unset, the profile's preset.
+    faults: FaultConfig = _UNSET_FAULTS
+
+    def __post_init__(self) -> None:
+        # `SimulatorConfig(profile="quota")` means the quota profile whichever way it is built:
+        # values left at their defaults take the profile's.
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; use one of {', '.join(PROFILES)}")
+        if self.faults is _UNSET_FAULTS:
+            object.__setattr__(self, "faults", _FAULT_PRESETS[self.profile])
+        for name, value in _CONFIG_PRESETS.get(self.profile, {}).items():
+            if getattr(self, name) == _DEFAULTS[name]:
+                object.__setattr__(self, name, value)
 
     @classmethod
     def for_profile(cls, profile: Profile = "clean", **overrides: Any) -> SimulatorConfig:
@@ -158,15 +173,17 @@ class SimulatorConfig:
         rates laid over the profile's own."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
-        values: dict[str, Any] = dict(_CONFIG_PRESETS.get(profile, {}))
         faults: Any = overrides.pop("faults", None)
-        values.update(overrides)
-        preset = _FAULT_PRESETS[profile]
         if faults is None:
-            faults = preset
+            faults = _FAULT_PRESETS[profile]
         elif isinstance(faults, Mapping):
-            faults = preset.replace(**faults)
-        return cls(profile=profile, faults=faults, **values)
+            faults = _FAULT_PRESETS[profile].replace(**faults)
+        return cls(profile=profile, faults=faults, **overrides)
 
     def replace(self, **changes: Any) -> SimulatorConfig:
         return dataclasses.replace(self, **changes)
+
+
+_DEFAULTS: Mapping[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(SimulatorConfig) if f.name != "faults"
+}

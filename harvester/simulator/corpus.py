@@ -192,13 +192,17 @@ class Corpus:
         start: date = date(2022, 1, 1),
         end: date = date(2025, 1, 1),
         cache_days: int = 64,
+        cache_records: int = 150_000,
     ) -> None:
         self.seed = seed
         self.videos_per_day = videos_per_day
         self.first_day = _epoch_day(start)
         self.end_day = _epoch_day(end)
         self._cache: OrderedDict[int, Day] = OrderedDict()
+        # Bounded by days and by records (about 1 KB each), whichever binds first.
         self._cache_days = max(1, cache_days)
+        self._cache_records = cache_records
+        self._cached_records = 0
         self.pools = _pools(seed)
 
     # ------------------------------------------------------------------ days
@@ -220,8 +224,12 @@ class Corpus:
             return cached
         generated = self._generate(day)
         self._cache[day] = generated
-        if len(self._cache) > self._cache_days:
-            self._cache.popitem(last=False)
+        self._cached_records += len(generated.ids)
+        while len(self._cache) > 1 and (
+            len(self._cache) > self._cache_days or self._cached_records > self._cache_records
+        ):
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_records -= len(evicted.ids)
         return generated
 
     def days(self, start: int, end: int) -> Iterator[Day]:

@@ -75,6 +75,10 @@ def test_window_selection_and_lookup() -> None:
     for d in range(D0, D0 + 10):
         corpus.day(d)
     assert len(corpus._cache) == 4  # bounded, whatever the span asked
+    small = Corpus(5, cache_records=500)
+    for d in range(D0, D0 + 10):
+        small.day(d)
+    assert sum(len(d.ids) for d in small._cache.values()) <= 500
 
 
 def test_generation_is_fast_enough_for_benchmarks() -> None:

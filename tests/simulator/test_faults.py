@@ -33,6 +33,12 @@ def test_profiles_are_presets_with_overrides() -> None:
     hostile = SimulatorConfig.for_profile("hostile").faults
     assert hostile.hostile_values > 0 and hostile.http_500 == 0
     assert all(getattr(SimulatorConfig().faults, k) == 0 for k in FAULT_KINDS)
+    # Built directly, a profile still applies its presets to values left at their defaults.
+    assert (
+        SimulatorConfig(profile="flaky", seed=2).faults
+        == SimulatorConfig.for_profile("flaky").faults
+    )
+    assert SimulatorConfig(profile="quota").daily_requests == 40
     with pytest.raises(TypeError):
         SimulatorConfig.for_profile("flaky", faults={"no_such_fault": 1.0})
 
