@@ -34,8 +34,10 @@ __all__ = [
 ]
 
 MANIFEST = "_harvest.json"
-#: Big enough for scans to be efficient, small enough that one buffered group stays in budget.
+#: Big enough for scans to be efficient, small enough that one buffered group stays in budget:
+#: a group closes at whichever limit comes first.
 ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_BYTES = 48 << 20
 _SPILL = "_finalize"
 
 
@@ -75,16 +77,17 @@ def write_parquet(
     tmp = final.with_name(f".{final.name}.tmp")
     rows = 0
     buffered: list[pa.RecordBatch] = []
-    pending = 0
+    pending = pending_bytes = 0
     with pq.ParquetWriter(str(tmp), schema, compression="zstd", write_statistics=True) as writer:
         for batch in batches:
             buffered.append(batch)
             pending += batch.num_rows
-            if pending >= row_group_rows:
+            pending_bytes += batch.nbytes
+            if pending >= row_group_rows or pending_bytes >= ROW_GROUP_BYTES:
                 table = pa.Table.from_batches(buffered, schema)
                 writer.write_table(table, row_group_size=row_group_rows)
                 rows += pending
-                buffered, pending = [], 0
+                buffered, pending, pending_bytes = [], 0, 0
         if pending:
             writer.write_table(pa.Table.from_batches(buffered, schema))
             rows += pending
@@ -135,6 +138,7 @@ def finalize_plan_shard(
                 reader = pa.ipc.open_stream(src)
                 rows = write_parquet(reader, final, files_schema, row_group_rows)
             out.append(DatasetFile(f"{path}/{plan_key}.parquet", path, rows))
+            pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         shutil.rmtree(spill)
     return sorted(out, key=lambda f: f.path)
 

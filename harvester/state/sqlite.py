@@ -114,7 +114,7 @@ class SqliteState(Ledger):
         if plan_key is not None:
             sql += " AND plan_key = ?"
             args.append(plan_key)
-        return [self._shard(r) for r in self._query(sql + " ORDER BY start_ts, end_ts", args)]
+        return [self._shard(r) for r in self._query(sql + " ORDER BY start_ts, end_ts DESC", args)]
 
     def start_leaf(self, key: str) -> ShardRecord:
         """pending → running; returns the leaf with its cursor to resume from."""
@@ -266,7 +266,8 @@ class SqliteState(Ledger):
             db.execute("DELETE FROM segments WHERE plan_key = ?", (plan_key,))
             db.execute("UPDATE shards SET committed_at = ? WHERE key = ?", (now, plan_key))
             leaves = db.execute(
-                "SELECT key FROM shards WHERE plan_key = ? ORDER BY start_ts", (plan_key,)
+                "SELECT key FROM shards WHERE plan_key = ? ORDER BY start_ts, end_ts DESC",
+                (plan_key,),
             ).fetchall()
         return [r[0] for r in leaves]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harvester.fields import DEFAULT_FIELDS
-from harvester.sink import Layout, layout, normalise_page, write_segment
+from harvester.sink import Layout, Segment, layout, normalise_page, write_segment
 
 DAY = 86_400
 JAN1 = 1_672_531_200  # 2023-01-01T00:00:00Z
@@ -53,6 +53,16 @@ def stage_pages(
     pages: list[list[dict[str, Any]]],
 ) -> list[str]:
     """Normalise and stage `pages` of one leaf the way the orchestrator does; segment paths."""
+    return [s.path for s in stage_segments(staging, lay, leaf_key, window, pages)]
+
+
+def stage_segments(
+    staging: Path,
+    lay: Layout,
+    leaf_key: str,
+    window: tuple[int, int],
+    pages: list[list[dict[str, Any]]],
+) -> list[Segment]:
     seen: set[int] = set()
     paths = []
     for seq, page in enumerate(pages):
@@ -60,6 +70,6 @@ def stage_pages(
             page, lay, leaf_key=leaf_key, window=window, source="rqs", retrieved_at=NOW, seen=seen
         )
         if result.rows:
-            paths.append(write_segment(staging, leaf_key, seq, result.batch).path)
+            paths.append(write_segment(staging, leaf_key, seq, result.batch))
         seen.update(result.ids)
     return paths
