@@ -1,7 +1,11 @@
 """A faithful, fast, seeded simulator of the TikTok Research API and the RQS HTTP binding.
 
 The demo, the tests and the benchmarks harvest against it: `running_simulator()` in-process,
-`run_forever()` for a separate process, and `/_sim/*` or `Simulator.oracle` for the ground truth.
+`run_forever()` for a separate process, and `Simulator.oracle` for the ground truth.
+
+Control routes (no token, never counted or faulted), for a simulator in another process:
+`GET /_sim/stats`, `POST /_sim/oracle` (`{"condition_groups"|"query", "start", "end"}`),
+`POST /_sim/clock` (`{"advance": seconds}`), `GET|POST /_sim/faults` (`{"http_500": 0.5}`).
 """
 
 from __future__ import annotations

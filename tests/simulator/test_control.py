@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -103,3 +104,14 @@ async def test_run_forever_prints_its_url_and_stops_on_sigterm(
         assert r.status == 200 and (await r.json())["http_500"] > 0
     proc.terminate()
     assert await asyncio.to_thread(proc.wait, 10) == 0
+
+
+def test_public_surface_is_complete() -> None:
+    import harvester.simulator as pkg
+
+    public = {
+        name
+        for name, value in vars(pkg).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    } - {"annotations"}
+    assert public == set(pkg.__all__)
