@@ -122,6 +122,11 @@ class SqliteState(Ledger):
             self._move(db, key, ("pending",), "running")
             return self._get(db, key)
 
+    def requeue_leaf(self, key: str) -> None:
+        """running → pending for one leaf (to be tried again later in this run), cursor kept."""
+        with self._tx() as db:
+            self._move(db, key, ("running",), "pending")
+
     def reset_running(self) -> int:
         """At start-up: leaves a dead run left running become pending, cursors kept."""
         with self._tx() as db:

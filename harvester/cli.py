@@ -1,0 +1,183 @@
+"""The `harvester` command: run, plan, status, verify, cancel, simulate.
+
+Exit codes are a contract for schedulers: 0 done, 1 failure, 2 bad config or query, 75 daily
+quota spent with `on_exhausted = "exit"`, 130/143 after a clean checkpoint on SIGINT/SIGTERM.
+Every error the user can fix is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from harvester._exceptions import HarvesterError, UserError
+from harvester.logs import scrub
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USER, EXIT_QUOTA = 0, 1, 2, 75
+
+
+def _fail(message: str, code: int) -> None:
+    # One line, whatever the message: a scheduler's log shows it whole.
+    click.echo("harvester: error: " + scrub(" ".join(message.split())), err=True)
+    sys.exit(code)
+
+
+def _guard(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn harvester's errors into one line and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            _fail(str(exc), EXIT_USER)
+        except HarvesterError as exc:
+            _fail(str(exc), EXIT_FAILURE)
+        except OSError as exc:
+            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "), EXIT_FAILURE)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+config_argument = click.argument(
+    "config", type=click.Path(path_type=Path, dir_okay=False, exists=False)
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="harvester")
+def main() -> None:
+    """Harvest TikTok research data into a complete, deduplicated, partitioned Parquet dataset."""
+
+
+@main.command()
+@config_argument
+@click.option("--replan", is_flag=True, help="Accept a changed study: plan it afresh.")
+@click.option("--retry-failed", is_flag=True, help="Take parked windows up again.")
+@click.option(
+    "--cancel-on-exit", is_flag=True, help="On SIGINT/SIGTERM also cancel remote tasks in flight."
+)
+@click.option(
+    "--log-file", type=click.Path(path_type=Path), help="JSON log (default: beside state)."
+)
+@click.option("--progress/--no-progress", default=None, help="Live display (default: on a tty).")
+@_guard
+def run(
+    config: Path,
+    replan: bool,
+    retry_failed: bool,
+    cancel_on_exit: bool,
+    log_file: Path | None,
+    progress: bool | None,
+) -> None:
+    """Plan the study if new, then harvest until it is complete."""
+    from harvester.config import load_study, resolve_credentials
+    from harvester.orchestrator import RunOptions, run_study
+
+    study = load_study(config)
+    credentials = resolve_credentials(study)
+    options = RunOptions(
+        replan=replan,
+        retry_failed=retry_failed,
+        cancel_on_exit=cancel_on_exit,
+        log_file=log_file,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    sys.exit(run_study(study, credentials, options))
+
+
+@main.command()
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_guard
+def plan(config: Path, as_json: bool) -> None:
+    """Show the shards and the estimated requests, records and days of quota (no requests)."""
+    from harvester.config import load_study
+    from harvester.orchestrator import plan_report
+
+    report = plan_report(load_study(config))
+    _emit(report, as_json)
+
+
+@main.command()
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_guard
+def status(config: Path, as_json: bool) -> None:
+    """Shards per state, records, quota used today, errors by kind."""
+    from harvester.config import load_study
+    from harvester.orchestrator import status_report
+
+    _emit(status_report(load_study(config)), as_json)
+
+
+@main.command()
+@config_argument
+@_guard
+def verify(config: Path) -> None:
+    """Check the dataset against state; exit 0 only if everything holds."""
+    from harvester.config import load_study
+    from harvester.orchestrator import verify_study
+
+    report = verify_study(load_study(config))
+    _emit(report, False)
+    sys.exit(EXIT_OK if report.get("ok") else EXIT_FAILURE)
+
+
+@main.command()
+@config_argument
+@_guard
+def cancel(config: Path) -> None:
+    """Cancel the study's remote tasks that are still in flight."""
+    from harvester.config import load_study, resolve_credentials
+    from harvester.orchestrator import cancel_study
+
+    study = load_study(config)
+    _emit(cancel_study(study, resolve_credentials(study)), False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback unless told.")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--profile",
+    default="clean",
+    show_default=True,
+    type=click.Choice(["clean", "flaky", "quota", "hostile"]),
+)
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds a request.")
+@click.option("--videos-per-day", default=None, type=int, help="Mean corpus size per day.")
+@_guard
+def simulate(
+    host: str, port: int, seed: int, profile: str, latency: float, videos_per_day: int | None
+) -> None:
+    """Serve the built-in simulator of both APIs (for demos, tests and benchmarks)."""
+    from harvester.simulator import SimulatorConfig, run_forever
+
+    overrides: dict[str, Any] = {"seed": seed, "profile": profile, "latency": latency}
+    if videos_per_day is not None:
+        overrides["videos_per_day"] = videos_per_day
+    run_forever(SimulatorConfig(**overrides), host=host, port=port)
+
+
+def _emit(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    text = report.get("text") if isinstance(report, dict) else None
+    click.echo(text if text else json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""structlog set-up: one JSON log file per run, short human lines on stderr, secrets scrubbed.
+
+Every external behaviour has an event with stable keys (shard_submitted, shard_split,
+page_fetched, retry, quota_wait, file_committed, ...), so a run can be followed from the JSON log
+alone. The scrubber is a last line of defence: the HTTP layer already keeps secrets out of events.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+__all__ = ["configure_logging", "register_secret", "scrub"]
+
+_SECRETS: set[str] = set()
+_REDACTED = "[redacted]"
+
+
+def register_secret(value: str | None) -> None:
+    """Never let `value` reach a log line (client secrets, access tokens)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+def _scrub_processor(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if not _SECRETS:
+        return event
+    return {k: _scrub_value(v) for k, v in event.items()}
+
+
+class _Tee:
+    """Writes JSON lines to the run's log file and a short line to stderr for warnings."""
+
+    def __init__(self, file: TextIO | None, console: TextIO, console_level: int) -> None:
+        self._file = file
+        self._console = console
+        self._console_level = console_level
+
+    def msg(self, message: str) -> None:
+        if self._file is not None:
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    def console(self, line: str) -> None:
+        self._console.write(line + "\n")
+        self._console.flush()
+
+    def __getattr__(self, _name: str) -> Any:
+        return self.msg
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_QUIET_KEYS = {"event", "level", "timestamp"}
+
+
+def _render(console: TextIO | None, console_level: int) -> Any:
+    def render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+        line = orjson.dumps(event, default=str).decode()
+        if console is not None and _LEVELS.get(str(event.get("level")), 20) >= console_level:
+            extras = " ".join(f"{k}={v}" for k, v in event.items() if k not in _QUIET_KEYS)
+            console.write(f"{event.get('level', 'info')}: {event.get('event')} {extras}\n")
+            console.flush()
+        return line
+
+    return render
+
+
+def configure_logging(
+    log_path: Path | None = None,
+    *,
+    console: TextIO | None = None,
+    console_level: str = "warning",
+) -> None:
+    """Route structlog events to `log_path` (JSON lines) and warnings to stderr."""
+    file: TextIO | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        file = log_path.open("a", encoding="utf-8")
+    out = console if console is not None else sys.stderr
+    level = _LEVELS.get(console_level, logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrub_processor,
+            _render(out, level),
+        ],
+        logger_factory=lambda *_: _Tee(file, out, level),
+        cache_logger_on_first_use=False,
+    )

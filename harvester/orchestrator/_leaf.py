@@ -1,0 +1,180 @@
+"""One leaf (a window of the study) from its checkpoint to done, split or parked.
+
+Per page: post-filter, normalise, stage the segment, then checkpoint segment and resume point in
+one state transaction. A crash between staging and checkpoint leaves a segment state does not
+know (removed at start-up) and the page is fetched again: at most one page per leaf in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from harvester._exceptions import ApiError, QuotaExhausted, TransientError
+from harvester.api import Page, Resume
+from harvester.plan import DAY, Window, split_window
+from harvester.sink import PageResult, normalise_page, read_ids, write_segment
+from harvester.state import PlannedShard, ShardRecord
+
+if TYPE_CHECKING:
+    from harvester.api import Backend
+    from harvester.orchestrator._ledger import QuotaGate
+    from harvester.orchestrator._run import Harvest
+
+log = structlog.get_logger("harvester.leaf")
+
+#: Pages larger than this are normalised in a worker thread, off the event loop.
+THREAD_ROWS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class LeafOutcome:
+    done: bool = False
+    children: tuple[str, ...] = ()
+    retry_after: float | None = None
+
+
+class LeafRunner:
+    def __init__(self, harvest: Harvest, backend: Backend[Any], gate: QuotaGate) -> None:
+        self.h = harvest
+        self.backend = backend
+        self.gate = gate
+        study = harvest.study
+        self.rest = study.source == "research-api"
+        if self.rest:
+            self.query: Any = study.translation.rest if study.translation else study.rest_query
+            post = study.translation.post_filter if study.translation else None
+            self.post_filter = post if post else None
+        else:
+            self.query = study.seed_query
+            self.post_filter = None
+        self.fetch_fields = study.fetch_fields
+        self.strip = frozenset(self.fetch_fields) - frozenset(study.fields)
+
+    async def run(self, key: str) -> LeafOutcome:
+        """Fetch the leaf; on quota exhaustion wait (or raise, with on_exhausted = "exit")."""
+        while True:
+            try:
+                return await self._fetch(key)
+            except QuotaExhausted as exc:
+                self.h.state.requeue_leaf(key)
+                if self.h.study.quota.on_exhausted == "exit":
+                    raise
+                await self.gate.wait(exc)
+            except ApiError as exc:
+                return self._failed(key, exc)
+
+    async def _fetch(self, key: str) -> LeafOutcome:
+        h, state = self.h, self.h.state
+        leaf = state.start_leaf(key)
+        segments = [s.path for s in state.segments(leaf_key=key)]
+        seen = read_ids(h.staging, segments) if segments else set()
+        resume = Resume(
+            cursor=leaf.cursor or 0,
+            search_id=leaf.search_id,
+            task_id=int(leaf.task_id) if leaf.task_id else None,
+        )
+        log.info("shard_submitted", leaf=key, resume_cursor=resume.cursor, staged=len(seen))
+        seq = leaf.pages
+        pages = self.backend.pages(
+            self.query, leaf.start, leaf.end, self.fetch_fields, resume=resume, seen_ids=seen
+        )
+        async for page in pages:
+            if page.saturated:
+                children = self._split(leaf, "saturated", min_seconds=1)
+                if children:
+                    return LeafOutcome(children=children)
+                log.warning("shard_saturated_unsplittable", leaf=key, total=page.total)
+            if page.restarted:
+                log.warning("window_restarted", leaf=key, task_id=page.task_id)
+            result = await self._normalise(leaf, page)
+            segment = None
+            if result.rows:
+                segment = write_segment(h.staging, key, seq, result.batch).path
+            state.checkpoint_page(
+                key,
+                segment=segment,
+                rows=result.rows,
+                cursor=page.cursor,
+                search_id=page.search_id,
+                task_id=str(page.task_id) if page.task_id is not None else None,
+            )
+            seq += 1
+            seen.update(result.ids)
+            h.stats.pages += 1
+            h.stats.records += result.rows
+            log.info(
+                "page_fetched",
+                leaf=key,
+                rows=result.rows,
+                received=page.raw_count,
+                dropped_outside=result.outside,
+                dropped_invalid=result.invalid,
+                cursor=page.cursor,
+                has_more=page.has_more,
+            )
+            if result.unknown_fields:
+                log.warning("unknown_fields_kept", leaf=key, fields=sorted(result.unknown_fields))
+        state.mark_done(key)
+        log.info("shard_done", leaf=key, records=state.shard(key).records)
+        return LeafOutcome(done=True)
+
+    async def _normalise(self, leaf: ShardRecord, page: Page) -> PageResult:
+        records: list[Any] = page.records
+        if self.post_filter is not None:
+            records = [r for r in records if self.post_filter.matches(r)]
+        if self.strip:
+            records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
+        h = self.h
+
+        def work() -> PageResult:
+            return normalise_page(
+                records,
+                h.layout,
+                leaf_key=leaf.key,
+                window=(leaf.start, leaf.end),
+                source=h.study.source,
+                retrieved_at=page.fetched_at,
+            )
+
+        if len(records) > THREAD_ROWS:
+            return await anyio.to_thread.run_sync(work)
+        return work()
+
+    def _split(self, leaf: ShardRecord, why: str, *, min_seconds: int) -> tuple[str, ...]:
+        halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)
+        if halves is None:
+            return ()
+        children = [PlannedShard(w.key, w.start, w.end) for w in halves]
+        self.h.state.split(leaf.key, children)
+        self.h.stats.splits += 1
+        log.info("shard_split", leaf=leaf.key, reason=why, children=[c.key for c in children])
+        return tuple(c.key for c in children)
+
+    def _failed(self, key: str, exc: ApiError) -> LeafOutcome:
+        """A leaf whose request failed for good this time: split, retry later, or park."""
+        state, h = self.h.state, self.h
+        message = str(exc)
+        leaf = state.shard(key)
+        if isinstance(exc, TransientError):
+            # The public API fails less on small windows: split one that keeps failing before
+            # it has delivered anything (later pages would be fetched again for nothing).
+            if self.rest and leaf.pages == 0:
+                children = self._split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
+                if children:
+                    return LeafOutcome(children=children)
+            state.record_error("window_failed", key, message)
+            if leaf.attempts + 1 < h.max_leaf_attempts:
+                state.requeue_leaf(key)
+                log.warning("shard_retry_later", leaf=key, kind=exc.kind, error=message)
+                return LeafOutcome(retry_after=h.options.retry_delay)
+        state.park(key, exc.kind, message)
+        h.stats.parked += 1
+        log.error("shard_parked", leaf=key, kind=exc.kind, error=message)
+        return LeafOutcome()
+
+
+__all__ = ["LeafOutcome", "LeafRunner"]

@@ -1,0 +1,123 @@
+"""The quota ledger the API layer reports to, and the gate that holds workers at 00:00 UTC.
+
+Quota is the scarcest thing a study has: every counted call is reserved in the state store
+before it is sent (so two runs, or two machines, sharing a team's quota never overspend it) and
+the records it delivered are settled after.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from harvester._exceptions import QuotaExhausted
+from harvester.state import StateStore, utc_day
+
+log = structlog.get_logger("harvester.quota")
+
+DAY = 86_400
+#: After 00:00 UTC the API has been seen to say "quota exceeded" for a while: retry this often.
+RESET_GRACE_RETRY = 300.0
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters for the progress display and the end-of-run summary (this run only)."""
+
+    started: float = 0.0
+    requests: int = 0
+    records: int = 0
+    pages: int = 0
+    splits: int = 0
+    parked: int = 0
+    plan_total: int = 0
+    plan_committed: int = 0
+    plan_committed_this_run: int = 0
+    leaves_done: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    quota_wait_until: float | None = None
+
+
+class QuotaLedger:
+    """`RequestHooks` for the API session, backed by the state store's ledger."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        *,
+        daily_requests: int,
+        daily_records: int,
+        clock: Callable[[], float],
+        stats: RunStats,
+    ) -> None:
+        self._state = state
+        self.daily_requests = daily_requests
+        self.daily_records = daily_records
+        self._clock = clock
+        self._stats = stats
+
+    def today(self) -> str:
+        return utc_day(self._clock())
+
+    async def reserve(self, endpoint: str) -> None:
+        day = self.today()
+        if not self._state.reserve(day, 1, cap=self.daily_requests):
+            used = self._state.usage(day)
+            what = (
+                f"{used.records:,} of {self.daily_records:,} records"
+                if used.records >= self.daily_records
+                else f"{used.requests:,} of {self.daily_requests:,} requests"
+            )
+            raise QuotaExhausted(
+                f"the daily quota for {day} (UTC) is spent: {what}", kind="quota_local"
+            )
+        self._stats.requests += 1
+
+    def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
+        if records:
+            self._state.settle(self.today(), records=records)
+
+    def on_retry(self, kind: str, attempt: int, delay: float) -> None:
+        self._stats.retries[kind] += 1
+
+    def on_error(self, kind: str) -> None:
+        self._stats.errors[kind] += 1
+        self._state.record_error(kind)
+
+    def exhausted(self) -> None:
+        """The API said the day's quota is spent: no more reservations until 00:00 UTC."""
+        self._state.exhaust(self.today())
+
+
+class QuotaGate:
+    """Where workers wait for the quota to come back, with a countdown in the log."""
+
+    def __init__(self, ledger: QuotaLedger, clock: Callable[[], float], stats: RunStats) -> None:
+        self._ledger = ledger
+        self._clock = clock
+        self._stats = stats
+        self._last_exhausted_day: str | None = None
+
+    async def wait(self, exc: QuotaExhausted) -> None:
+        now = self._clock()
+        day = utc_day(now)
+        if exc.kind != "quota_local":
+            self._ledger.exhausted()
+        if self._last_exhausted_day is not None and self._last_exhausted_day != day:
+            # A new day, yet the API still says no: its reset lags; try again shortly.
+            until = now + RESET_GRACE_RETRY
+        else:
+            until = (now // DAY + 1) * DAY + 1
+        self._last_exhausted_day = day
+        self._stats.quota_wait_until = until
+        log.warning("quota_wait", day=day, until=until, seconds=round(until - now), reason=str(exc))
+        # Poll the clock rather than sleep once: a test's clock (or a suspended laptop) moves.
+        while (left := until - self._clock()) > 0:  # noqa: ASYNC110 - nothing to wait on
+            await anyio.sleep(min(left, 1.0))
+        self._stats.quota_wait_until = None
+        log.info("quota_resumed", day=utc_day(self._clock()))

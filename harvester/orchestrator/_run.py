@@ -1,0 +1,450 @@
+"""One harvest run: the only place that knows plan, api, sink and state together.
+
+A run is a task group: workers take leaves from a queue, fetch their pages, stage each page and
+checkpoint it in one state transaction, split windows that come back saturated or keep failing,
+and write a plan shard's files once all its leaves are done. Every step is idempotent against
+the state store, so a run killed at any instant continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+import harvester
+from harvester._exceptions import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    HarvesterError,
+    QuotaExhausted,
+)
+from harvester.api import (
+    ApiSession,
+    Backend,
+    PyrqsBackend,
+    ResearchApiClient,
+    RetryPolicy,
+    RqsClient,
+)
+from harvester.api import Credentials as ApiCredentials
+from harvester.config import Credentials, Study
+from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
+from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
+from harvester.plan import PlanShard, plan_study
+from harvester.sink import (
+    MANIFEST,
+    cleanup_staging,
+    cleanup_strays,
+    discard_compaction,
+    finalize_plan_shard,
+    layout,
+    prepare_compaction,
+    remove_leaves,
+    swap_compaction,
+    write_manifest,
+)
+from harvester.state import PlannedShard, SqliteState, StateStore
+
+log = structlog.get_logger("harvester.run")
+
+EXIT_OK, EXIT_FAILURE, EXIT_QUOTA = 0, 1, 75
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: How often a leaf that failed with a transient error is tried again before it is parked.
+MAX_LEAF_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    replan: bool = False
+    retry_failed: bool = False
+    cancel_on_exit: bool = False
+    log_file: Path | None = None
+    progress: bool = False
+    #: Seconds before a failed leaf is tried again (tests make it small).
+    retry_delay: float = 30.0
+    #: The API layer's retry policy; None for the defaults.
+    retry: RetryPolicy | None = None
+    #: RQS poll policy override (tests and benchmarks with fast task lifecycles).
+    poll: Any = None
+    #: A real `pyrqs.rqs.RQSClient`-like object for source = "pyrqs".
+    sdk_client: Any = None
+
+
+def staging_dir(study: Study) -> Path:
+    """Staged pages live beside the state file, outside the dataset readers scan."""
+    return study.state_path.with_name(study.state_path.name + ".staging")
+
+
+def open_state(study: Study) -> SqliteState:
+    return SqliteState(
+        study.state_path,
+        daily_requests=study.quota.daily_requests,
+        daily_records=study.quota.daily_records,
+    )
+
+
+def check_output_is_ours(study: Study, state: StateStore) -> None:
+    """Refuse a non-empty folder that is not a harvester dataset: start-up removes files the
+    state does not know, and a mistyped path must never cost a user their files."""
+    root = study.output_path
+    if not root.is_dir() or (root / MANIFEST).exists() or state.known_files():
+        return
+    if any(root.iterdir()):
+        raise ConfigError(
+            f"{study.config_path.name}: output.path: {root} is not empty and is not a harvester "
+            "dataset; choose an empty or new folder"
+        )
+
+
+class Harvest:
+    """Runs one study to completion (or to a clean stop)."""
+
+    def __init__(
+        self,
+        study: Study,
+        credentials: Credentials,
+        options: RunOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.study = study
+        self.options = options
+        self.clock = clock
+        self.stats = RunStats(started=clock())
+        self.layout = layout(study.fields, study.partition_by)
+        self.staging = staging_dir(study)
+        self._credentials = ApiCredentials(credentials.client_key, credentials.client_secret)
+        self._stop_code: int | None = None
+        self._stop_reason = ""
+        self._outstanding = 0
+        self._finalizing: set[str] = set()
+        self._send: MemoryObjectSendStream[str] | None = None
+        self.max_leaf_attempts = MAX_LEAF_ATTEMPTS
+        self.state: SqliteState = open_state(study)
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Everything before the first request: lock, plan, recover from any earlier crash."""
+        study, state = self.study, self.state
+        state.open_study(
+            study.name, study.plan_fingerprint(), harvester.__version__, replan=self.options.replan
+        )
+        state.lock()
+        check_output_is_ours(study, state)
+        study.output_path.mkdir(parents=True, exist_ok=True)
+        plan = plan_study(study)
+        added = state.add_plan_shards(
+            PlannedShard(s.key, s.window.start, s.window.end) for s in plan
+        )
+        if added:
+            log.info("study_planned", study=study.name, shards=len(plan), added=added)
+        state.reset_running()
+        if self.options.retry_failed:
+            log.info("parked_retried", shards=state.retry_parked())
+        self._recover_compactions()
+        removed = cleanup_strays(study.output_path, state.known_files())
+        removed += cleanup_staging(self.staging, state.known_segments())
+        if removed:
+            log.warning("stray_files_removed", count=len(removed), files=removed[:20])
+        self.stats.plan_total = len(plan)
+        self._write_manifest(plan.shards)
+
+    def _recover_compactions(self) -> None:
+        # A compaction interrupted after its swap is finished; one interrupted before it is
+        # dropped (the old files are still what state knows; the merged file is a stray).
+        for pending in self.state.pending_compactions():
+            if (self.study.output_path / pending.new_path).exists():
+                self.state.finish_compaction(pending.partition)
+            else:
+                self.state.abort_compaction(pending.partition)
+
+    def _write_manifest(self, shards: tuple[PlanShard, ...] | None = None) -> None:
+        study = self.study
+        summary = self.state.status()
+        manifest: dict[str, Any] = {
+            "study": study.name,
+            "source": study.source,
+            "fingerprint": study.fingerprint(),
+            "fields": list(study.fields),
+            "partition_by": list(study.partition_by),
+            "start_date": study.start_date.isoformat(),
+            "end_date": study.end_date.isoformat(),
+            "window_days": study.window_days,
+            "query": (
+                study.seed_query.to_json()
+                if study.seed_query is not None
+                else study.rest_query.to_json()
+                if study.rest_query is not None
+                else None
+            ),
+            "harvester_version": harvester.__version__,
+            "plan_shards": summary.plan_shards,
+            "committed_plan_shards": summary.committed_plan_shards,
+            "files": summary.files,
+            "rows": summary.dataset_rows,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if shards is not None:
+            manifest["windows"] = [s.key for s in shards]
+        else:
+            manifest["windows"] = [s.key for s in self.state.shards() if s.parent_key is None]
+        write_manifest(study.output_path, manifest)
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.prepare()
+        for plan_key in self._ready_plan_shards():
+            await self._finalize(plan_key)
+        stats = self.stats
+        stats.plan_committed = self.state.status().committed_plan_shards
+        ledger = QuotaLedger(
+            self.state,
+            daily_requests=self.study.quota.daily_requests,
+            daily_records=self.study.quota.daily_records,
+            clock=self.clock,
+            stats=stats,
+        )
+        gate = QuotaGate(ledger, self.clock, stats)
+        async with self._session(ledger) as session:
+            runner = LeafRunner(self, self._backend(session), gate)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals, tg)
+                if self.options.progress:
+                    from harvester.progress import show_progress
+
+                    tg.start_soon(show_progress, self, tg.cancel_scope)
+                await self._drive(runner, tg)
+                tg.cancel_scope.cancel()  # the watchers
+            if self._stop_code is not None and self.options.cancel_on_exit:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                    await self._cancel_in_flight(session)
+        if self._stop_code is None:
+            await self._compact()
+        self._write_manifest()
+        return self._finish()
+
+    def _finish(self) -> int:
+        summary = self.state.status()
+        parked = summary.shards.get("parked", 0)
+        log.info(
+            "run_finished",
+            stop=self._stop_reason or None,
+            requests=self.stats.requests,
+            records=self.stats.records,
+            committed=summary.committed_plan_shards,
+            plan_shards=summary.plan_shards,
+            parked=parked,
+        )
+        if self._stop_code is not None:
+            return self._stop_code
+        if parked:
+            raise HarvesterError(
+                f"{parked} window(s) were parked after repeated failures (see `harvester status`); "
+                "run again with --retry-failed to take them up"
+            )
+        return EXIT_OK
+
+    def stop(self, code: int, reason: str, tg: TaskGroup) -> None:
+        if self._stop_code is None:
+            self._stop_code, self._stop_reason = code, reason
+        tg.cancel_scope.cancel()
+
+    async def _watch_signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("run_interrupted", signal=signal.Signals(signum).name)
+                self.stop(EXIT_SIGNAL[signal.Signals(signum)], "signal", tg)
+                return
+
+    @asynccontextmanager
+    async def _session(self, ledger: QuotaLedger) -> AsyncIterator[ApiSession]:
+        api = self.study.api
+        retry = self.options.retry or RetryPolicy(attempts=api.max_attempts)
+        async with ApiSession(
+            api.base_url,
+            self._credentials,
+            requests_per_second=api.requests_per_second,
+            request_timeout=api.timeout_s,
+            retry=retry,
+            hooks=ledger,
+        ) as session:
+            yield session
+
+    def _backend(self, session: ApiSession) -> Backend[Any]:
+        study = self.study
+        if study.source == "research-api":
+            return ResearchApiClient(session, end_date_inclusive=study.api.end_date_inclusive)
+        kw: dict[str, Any] = {"limit": study.limit, "stage": study.stage}
+        if self.options.poll is not None:
+            kw["poll"] = self.options.poll
+        if study.source == "rqs":
+            return RqsClient(session, **kw)
+        if self.options.sdk_client is None:
+            try:
+                from pyrqs import rqs  # type: ignore[import-not-found]
+            except ImportError:
+                raise ConfigError(
+                    f'{study.config_path.name}: study.source: "pyrqs" needs TikTok\'s pyrqs SDK '
+                    'installed in this environment; install it or use source = "rqs"'
+                ) from None
+            sdk = rqs.RQSClient()
+        else:
+            sdk = self.options.sdk_client
+        limiter = anyio.CapacityLimiter(study.api.max_concurrency)
+        return PyrqsBackend(sdk, limiter, hooks=session.hooks, **kw)
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    async def _drive(self, runner: LeafRunner, tg: TaskGroup) -> None:
+        leaves = [s.key for s in self.state.shards(status="pending")]
+        if not leaves:
+            return
+        send, receive = anyio.create_memory_object_stream[str](math.inf)
+        self._send = send
+        self._outstanding = len(leaves)
+        for key in leaves:
+            send.send_nowait(key)
+        async with anyio.create_task_group() as workers:
+            for _ in range(max(1, self.study.api.max_concurrency)):
+                workers.start_soon(self._worker, runner, receive.clone(), tg)
+            receive.close()
+
+    async def _worker(
+        self, runner: LeafRunner, receive: MemoryObjectReceiveStream[str], tg: TaskGroup
+    ) -> None:
+        async with receive:
+            async for key in receive:
+                try:
+                    outcome = await self._run_one(runner, key, tg)
+                    if outcome.children:
+                        self.enqueue(list(outcome.children))
+                    elif outcome.retry_after is not None:
+                        self._outstanding += 1
+                        tg.start_soon(self._requeue_later, key, outcome.retry_after)
+                    elif outcome.done:
+                        await self._leaf_done(key)
+                finally:
+                    self._outstanding -= 1
+                    if self._outstanding <= 0 and self._send is not None:
+                        self._send.close()
+
+    async def _run_one(self, runner: LeafRunner, key: str, tg: TaskGroup) -> LeafOutcome:
+        try:
+            return await runner.run(key)
+        except QuotaExhausted as exc:
+            # on_exhausted = "exit": leave cleanly with 75; the next run continues.
+            log.warning("quota_exhausted", leaf=key, reason=str(exc))
+            self.stop(EXIT_QUOTA, "quota", tg)
+            return LeafOutcome()
+        except AuthError as exc:
+            self.stop(EXIT_FAILURE, f"the API refused the credentials: {exc}", tg)
+            raise HarvesterError(
+                f"the API refused the credentials ({exc}); check {self.study.api.client_key_env} "
+                f"and {self.study.api.client_secret_env}"
+            ) from None
+
+    def enqueue(self, keys: list[str]) -> None:
+        assert self._send is not None
+        self._outstanding += len(keys)
+        for k in keys:
+            self._send.send_nowait(k)
+
+    async def _requeue_later(self, key: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        if self._send is not None:
+            with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._send.send_nowait(key)
+
+    async def _leaf_done(self, key: str) -> None:
+        self.stats.leaves_done += 1
+        plan_key = self.state.shard(key).plan_key
+        if self.state.plan_ready(plan_key):
+            await self._finalize(plan_key)
+
+    def _ready_plan_shards(self) -> list[str]:
+        return [
+            s.key
+            for s in self.state.shards()
+            if s.parent_key is None and s.committed_at is None and self.state.plan_ready(s.key)
+        ]
+
+    async def _finalize(self, plan_key: str) -> None:
+        if plan_key in self._finalizing:
+            return
+        self._finalizing.add(plan_key)
+        try:
+            segments = [s.path for s in self.state.segments(plan_key=plan_key)]
+            files = await anyio.to_thread.run_sync(
+                finalize_plan_shard,
+                self.study.output_path,
+                self.staging,
+                self.layout,
+                plan_key,
+                segments,
+            )
+            leaves = self.state.commit_plan_shard(plan_key, files)
+            remove_leaves(self.staging, leaves)
+            self.stats.plan_committed += 1
+            self.stats.plan_committed_this_run += 1
+            for f in files:
+                log.info("file_committed", shard=plan_key, path=f.path, rows=f.rows)
+        finally:
+            self._finalizing.discard(plan_key)
+
+    async def _compact(self) -> None:
+        """Merge partitions that several plan shards wrote into (coarse partitions)."""
+        by_partition: dict[str, list[str]] = {}
+        for f in self.state.files():
+            by_partition.setdefault(f.partition, []).append(f.path)
+        for partition, paths in sorted(by_partition.items()):
+            if len(paths) < 2:
+                continue
+            root, staging = self.study.output_path, self.staging
+            c = await anyio.to_thread.run_sync(prepare_compaction, root, staging, partition, paths)
+            if c is None:
+                continue
+            self.state.begin_compaction(partition, c.new_file.path, c.new_file.rows, c.old_files)
+            swap_compaction(root, staging, c)
+            self.state.finish_compaction(partition)
+            discard_compaction(staging, c)
+            log.info(
+                "partition_compacted", partition=partition, files=len(paths), rows=c.new_file.rows
+            )
+
+    async def _cancel_in_flight(self, session: ApiSession) -> None:
+        if self.study.source == "research-api":
+            return
+        client = RqsClient(session)
+        for leaf in self.state.shards(status="running"):
+            if leaf.task_id and leaf.pages <= 1:  # created, results not yet paged
+                try:
+                    await client.cancel(int(leaf.task_id))
+                    log.info("task_cancelled", leaf=leaf.key, task_id=leaf.task_id)
+                except (ApiError, ValueError) as exc:
+                    log.warning("task_cancel_failed", leaf=leaf.key, error=str(exc))
+
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_QUOTA",
+    "Harvest",
+    "RunOptions",
+    "check_output_is_ours",
+    "open_state",
+    "staging_dir",
+]

@@ -1,0 +1,92 @@
+"""Live progress: a rich display on a terminal, plain periodic lines otherwise (cron, CI, nohup).
+
+Shows plan shards done/total, records, requests and quota left today, rate and ETA. It only
+reads the run's counters; it never slows the harvest (one refresh a second).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harvester.state import utc_day
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+
+    from harvester.orchestrator._run import Harvest
+
+__all__ = ["render_line", "show_progress"]
+
+PLAIN_EVERY = 30.0
+
+
+def _eta(h: Harvest, now: float) -> str:
+    s = h.stats
+    done = s.plan_committed_this_run
+    left = s.plan_total - s.plan_committed
+    if done == 0 or left <= 0:
+        return "-"
+    per_shard = (now - s.started) / done
+    secs = int(per_shard * left)
+    return (
+        f"{secs // 3600}h{secs % 3600 // 60:02d}m"
+        if secs >= 3600
+        else f"{secs // 60}m{secs % 60:02d}s"
+    )
+
+
+def _fields(h: Harvest) -> list[tuple[str, str]]:
+    s = h.stats
+    now = h.clock()
+    elapsed = max(time.time() - s.started, 1e-6) if s.started else 1e-6
+    usage = h.state.usage(utc_day(now))
+    quota = h.study.quota
+    rows = [
+        (
+            "shards",
+            f"{s.plan_committed}/{s.plan_total} committed, {s.splits} splits, {s.parked} parked",
+        ),
+        ("records", f"{s.records:,} ({s.records / elapsed:,.0f}/s)"),
+        (
+            "requests",
+            f"{s.requests:,} this run; today {usage.requests:,}/{quota.daily_requests:,}"
+            f", records {usage.records:,}/{quota.daily_records:,}",
+        ),
+        ("eta", _eta(h, now)),
+    ]
+    if s.quota_wait_until is not None:
+        rows.append(("quota", f"waiting {int(s.quota_wait_until - now)}s for 00:00 UTC"))
+    if s.errors:
+        rows.append(("errors", ", ".join(f"{k} {v}" for k, v in s.errors.most_common(4))))
+    return rows
+
+
+def render_line(h: Harvest) -> str:
+    return " | ".join(f"{k} {v}" for k, v in _fields(h))
+
+
+def _table(h: Harvest) -> Table:
+    t = Table(title=f"harvesting {h.study.name}", show_header=False, box=None)
+    for k, v in _fields(h):
+        t.add_row(k, v)
+    return t
+
+
+async def show_progress(h: Harvest, scope: CancelScope) -> None:
+    """Until cancelled: a live table on a terminal, a plain line every 30 s elsewhere."""
+    if sys.stderr.isatty():
+        console = Console(file=sys.stderr)
+        with Live(_table(h), console=console, refresh_per_second=2, transient=False) as live:
+            while True:
+                await anyio.sleep(1.0)
+                live.update(_table(h))
+    while True:
+        await anyio.sleep(PLAIN_EVERY)
+        print(f"harvester: {render_line(h)}", file=sys.stderr, flush=True)
