@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+import stamina
 import structlog
 
 __all__ = ["configure_logging", "register_secret", "scrub"]
@@ -105,6 +106,8 @@ def configure_logging(
         file = log_path.open("a", encoding="utf-8")
     out = console if console is not None else sys.stderr
     level = _LEVELS.get(console_level, logging.WARNING)
+    # The API layer logs its own `retry` events with our keys; stamina's would say it twice.
+    stamina.instrumentation.set_on_retry_hooks([])
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
