@@ -139,10 +139,11 @@ class Harvest:
     def prepare(self) -> None:
         """Everything before the first request: lock, plan, recover from any earlier crash."""
         study, state = self.study, self.state
+        # Lock first: a --replan must never reset the state under a live run.
+        state.lock()
         state.open_study(
             study.name, study.plan_fingerprint(), harvester.__version__, replan=self.options.replan
         )
-        state.lock()
         check_output_is_ours(study, state)
         study.output_path.mkdir(parents=True, exist_ok=True)
         plan = plan_study(study)
