@@ -280,9 +280,14 @@ class ApiSession:
         try:
             await self._limiter.acquire()
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            status, answer_headers, raw = await self._send(
-                endpoint, data=payload, headers=headers, params=params
-            )
+            # A counted call, once sent, is paid for: a stop (quota exit, signal) must not throw
+            # its answer away, or the next run pays again for the same page or task. The shield
+            # lasts one attempt at most (the session's request timeout); the caller checkpoints
+            # the answer before its next await, where the cancellation lands.
+            with anyio.CancelScope(shield=counted):
+                status, answer_headers, raw = await self._send(
+                    endpoint, data=payload, headers=headers, params=params
+                )
             data = decode_answer(status, answer_headers, raw, self.redact)
             records = records_of(data) if records_of else 0
             ok = True

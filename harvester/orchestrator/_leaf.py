@@ -62,6 +62,7 @@ class LeafRunner:
             except QuotaExhausted as exc:
                 self.h.state.requeue_leaf(key)
                 if self.h.study.quota.on_exhausted == "exit":
+                    self.gate.record(exc)
                     raise
                 await self.gate.wait(exc)
             except ApiError as exc:

@@ -60,6 +60,9 @@ class QuotaLedger:
         self.daily_records = daily_records
         self._clock = clock
         self._stats = stats
+        #: The UTC day of the last counted call the API answered: tells a spent day apart from
+        #: a reset that lags after 00:00.
+        self.last_served_day: str | None = None
 
     def today(self) -> str:
         return utc_day(self._clock())
@@ -79,6 +82,8 @@ class QuotaLedger:
         self._stats.requests += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
+        if ok:
+            self.last_served_day = self.today()
         if records:
             self._state.settle(self.today(), records=records)
 
@@ -103,16 +108,25 @@ class QuotaGate:
         self._stats = stats
         self._last_exhausted_day: str | None = None
 
+    def record(self, exc: QuotaExhausted) -> None:
+        """Remember the API's "quota spent" for the day, so no worker (nor the next run, on the
+        same day) sends a call the API would refuse and still count."""
+        if exc.kind != "quota_local":
+            self._ledger.exhausted()
+
     async def wait(self, exc: QuotaExhausted) -> None:
         now = self._clock()
         day = utc_day(now)
-        if exc.kind != "quota_local":
-            self._ledger.exhausted()
-        if self._last_exhausted_day is not None and self._last_exhausted_day != day:
-            # A new day, yet the API still says no: its reset lags; try again shortly.
-            until = now + RESET_GRACE_RETRY
-        else:
-            until = (now // DAY + 1) * DAY + 1
+        self.record(exc)
+        lagging = (
+            exc.kind != "quota_local"
+            and self._last_exhausted_day not in (None, day)
+            and self._ledger.last_served_day != day
+        )
+        # A new day, yet the API says no before answering a single call: its reset lags; try
+        # again shortly. A day spent by our own ledger, or after calls went through today, is
+        # spent for real: wait for the next 00:00.
+        until = now + RESET_GRACE_RETRY if lagging else (now // DAY + 1) * DAY + 1
         self._last_exhausted_day = day
         self._stats.quota_wait_until = until
         log.warning("quota_wait", day=day, until=until, seconds=round(until - now), reason=str(exc))
