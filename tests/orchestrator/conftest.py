@@ -1,0 +1,263 @@
+"""Helpers for end-to-end harvests: a study beside the test, the oracle, readers of the dataset.
+
+Every test here runs the real orchestrator against the real simulator over loopback HTTP, with
+real SQLite state, and reads the Parquet back with pyarrow, DuckDB and Polars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+import pytest
+
+from harvester.api import PollPolicy, RetryPolicy
+from harvester.config import Credentials, Study, loads_study
+from harvester.orchestrator import RunOptions, harvest
+from harvester.simulator.app import Simulator
+
+DAY = 86_400
+CREDS = Credentials("sim-client-key", "sim-client-secret")
+SIM_ENV = {"TIKTOK_CLIENT_KEY": "sim-client-key", "TIKTOK_CLIENT_SECRET": "sim-client-secret"}
+#: Small, fast corpora: every test's harvest takes well under a second of simulator work.
+SIM: dict[str, Any] = {"seed": 3, "videos_per_day": 120, "latency": 0.0, "rate_limit_per_minute": 100_000}
+#: RQS tasks that finish in tens of milliseconds.
+FAST_TASKS: dict[str, Any] = {"rqs_created": 0.0, "rqs_validating": 0.01, "rqs_processing": 0.02}
+POLL = PollPolicy(initial=0.01, maximum=0.05, timeout=30.0, busy_timeout=30.0)
+RETRY = RetryPolicy(attempts=6, wait_initial=0.5, wait_jitter=0.0, wait_scale=1e-3)
+FIELDS = ("id", "create_time", "username", "region_code", "hashtag_names", "view_count")
+#: Seed form with a fuzzy part (hashtags): the public API is asked a superset and the
+#: harvester post-filters; the oracle is always this seed query.
+SEED_GROUPS: list[dict[str, Any]] = [
+    {
+        "operator": "and",
+        "conditions": [
+            {"field": "region_code", "operator": "in", "field_values": ["NL", "DE", "US", "GB"]}
+        ],
+    },
+    {
+        "operator": "not",
+        "conditions": [{"field": "hashtag_names", "operator": "contains", "field_values": ["fyp"]}],
+    },
+]
+PROVENANCE = ("_retrieved_at", "_shard", "_source")
+
+
+def epoch(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
+
+
+def options(**kw: Any) -> RunOptions:
+    kw.setdefault("retry_delay", 0.05)
+    kw.setdefault("poll", POLL)
+    kw.setdefault("retry", RETRY)
+    return RunOptions(**kw)
+
+
+def _toml(value: Any) -> str:
+    # JSON is valid TOML for strings, numbers, booleans and arrays; tables need inline form.
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def study_text(
+    base_url: str,
+    *,
+    source: str = "rqs",
+    name: str = "e2e",
+    start: date = date(2022, 1, 1),
+    days: int = 3,
+    window: int = 1,
+    limit: int | None = None,
+    daily_requests: int | None = None,
+    daily_records: int | None = None,
+    on_exhausted: str = "wait",
+    partition_by: tuple[str, ...] = ("create_date",),
+    fields: tuple[str, ...] = FIELDS,
+    groups: list[dict[str, Any]] | None = None,
+    max_concurrency: int = 3,
+    output: str = "data/e2e",
+) -> str:
+    end = start + timedelta(days=days - 1)
+    study: dict[str, Any] = {
+        "name": name,
+        "source": source,
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "window": f"{window}d",
+        "fields": list(fields),
+        "condition_groups": groups or SEED_GROUPS,
+    }
+    if limit is not None:
+        study["limit"] = limit
+    quota: dict[str, Any] = {"on_exhausted": on_exhausted}
+    if daily_requests is not None:
+        quota["daily_requests"] = daily_requests
+    if daily_records is not None:
+        quota["daily_records"] = daily_records
+    tables: dict[str, dict[str, Any]] = {
+        "study": study,
+        "api": {
+            "base_url": base_url,
+            "max_concurrency": max_concurrency,
+            "requests_per_second": 2000,
+            "timeout_s": 10,
+        },
+        "quota": quota,
+        "output": {"path": output, "partition_by": list(partition_by)},
+    }
+    return "\n".join(
+        f"[{t}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in body.items()) + "\n"
+        for t, body in tables.items()
+    )
+
+
+def make_study(tmp_path: Path, base_url: str, **kw: Any) -> Study:
+    """Write the study file (the CLI tests read it) and load it the way the CLI does."""
+    path = tmp_path / "study.toml"
+    text = study_text(base_url, **kw)
+    path.write_text(text)
+    return loads_study(text, path)
+
+
+def oracle(sim: Simulator, study: Study) -> set[int]:
+    """Ground truth for the study: the seed query over its whole period."""
+    start = epoch(study.start_date)
+    end = epoch(study.end_date) + DAY
+    return sim.oracle(SEED_GROUPS, start, end)
+
+
+async def run(sim: Simulator, study: Study, **kw: Any) -> int:
+    return await harvest(study, CREDS, options(**kw), clock=sim.clock.now)
+
+
+def counted_requests(sim: Simulator) -> int:
+    """Calls the simulator counts against the daily quota, every day summed."""
+    return sum(d["requests"] for d in sim.ledger.snapshot()["days"].values())
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True)
+class Readback:
+    ids: list[int]
+    columns: tuple[str, ...]
+
+
+def read_pyarrow(root: Path) -> Readback:
+    if not any(root.rglob("*.parquet")):
+        return Readback([], ())  # no file yet: pyarrow would infer an empty schema
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    return Readback(table.column("id").to_pylist(), tuple(table.column_names))
+
+
+def read_duckdb(root: Path, partitions: tuple[str, ...] = ("create_date",)) -> Readback:
+    con = duckdb.connect()
+    types = ", ".join(f"'{p}': VARCHAR" for p in partitions)
+    rel = con.sql(
+        f"SELECT * FROM read_parquet('{root}/**/*.parquet', hive_partitioning = true, "
+        f"hive_types = {{{types}}})"
+    )
+    ids = [row[0] for row in rel.select("id").fetchall()]
+    return Readback(ids, tuple(rel.columns))
+
+
+def read_polars(root: Path) -> Readback:
+    frame = pl.scan_parquet(str(root / "**" / "*.parquet"), hive_partitioning=True).collect()
+    return Readback(frame["id"].to_list(), tuple(frame.columns))
+
+
+def assert_equals_oracle(study: Study, expected: set[int]) -> list[int]:
+    """The dataset holds exactly the oracle's ids, each once; returns the ids as read."""
+    ids = read_pyarrow(study.output_path).ids
+    assert len(ids) == len(set(ids)), "duplicate rows in the dataset"
+    missing, extra = expected - set(ids), set(ids) - expected
+    assert not missing and not extra, f"missing {len(missing)}, extra {len(extra)}"
+    assert len(ids) == len(expected)
+    return ids
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`harvester ARGS` in a fresh interpreter, with the simulator's credentials."""
+    return subprocess.run(
+        [sys.executable, "-m", "harvester.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **SIM_ENV},
+        check=False,
+    )
+
+
+def spawn_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "harvester.cli", *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SIM_ENV},
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def sim_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`harvester simulate` in its own process, on a free port; yields (base_url, process)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harvester.cli",
+            "simulate",
+            "--port",
+            str(port),
+            "--seed",
+            str(SIM["seed"]),
+            "--videos-per-day",
+            str(SIM["videos_per_day"]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on" in line, line
+        yield line.split("listening on", 1)[1].strip(), proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

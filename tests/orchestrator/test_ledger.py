@@ -1,0 +1,148 @@
+"""The daily quota end to end: exit 75 and continue tomorrow, or wait for 00:00 UTC in-process.
+
+Either way nothing is lost, nothing is duplicated, and work already done is not paid for again:
+the requests of all runs together stay within a small overhead of one clean run's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, Harvest, status_report
+from harvester.simulator.app import Simulator
+from harvester.simulator.testing import running_simulator
+from tests.orchestrator.conftest import (
+    CREDS,
+    DAY,
+    FAST_TASKS,
+    SIM,
+    assert_equals_oracle,
+    counted_requests,
+    make_study,
+    options,
+    oracle,
+    read_pyarrow,
+    run,
+)
+
+pytestmark = pytest.mark.anyio
+DAYS = 6
+
+
+def next_midnight(sim: Simulator) -> None:
+    """Move the shared clock just past the next 00:00 UTC: a fresh quota day for both sides."""
+    sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
+
+
+async def clean_run_requests(tmp_path: Path, source: str) -> int:
+    """What one uninterrupted run of the same study costs, on an identical simulator."""
+    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+        study = make_study(tmp_path / "clean", sim.base_url, source=source, days=DAYS)
+        assert await run(sim, study) == EXIT_OK
+        return counted_requests(sim)
+
+
+@pytest.mark.parametrize("source", ["research-api", "rqs"])
+async def test_exit_75_then_tomorrow_completes_without_paying_twice(
+    tmp_path: Path, source: str
+) -> None:
+    (tmp_path / "clean").mkdir()
+    baseline = await clean_run_requests(tmp_path, source)
+    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+        study = make_study(
+            tmp_path, sim.base_url, source=source, days=DAYS, daily_requests=5, on_exhausted="exit"
+        )
+        codes = []
+        for _ in range(10):
+            code = await run(sim, study)
+            codes.append(code)
+            if code != EXIT_QUOTA:
+                break
+            # Whatever is committed so far is exact: a subset of the truth, each row once.
+            ids = read_pyarrow(study.output_path).ids
+            assert len(ids) == len(set(ids)) and set(ids) <= oracle(sim, study)
+            status = status_report(study, now=sim.clock.now())
+            assert status["requests_today"] <= 5 and status["requests_left_today"] == 0
+            next_midnight(sim)
+        spent = counted_requests(sim)
+        per_day = [d["requests"] for d in sim.ledger.snapshot()["days"].values()]
+        expected = oracle(sim, study)
+    assert codes[0] == EXIT_QUOTA and codes[-1] == EXIT_OK
+    assert len(codes) >= baseline // 5
+    assert max(per_day) <= 5  # the study's own cap held every day
+    assert_equals_oracle(study, expected)
+    # Exiting and resuming costs nothing extra: checkpoints keep cursors and task ids.
+    assert baseline <= spent <= baseline + 1, (baseline, spent, codes)
+    print(f"{source}: clean {baseline} requests, {len(codes)} quota days {spent} requests")
+
+
+async def test_the_api_saying_quota_exceeded_also_exits_75(tmp_path: Path) -> None:
+    # The study thinks it has plenty; the simulator's own daily cap is what runs out.
+    async with running_simulator("clean", **SIM, **FAST_TASKS, daily_requests=4) as sim:
+        study = make_study(tmp_path, sim.base_url, source="rqs", days=DAYS, on_exhausted="exit")
+        first = await run(sim, study)
+        refused = sim.stats.responses["rqs.create"][429] + sim.stats.responses["rqs.result"][429]
+        status = status_report(study, now=sim.clock.now())
+        codes = [first]
+        while codes[-1] == EXIT_QUOTA and len(codes) < 10:
+            next_midnight(sim)
+            codes.append(await run(sim, study))
+        expected = oracle(sim, study)
+    assert first == EXIT_QUOTA and refused >= 1
+    assert status["quota_exhausted_today"]
+    assert codes[-1] == EXIT_OK
+    assert_equals_oracle(study, expected)
+
+
+async def _wait_then_midnight(sim: Simulator, h: Harvest, waits: list[float]) -> None:
+    """Play the night: each time the run waits for the quota, move the clock past midnight."""
+    with anyio.fail_after(20):
+        while True:
+            until = h.stats.quota_wait_until
+            if until is not None and (not waits or waits[-1] != until):
+                waits.append(until)
+                assert until > sim.clock.now()
+                sim.clock.advance(until - sim.clock.now() + 1)
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("who", ["study", "api"])
+async def test_wait_sleeps_until_midnight_and_finishes(tmp_path: Path, who: str) -> None:
+    caps: dict[str, Any] = {"daily_requests": 5}
+    async with running_simulator(
+        "clean", **SIM, **FAST_TASKS, **(caps if who == "api" else {})
+    ) as sim:
+        study = make_study(
+            tmp_path,
+            sim.base_url,
+            source="rqs",
+            days=DAYS,
+            on_exhausted="wait",
+            **(caps if who == "study" else {}),
+        )
+        h = Harvest(study, CREDS, options(), clock=sim.clock.now)
+        waits: list[float] = []
+        code: list[int] = []
+        day0 = sim.clock.now() // DAY
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_wait_then_midnight, sim, h, waits)
+
+                async def go() -> None:
+                    code.append(await h.run())
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(go)
+        finally:
+            h.state.close()
+        expected = oracle(sim, study)
+        days_used = sim.clock.now() // DAY - day0
+    assert code == [EXIT_OK]
+    assert len(waits) >= 2 and days_used == len(waits)
+    # The run waited for midnight each time: every wait ended just after a 00:00 UTC.
+    assert all(w % DAY <= 2 for w in waits)
+    assert_equals_oracle(study, expected)
