@@ -117,6 +117,18 @@ def _not_found(sim: Simulator, body: dict[str, Any]) -> web.Response:
     return error(404, "task_not_found", msg, sim.log_id())
 
 
+async def _task_of(
+    sim: Simulator, request: web.Request
+) -> tuple[Task, dict[str, Any]] | web.Response:
+    """The task a status/result/cancel body names (with the body), or the answer to send."""
+    try:
+        body = await read_json(request)
+    except BadBody as e:
+        return error(400, "invalid_params", str(e), sim.log_id())
+    task = sim.tasks.find(body)
+    return _not_found(sim, body) if task is None else (task, body)
+
+
 async def create(sim: Simulator, request: web.Request) -> web.Response:
     try:
         body = await read_json(request)
@@ -153,13 +165,10 @@ async def create(sim: Simulator, request: web.Request) -> web.Response:
 
 
 async def status(sim: Simulator, request: web.Request) -> web.Response:
-    try:
-        body = await read_json(request)
-    except BadBody as e:
-        return error(400, "invalid_params", str(e), sim.log_id())
-    task = sim.tasks.find(body)
-    if task is None:
-        return _not_found(sim, body)
+    found = await _task_of(sim, request)
+    if isinstance(found, web.Response):
+        return found
+    task, _body = found
     state = sim.tasks.status(task)
     data: dict[str, Any] = {"status": state}
     if state == "AnalysisFailed":
@@ -168,13 +177,10 @@ async def status(sim: Simulator, request: web.Request) -> web.Response:
 
 
 async def result(sim: Simulator, request: web.Request) -> web.Response:
-    try:
-        body = await read_json(request)
-    except BadBody as e:
-        return error(400, "invalid_params", str(e), sim.log_id())
-    task = sim.tasks.find(body)
-    if task is None:
-        return _not_found(sim, body)
+    found = await _task_of(sim, request)
+    if isinstance(found, web.Response):
+        return found
+    task, body = found
     state = sim.tasks.status(task)
     if state != "Completed":
         return error(409, "task_not_completed", f"task is {state}", sim.log_id())
@@ -210,13 +216,10 @@ async def result(sim: Simulator, request: web.Request) -> web.Response:
 
 
 async def cancel(sim: Simulator, request: web.Request) -> web.Response:
-    try:
-        body = await read_json(request)
-    except BadBody as e:
-        return error(400, "invalid_params", str(e), sim.log_id())
-    task = sim.tasks.find(body)
-    if task is None:
-        return _not_found(sim, body)
+    found = await _task_of(sim, request)
+    if isinstance(found, web.Response):
+        return found
+    task, _body = found
     if sim.tasks.status(task) not in UNFINISHED:
         return ok({"success": False}, sim.log_id())
     task.cancelled_at = sim.clock.monotonic()
