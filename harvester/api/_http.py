@@ -17,6 +17,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import orjson
 import stamina
 import structlog
@@ -274,11 +275,15 @@ class ApiSession:
         counted: bool,
         records_of: Callable[[dict[str, Any]], int] | None,
     ) -> dict[str, Any]:
+        # Every other await on the way may return without suspending (cached token, free rate
+        # limiter): without these checks a cancelled caller would go on sending shielded calls.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if counted:
             await self.hooks.reserve(endpoint)
         ok, records = False, 0
         try:
             await self._limiter.acquire()
+            await anyio.lowlevel.checkpoint_if_cancelled()
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             # A counted call, once sent, is paid for: a stop (quota exit, signal) must not throw
             # its answer away, or the next run pays again for the same page or task. The shield
