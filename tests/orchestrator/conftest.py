@@ -31,7 +31,12 @@ DAY = 86_400
 CREDS = Credentials("sim-client-key", "sim-client-secret")
 SIM_ENV = {"TIKTOK_CLIENT_KEY": "sim-client-key", "TIKTOK_CLIENT_SECRET": "sim-client-secret"}
 #: Small, fast corpora: every test's harvest takes well under a second of simulator work.
-SIM: dict[str, Any] = {"seed": 3, "videos_per_day": 120, "latency": 0.0, "rate_limit_per_minute": 100_000}
+SIM: dict[str, Any] = {
+    "seed": 3,
+    "videos_per_day": 120,
+    "latency": 0.0,
+    "rate_limit_per_minute": 100_000,
+}
 #: RQS tasks that finish in tens of milliseconds.
 FAST_TASKS: dict[str, Any] = {"rqs_created": 0.0, "rqs_validating": 0.01, "rqs_processing": 0.02}
 POLL = PollPolicy(initial=0.01, maximum=0.05, timeout=30.0, busy_timeout=30.0)
@@ -128,6 +133,7 @@ def study_text(
 
 def make_study(tmp_path: Path, base_url: str, **kw: Any) -> Study:
     """Write the study file (the CLI tests read it) and load it the way the CLI does."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "study.toml"
     text = study_text(base_url, **kw)
     path.write_text(text)

@@ -50,7 +50,6 @@ async def clean_run_requests(tmp_path: Path, source: str) -> int:
 async def test_exit_75_then_tomorrow_completes_without_paying_twice(
     tmp_path: Path, source: str
 ) -> None:
-    (tmp_path / "clean").mkdir()
     baseline = await clean_run_requests(tmp_path, source)
     async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
         study = make_study(
