@@ -1,4 +1,11 @@
-"""harvester: turn a study description into a complete, deduplicated Parquet dataset."""
+"""harvester: turn a study description into a complete, deduplicated Parquet dataset.
+
+Import from here, not from the private modules::
+
+    from harvester import load_study, resolve_credentials, harvest, RunOptions
+    from harvester import rqs                      # drop-in for TikTok's pyrqs SDK
+    from harvester.simulator import running_simulator
+"""
 
 from __future__ import annotations
 
@@ -24,22 +31,32 @@ from harvester._exceptions import (
     TransientError,
     UserError,
 )
-
-__version__ = "0.1.0"
+from harvester._version import __version__
+from harvester.config import Credentials, Study, load_study, loads_study, resolve_credentials
+from harvester.orchestrator import (
+    RunOptions,
+    harvest,
+    plan_report,
+    status_report,
+    verify_study,
+)
 
 __all__ = [
     "ApiError",
     "AuthError",
     "ConfigError",
+    "Credentials",
     "CredentialsError",
     "HarvesterError",
     "InvalidRequest",
     "QueryError",
     "QuotaExhausted",
     "RateLimited",
+    "RunOptions",
     "SearchIdInvalid",
     "SinkError",
     "StateError",
+    "Study",
     "StudyChangedError",
     "TaskAnalysisFailed",
     "TaskExpired",
@@ -49,4 +66,11 @@ __all__ = [
     "TransientError",
     "UserError",
     "__version__",
+    "harvest",
+    "load_study",
+    "loads_study",
+    "plan_report",
+    "resolve_credentials",
+    "status_report",
+    "verify_study",
 ]

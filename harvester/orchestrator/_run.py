@@ -22,7 +22,7 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-import harvester
+from harvester._version import __version__
 from harvester._exceptions import (
     ApiError,
     AuthError,
@@ -142,7 +142,7 @@ class Harvest:
         # Lock first: a --replan must never reset the state under a live run.
         state.lock()
         state.open_study(
-            study.name, study.plan_fingerprint(), harvester.__version__, replan=self.options.replan
+            study.name, study.plan_fingerprint(), __version__, replan=self.options.replan
         )
         check_output_is_ours(study, state)
         study.output_path.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ class Harvest:
                 if study.rest_query is not None
                 else None
             ),
-            "harvester_version": harvester.__version__,
+            "harvester_version": __version__,
             "plan_shards": summary.plan_shards,
             "committed_plan_shards": summary.committed_plan_shards,
             "files": summary.files,
