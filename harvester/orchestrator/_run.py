@@ -22,7 +22,6 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from harvester._version import __version__
 from harvester._exceptions import (
     ApiError,
     AuthError,
@@ -30,6 +29,7 @@ from harvester._exceptions import (
     HarvesterError,
     QuotaExhausted,
 )
+from harvester._version import __version__
 from harvester.api import (
     ApiSession,
     Backend,
@@ -42,18 +42,13 @@ from harvester.api import Credentials as ApiCredentials
 from harvester.config import Credentials, Study
 from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
-from harvester.plan import PlanShard, plan_study
+from harvester.orchestrator._publish import Publisher
+from harvester.plan import plan_study
 from harvester.sink import (
     MANIFEST,
     cleanup_staging,
     cleanup_strays,
-    discard_compaction,
-    finalize_plan_shard,
     layout,
-    prepare_compaction,
-    remove_leaves,
-    swap_compaction,
-    write_manifest,
 )
 from harvester.state import PlannedShard, SqliteState, StateStore
 
@@ -129,10 +124,10 @@ class Harvest:
         self._stop_code: int | None = None
         self._stop_reason = ""
         self._outstanding = 0
-        self._finalizing: set[str] = set()
         self._send: MemoryObjectSendStream[str] | None = None
         self.max_leaf_attempts = MAX_LEAF_ATTEMPTS
         self.state: SqliteState = open_state(study)
+        self.publisher = Publisher(study, self.state, self.layout, self.staging, self.stats)
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -155,61 +150,20 @@ class Harvest:
         state.reset_running()
         if self.options.retry_failed:
             log.info("parked_retried", shards=state.retry_parked())
-        self._recover_compactions()
+        self.publisher.recover_compactions()
         removed = cleanup_strays(study.output_path, state.known_files())
         removed += cleanup_staging(self.staging, state.known_segments())
         if removed:
             log.warning("stray_files_removed", count=len(removed), files=removed[:20])
         self.stats.plan_total = len(plan)
-        self._write_manifest(plan.shards)
-
-    def _recover_compactions(self) -> None:
-        # A compaction interrupted after its swap is finished; one interrupted before it is
-        # dropped (the old files are still what state knows; the merged file is a stray).
-        for pending in self.state.pending_compactions():
-            if (self.study.output_path / pending.new_path).exists():
-                self.state.finish_compaction(pending.partition)
-            else:
-                self.state.abort_compaction(pending.partition)
-
-    def _write_manifest(self, shards: tuple[PlanShard, ...] | None = None) -> None:
-        study = self.study
-        summary = self.state.status()
-        manifest: dict[str, Any] = {
-            "study": study.name,
-            "source": study.source,
-            "fingerprint": study.fingerprint(),
-            "fields": list(study.fields),
-            "partition_by": list(study.partition_by),
-            "start_date": study.start_date.isoformat(),
-            "end_date": study.end_date.isoformat(),
-            "window_days": study.window_days,
-            "query": (
-                study.seed_query.to_json()
-                if study.seed_query is not None
-                else study.rest_query.to_json()
-                if study.rest_query is not None
-                else None
-            ),
-            "harvester_version": __version__,
-            "plan_shards": summary.plan_shards,
-            "committed_plan_shards": summary.committed_plan_shards,
-            "files": summary.files,
-            "rows": summary.dataset_rows,
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        if shards is not None:
-            manifest["windows"] = [s.key for s in shards]
-        else:
-            manifest["windows"] = [s.key for s in self.state.shards() if s.parent_key is None]
-        write_manifest(study.output_path, manifest)
+        self.publisher.write_manifest(plan.shards)
 
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> int:
         self.prepare()
-        for plan_key in self._ready_plan_shards():
-            await self._finalize(plan_key)
+        for plan_key in self.publisher.ready_plan_shards():
+            await self.publisher.finalize(plan_key)
         stats = self.stats
         stats.plan_committed = self.state.status().committed_plan_shards
         ledger = QuotaLedger(
@@ -234,8 +188,8 @@ class Harvest:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                     await self._cancel_in_flight(session)
         if self._stop_code is None:
-            await self._compact()
-        self._write_manifest()
+            await self.publisher.compact()
+        self.publisher.write_manifest()
         return self._finish()
 
     def _finish(self) -> int:
@@ -374,57 +328,7 @@ class Harvest:
         self.stats.leaves_done += 1
         plan_key = self.state.shard(key).plan_key
         if self.state.plan_ready(plan_key):
-            await self._finalize(plan_key)
-
-    def _ready_plan_shards(self) -> list[str]:
-        return [
-            s.key
-            for s in self.state.shards()
-            if s.parent_key is None and s.committed_at is None and self.state.plan_ready(s.key)
-        ]
-
-    async def _finalize(self, plan_key: str) -> None:
-        if plan_key in self._finalizing:
-            return
-        self._finalizing.add(plan_key)
-        try:
-            segments = [s.path for s in self.state.segments(plan_key=plan_key)]
-            files = await anyio.to_thread.run_sync(
-                finalize_plan_shard,
-                self.study.output_path,
-                self.staging,
-                self.layout,
-                plan_key,
-                segments,
-            )
-            leaves = self.state.commit_plan_shard(plan_key, files)
-            remove_leaves(self.staging, leaves)
-            self.stats.plan_committed += 1
-            self.stats.plan_committed_this_run += 1
-            for f in files:
-                log.info("file_committed", shard=plan_key, path=f.path, rows=f.rows)
-        finally:
-            self._finalizing.discard(plan_key)
-
-    async def _compact(self) -> None:
-        """Merge partitions that several plan shards wrote into (coarse partitions)."""
-        by_partition: dict[str, list[str]] = {}
-        for f in self.state.files():
-            by_partition.setdefault(f.partition, []).append(f.path)
-        for partition, paths in sorted(by_partition.items()):
-            if len(paths) < 2:
-                continue
-            root, staging = self.study.output_path, self.staging
-            c = await anyio.to_thread.run_sync(prepare_compaction, root, staging, partition, paths)
-            if c is None:
-                continue
-            self.state.begin_compaction(partition, c.new_file.path, c.new_file.rows, c.old_files)
-            swap_compaction(root, staging, c)
-            self.state.finish_compaction(partition)
-            discard_compaction(staging, c)
-            log.info(
-                "partition_compacted", partition=partition, files=len(paths), rows=c.new_file.rows
-            )
+            await self.publisher.finalize(plan_key)
 
     async def _cancel_in_flight(self, session: ApiSession) -> None:
         if self.study.source == "research-api":

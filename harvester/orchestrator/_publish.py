@@ -1,0 +1,186 @@
+"""The sink side of a run: a plan shard's files into the dataset, compaction, the manifest.
+
+Each step is written so a crash at any instant leaves the dataset readable and the state able
+to finish or undo it at the next start (see docs/design.md, "Crash safety").
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from harvester._version import __version__
+from harvester.config import Study
+from harvester.orchestrator._ledger import RunStats
+from harvester.plan import DAY, PlanShard
+from harvester.sink import (
+    Layout,
+    discard_compaction,
+    finalize_plan_shard,
+    prepare_compaction,
+    remove_leaves,
+    swap_compaction,
+    write_manifest,
+)
+from harvester.state import StateStore
+
+__all__ = ["Publisher", "partition_span"]
+
+log = structlog.get_logger("harvester.publish")
+
+
+def partition_span(partition: str) -> tuple[int, int] | None:
+    """The [start, end) epoch range of a partition whose first key is a creation date."""
+    name, _, value = partition.split("/", 1)[0].partition("=")
+    try:
+        if name == "create_date":
+            first = date.fromisoformat(value)
+            last = first + timedelta(days=1)
+        elif name == "create_month":
+            year, month = (int(v) for v in value.split("-"))
+            first, last = date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
+        elif name == "create_year":
+            first, last = date(int(value), 1, 1), date(int(value) + 1, 1, 1)
+        else:
+            return None
+    except ValueError:
+        return None
+    epoch = date(1970, 1, 1)
+    return (first - epoch).days * DAY, (last - epoch).days * DAY
+
+
+class Publisher:
+    """Commits plan shards into the dataset for one run."""
+
+    def __init__(
+        self, study: Study, state: StateStore, layout: Layout, staging: Path, stats: RunStats
+    ) -> None:
+        self.study = study
+        self.state = state
+        self.layout = layout
+        self.staging = staging
+        self.stats = stats
+        self._finalizing: set[str] = set()
+        self._compacting: set[str] = set()
+
+    def recover_compactions(self) -> None:
+        # A compaction interrupted after its swap is finished; one interrupted before it is
+        # dropped (the old files are still what state knows; the merged file is a stray).
+        for pending in self.state.pending_compactions():
+            if (self.study.output_path / pending.new_path).exists():
+                self.state.finish_compaction(pending.partition)
+            else:
+                self.state.abort_compaction(pending.partition)
+
+    def write_manifest(self, shards: tuple[PlanShard, ...] | None = None) -> None:
+        study = self.study
+        summary = self.state.status()
+        manifest: dict[str, Any] = {
+            "study": study.name,
+            "source": study.source,
+            "fingerprint": study.fingerprint(),
+            "fields": list(study.fields),
+            "partition_by": list(study.partition_by),
+            "start_date": study.start_date.isoformat(),
+            "end_date": study.end_date.isoformat(),
+            "window_days": study.window_days,
+            "query": (
+                study.seed_query.to_json()
+                if study.seed_query is not None
+                else study.rest_query.to_json()
+                if study.rest_query is not None
+                else None
+            ),
+            "harvester_version": __version__,
+            "plan_shards": summary.plan_shards,
+            "committed_plan_shards": summary.committed_plan_shards,
+            "files": summary.files,
+            "rows": summary.dataset_rows,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if shards is not None:
+            manifest["windows"] = [s.key for s in shards]
+        else:
+            manifest["windows"] = [s.key for s in self.state.shards() if s.parent_key is None]
+        write_manifest(study.output_path, manifest)
+
+    def ready_plan_shards(self) -> list[str]:
+        return [
+            s.key
+            for s in self.state.shards()
+            if s.parent_key is None and s.committed_at is None and self.state.plan_ready(s.key)
+        ]
+
+    async def finalize(self, plan_key: str) -> None:
+        if plan_key in self._finalizing:
+            return
+        self._finalizing.add(plan_key)
+        try:
+            segments = [s.path for s in self.state.segments(plan_key=plan_key)]
+            files = await anyio.to_thread.run_sync(
+                finalize_plan_shard,
+                self.study.output_path,
+                self.staging,
+                self.layout,
+                plan_key,
+                segments,
+            )
+            leaves = self.state.commit_plan_shard(plan_key, files)
+            remove_leaves(self.staging, leaves)
+            self.stats.plan_committed += 1
+            self.stats.plan_committed_this_run += 1
+            for f in files:
+                log.info("file_committed", shard=plan_key, path=f.path, rows=f.rows)
+        finally:
+            self._finalizing.discard(plan_key)
+        await self.compact({f.partition for f in files})
+
+    async def compact(self, touched: set[str] | None = None) -> None:
+        """Merge partitions that several plan shards wrote into (coarse partitions), so readers
+        find a few large files rather than one per window.
+
+        With `touched` (after a plan shard's commit) only those partitions whose dates every
+        committed plan shard covers are merged: nothing will write into them again. Without it
+        (the end of a run) every partition is.
+        """
+        by_partition: dict[str, list[str]] = {}
+        for f in self.state.files():
+            if touched is None or f.partition in touched:
+                by_partition.setdefault(f.partition, []).append(f.path)
+        for partition, paths in sorted(by_partition.items()):
+            if len(paths) < 2 or partition in self._compacting:
+                continue
+            if touched is not None and not self.partition_complete(partition):
+                continue
+            self._compacting.add(partition)
+            try:
+                await self.compact_one(partition, paths)
+            finally:
+                self._compacting.discard(partition)
+
+    def partition_complete(self, partition: str) -> bool:
+        span = partition_span(partition)
+        if span is None:
+            return False  # not a date partition: any window may still write into it
+        lo, hi = span
+        return all(
+            s.committed_at is not None
+            for s in self.state.shards()
+            if s.parent_key is None and s.start < hi and s.end > lo
+        )
+
+    async def compact_one(self, partition: str, paths: list[str]) -> None:
+        root, staging = self.study.output_path, self.staging
+        c = await anyio.to_thread.run_sync(prepare_compaction, root, staging, partition, paths)
+        if c is None:
+            return
+        self.state.begin_compaction(partition, c.new_file.path, c.new_file.rows, c.old_files)
+        swap_compaction(root, staging, c)
+        self.state.finish_compaction(partition)
+        discard_compaction(staging, c)
+        log.info("partition_compacted", partition=partition, files=len(paths), rows=c.new_file.rows)
