@@ -286,6 +286,8 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             max_attempts=api.max_attempts,
             end_date_inclusive=api.end_date_inclusive,
             verify_tls=api.verify_tls,
+            retry_wait_s=api.retry_wait_s,
+            retry_wait_max_s=max(api.retry_wait_s, api.retry_wait_max_s),
         ),
         quota=QuotaSettings(
             daily_requests=model.quota.daily_requests,

@@ -28,6 +28,9 @@ class ApiSettings:
     max_attempts: int
     end_date_inclusive: bool
     verify_tls: bool
+    #: Backoff between attempts of one request: the first wait and the longest.
+    retry_wait_s: float = 1.0
+    retry_wait_max_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,7 +228,13 @@ class Harvest:
     @asynccontextmanager
     async def _session(self, ledger: QuotaLedger) -> AsyncIterator[ApiSession]:
         api = self.study.api
-        retry = self.options.retry or RetryPolicy(attempts=api.max_attempts)
+        # Jitter scales with the first wait: a study that asks for short waits gets them.
+        retry = self.options.retry or RetryPolicy(
+            attempts=api.max_attempts,
+            wait_initial=api.retry_wait_s,
+            wait_jitter=api.retry_wait_s,
+            wait_max=api.retry_wait_max_s,
+        )
         async with ApiSession(
             api.base_url,
             self._credentials,
