@@ -58,6 +58,11 @@ config_argument = click.argument(
 @click.version_option(package_name="harvester")
 def main() -> None:
     """Harvest TikTok research data into a complete, deduplicated, partitioned Parquet dataset."""
+    from harvester.logs import configure_logging
+
+    # A command's stdout is its report (`status --json` is parsed by scripts): events, such as
+    # the token `cancel` fetches, go to stderr and only from warnings up. `run` adds its log file.
+    configure_logging()
 
 
 @main.command()
