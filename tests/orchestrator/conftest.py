@@ -217,13 +217,13 @@ def cli(
 
 
 def spawn_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "harvester.cli", *args],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **SIM_ENV},
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "harvester.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **SIM_ENV},
+        )
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
@@ -235,35 +235,49 @@ def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> 
 
 
 @pytest.fixture
-def sim_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`harvester simulate` in its own process, on a free port; yields (base_url, process)."""
+def sim_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`harvester simulate` in its own process, on a free port, ~50 ms a call; yields
+    (base_url, process)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harvester.cli",
-            "simulate",
-            "--port",
-            str(port),
-            "--seed",
-            str(SIM["seed"]),
-            "--videos-per-day",
-            str(SIM["videos_per_day"]),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log = tmp_path / "simulator.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harvester.cli",
+                "simulate",
+                "--port",
+                str(port),
+                "--seed",
+                str(SIM["seed"]),
+                "--videos-per-day",
+                str(SIM["videos_per_day"]),
+                # Slow enough that a test can signal a run mid-way.
+                "--latency",
+                "0.05",
+            ],
+            # A file, not a pipe: the simulator logs every task, and a full pipe would stall it.
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "listening on" in line, line
-        yield line.split("listening on", 1)[1].strip(), proc
+        url: list[str] = []
+
+        def listening() -> bool:
+            for line in log.read_text(errors="replace").splitlines():
+                if "listening on" in line:
+                    url.append(line.split("listening on", 1)[1].strip())
+                    return True
+            assert proc.poll() is None, log.read_text()
+            return False
+
+        wait_for(listening, what="the simulator to listen")
+        yield url[0], proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
