@@ -343,10 +343,15 @@ class Harvest:
         for leaf in self.state.shards(status="running"):
             if leaf.task_id and leaf.pages <= 1:  # created, results not yet paged
                 try:
-                    await client.cancel(int(leaf.task_id))
-                    log.info("task_cancelled", leaf=leaf.key, task_id=leaf.task_id)
+                    cancelled = await client.cancel(int(leaf.task_id))
                 except (ApiError, ValueError) as exc:
                     log.warning("task_cancel_failed", leaf=leaf.key, error=str(exc))
+                    continue
+                if cancelled:
+                    # Forget the task, as `harvester cancel` does: resuming a cancelled task
+                    # would fail the window and park it; the next run creates a fresh one.
+                    self.state.restart_leaf(leaf.key)
+                    log.info("task_cancelled", leaf=leaf.key, task_id=leaf.task_id)
 
 
 __all__ = [
