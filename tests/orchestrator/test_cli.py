@@ -216,3 +216,40 @@ def cli_argv() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "harvester.cli"]
+
+
+async def test_cancel_on_exit_cancels_remote_tasks_and_the_rerun_starts_them_afresh(
+    tmp_path: Path,
+) -> None:
+    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}
+    async with running_simulator("clean", **SIM, **tasks) as sim:
+        study = make_study(tmp_path, sim.base_url, source="rqs", days=3, window=1)
+        config = tmp_path / "study.toml"
+        run = spawn_cli(
+            "run", str(config), "--no-progress", "--cancel-on-exit", log=tmp_path / "run.out"
+        )
+        with anyio.fail_after(30):
+            while pages_checkpointed(config) < 3:  # noqa: ASYNC110 - another process
+                await anyio.sleep(0.02)
+        run.send_signal(signal.SIGINT)
+        code = await anyio.to_thread.run_sync(lambda: run.wait(timeout=30))
+        statuses = {sim.tasks.status(t) for t in sim.tasks.tasks.values()}
+        created = sim.stats.tasks_created
+        sim.clock.advance(4000)  # had they not been cancelled, these tasks would be done now
+
+        async def night() -> None:
+            while True:
+                await anyio.sleep(0.05)
+                sim.clock.advance(900)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(night)
+            rerun = await acli("run", str(config), "--no-progress")
+            tg.cancel_scope.cancel()
+        expected = oracle(sim, study)
+        created_again = sim.stats.tasks_created - created
+    assert code == 130, (tmp_path / "run.out").read_text()
+    assert statuses == {"Cancelled"} and created == 3
+    assert rerun.returncode == 0, rerun.stderr
+    assert created_again == 3  # fresh tasks for the cancelled ones, not a parked window
+    assert_equals_oracle(study, expected)
