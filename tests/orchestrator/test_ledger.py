@@ -33,6 +33,11 @@ pytestmark = pytest.mark.anyio
 DAYS = 6
 
 
+def counted_calls(sim: Simulator) -> int:
+    """Calls to the endpoints the real API counts, answered or refused."""
+    return sum(sim.stats.requests_to(e) for e in ("rest.video_query", "rqs.create", "rqs.result"))
+
+
 def next_midnight(sim: Simulator) -> None:
     """Move the shared clock just past the next 00:00 UTC: a fresh quota day for both sides."""
     sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
@@ -79,15 +84,28 @@ async def test_exit_75_then_tomorrow_completes_without_paying_twice(
     print(f"{source}: clean {baseline} requests, {len(codes)} quota days {spent} requests")
 
 
-async def test_the_api_saying_quota_exceeded_also_exits_75(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("source", "cap"),
+    [("rqs", {"daily_requests": 4}), ("research-api", {"daily_requests": 4}),
+     # RQS counts records too: the service cuts a page short at the cap, then refuses.
+     ("rqs", {"daily_records": 100})],
+)  # fmt: skip
+async def test_the_api_saying_quota_exceeded_also_exits_75(
+    tmp_path: Path, source: str, cap: dict[str, int]
+) -> None:
     # The study thinks it has plenty; the simulator's own daily cap is what runs out.
-    async with running_simulator("clean", **SIM, **FAST_TASKS, daily_requests=4) as sim:
-        study = make_study(tmp_path, sim.base_url, source="rqs", days=DAYS, on_exhausted="exit")
+    async with running_simulator("clean", **SIM, **FAST_TASKS, **cap) as sim:
+        study = make_study(tmp_path, sim.base_url, source=source, days=DAYS, on_exhausted="exit")
         first = await run(sim, study)
-        refused = sim.stats.responses["rqs.create"][429] + sim.stats.responses["rqs.result"][429]
+        refused = sum(c[429] for c in sim.stats.responses.values())
         status = status_report(study, now=sim.clock.now())
+        # Known spent: a second run the same day exits without a call the API would count
+        # (refused ones included); a token and free status polls are all it sends.
+        calls = counted_calls(sim)
+        assert await run(sim, study) == EXIT_QUOTA
+        assert counted_calls(sim) == calls
         codes = [first]
-        while codes[-1] == EXIT_QUOTA and len(codes) < 10:
+        while codes[-1] == EXIT_QUOTA and len(codes) < 12:
             next_midnight(sim)
             codes.append(await run(sim, study))
         expected = oracle(sim, study)
