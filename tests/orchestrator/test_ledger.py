@@ -91,7 +91,7 @@ async def test_exit_75_then_tomorrow_completes_without_paying_twice(
      ("rqs", {"daily_records": 100})],
 )  # fmt: skip
 async def test_the_api_saying_quota_exceeded_also_exits_75(
-    tmp_path: Path, source: str, cap: dict[str, int]
+    tmp_path: Path, source: str, cap: dict[str, Any]
 ) -> None:
     # The study thinks it has plenty; the simulator's own daily cap is what runs out.
     async with running_simulator("clean", **SIM, **FAST_TASKS, **cap) as sim:
