@@ -163,9 +163,22 @@ def cancel(config: Path) -> None:
 )
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds a request.")
 @click.option("--videos-per-day", default=None, type=int, help="Mean corpus size per day.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any other SimulatorConfig number, e.g. --set max_running_tasks=5 (repeatable).",
+)
 @_guard
 def simulate(
-    host: str, port: int, seed: int, profile: str, latency: float, videos_per_day: int | None
+    host: str,
+    port: int,
+    seed: int,
+    profile: str,
+    latency: float,
+    videos_per_day: int | None,
+    settings: tuple[str, ...],
 ) -> None:
     """Serve the built-in simulator of both APIs (for demos, tests and benchmarks)."""
     from harvester.simulator import SimulatorConfig, run_forever
@@ -173,7 +186,38 @@ def simulate(
     overrides: dict[str, Any] = {"seed": seed, "profile": profile, "latency": latency}
     if videos_per_day is not None:
         overrides["videos_per_day"] = videos_per_day
+    overrides.update(_simulator_settings(settings))
     run_forever(SimulatorConfig(**overrides), host=host, port=port)
+
+
+def _simulator_settings(settings: tuple[str, ...]) -> dict[str, int | float]:
+    """`NAME=VALUE` pairs for numeric SimulatorConfig fields; anything else is a usage error."""
+    import dataclasses
+
+    from harvester.simulator import SimulatorConfig
+
+    numeric: dict[str, Any] = {
+        f.name: f.default
+        for f in dataclasses.fields(SimulatorConfig)
+        if type(f.default) in (int, float)
+    }
+    out: dict[str, int | float] = {}
+    for item in settings:
+        name, _, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in numeric:
+            raise click.BadParameter(
+                f"{name!r} is not a numeric simulator setting; use one of "
+                + ", ".join(sorted(numeric)),
+                param_hint="--set",
+            )
+        try:
+            out[name] = type(numeric[name])(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r}: {value!r} is not a number", param_hint="--set"
+            ) from None
+    return out
 
 
 def _emit(report: Any, as_json: bool) -> None:

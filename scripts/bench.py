@@ -1,0 +1,695 @@
+"""`make bench`: quota, makespan, CPU, memory and plan-scale figures in one run.
+
+Every harvest runs `harvester run` in its own process against `harvester simulate` in another,
+as a user would; CPU and peak RSS are the harvester child's own (`os.wait4`). Speed figures are
+ratios against a reference measured in the same run, so a noisy machine moves both sides.
+
+    python scripts/bench.py            # the full run: writes bench/results.json, docs/benchmarks.md
+    python scripts/bench.py --quick    # smaller studies, prints only (for development)
+    python scripts/bench.py --only cpu,memory --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+HARVESTER = [PY, "-m", "harvester.cli"]
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+ENV = {
+    **os.environ,
+    "TIKTOK_CLIENT_KEY": "sim-client-key",
+    "TIKTOK_CLIENT_SECRET": "sim-client-secret",
+    "PYTHONHASHSEED": "0",
+}
+#: A query every simulated video matches (all regions): CPU and memory runs take everything.
+ALL_REGIONS = [
+    "US", "NL", "DE", "GB", "FR", "ES", "IT", "BE", "PL", "SE",
+    "CA", "BR", "MX", "JP", "IN", "TR", "ID", "AU", "NG", "EG",
+]  # fmt: skip
+NL_BE = ["NL", "BE"]
+BIG = 10**12  # quotas that never bind: what is measured is what the API counts
+QUOTA_FREE: Mapping[str, float] = {"daily_requests": BIG, "daily_records": BIG}
+
+
+@dataclass(slots=True)
+class Figure:
+    figure: str
+    target: str
+    measured: float
+    unit: str
+    met: bool | None  # None: reported, no target
+    note: str = field(default="", repr=False)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Simulator:
+    """`harvester simulate` in its own process, on a free port."""
+
+    def __init__(
+        self, work: Path, settings: Mapping[str, float], *, profile: str = "clean"
+    ) -> None:
+        self.cmd = [*HARVESTER, "simulate", "--port", "0", "--profile", profile]
+        for name, value in settings.items():
+            if name == "latency":
+                self.cmd += ["--latency", str(value)]
+            elif name == "videos_per_day":
+                self.cmd += ["--videos-per-day", str(int(value))]
+            else:
+                self.cmd += ["--set", f"{name}={value}"]
+        self.log = work / f"simulator-{profile}-{time.monotonic_ns()}.log"
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Simulator:
+        with self.log.open("w") as err:
+            self._proc = subprocess.Popen(
+                self.cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=ENV, cwd=ROOT
+            )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        found = re.search(r"(http://\S+)", line)
+        if not found:
+            self._proc.kill()
+            raise RuntimeError(f"simulator did not start: {line!r} (see {self.log})")
+        self.url = found.group(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def _call(self, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("/_sim/stats")
+        return result
+
+    def count(self, condition_groups: list[Any], start: int, end: int) -> int:
+        body = {"condition_groups": condition_groups, "start": start, "end": end}
+        return int(self._call("/_sim/oracle", body)["count"])
+
+    def quota_requests(self) -> int:
+        """Requests the API charged to the daily quota (every day of the run)."""
+        days = self.stats()["quota"]["days"]
+        return sum(int(d["requests"]) for d in days.values())
+
+
+@dataclass(slots=True)
+class Run:
+    rc: int
+    wall: float
+    cpu: float
+    maxrss_mb: float
+
+
+def run_child(cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = None) -> Run:
+    """Run `cmd` to the end; its wall time, CPU seconds and peak RSS (its own, via wait4)."""
+    with log.open("w") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
+
+
+def harvest(
+    config: Path, work: Path, *, profile_to: Path | None = None, fast_retries: bool = False
+) -> Run:
+    cmd = [*HARVESTER, "run", str(config), "--no-progress"]
+    if fast_retries:
+        cmd = [PY, str(Path(__file__).resolve()), "--run-fast-retries", str(config)]
+    if profile_to is not None:
+        cmd = [PY, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile_to),
+               "-m", "harvester.cli", *cmd[3:]]  # fmt: skip
+    run = run_child(cmd, work / f"{config.stem}.run.log")
+    if run.rc != 0:
+        tail = (work / f"{config.stem}.run.log").read_text()[-2000:]
+        raise RuntimeError(f"harvester run {config.name} exited {run.rc}:\n{tail}")
+    return run
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def write_study(
+    work: Path,
+    name: str,
+    *,
+    url: str,
+    source: str,
+    start: date,
+    end: date,
+    window: str,
+    regions: list[str],
+    concurrency: int = 5,
+    rps: float = 10.0,
+    limit: int = 100_000,
+    daily_requests: int = BIG,
+    daily_records: int = BIG,
+) -> Path:
+    groups = json.dumps(
+        [
+            {
+                "operator": "and",
+                "conditions": [{"field": "region_code", "operator": "in", "field_values": regions}],
+            }
+        ]
+    )
+    limit_line = f"limit = {limit}\n" if source != "research-api" else ""
+    text = f"""[study]
+name = "{name}"
+source = "{source}"
+start_date = "{start.isoformat()}"
+end_date = "{end.isoformat()}"
+window = "{window}"
+{limit_line}condition_groups = {_toml_inline(groups)}
+
+[api]
+base_url = "{url}"
+max_concurrency = {concurrency}
+requests_per_second = {rps}
+
+[quota]
+daily_requests = {daily_requests}
+daily_records = {daily_records}
+
+[output]
+path = "{name}.data"
+partition_by = ["create_date"]
+"""
+    path = work / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _toml_inline(json_text: str) -> str:
+    """JSON arrays of objects as TOML inline tables (keys are plain identifiers here)."""
+    return re.sub(r'"(\w+)":', r"\1 =", json_text)
+
+
+def windows_of(config: Path) -> list[tuple[int, int]]:
+    from harvester.config import load_study
+    from harvester.plan import plan_study
+
+    return [(s.window.start, s.window.end) for s in plan_study(load_study(config))]
+
+
+def groups_of(regions: list[str]) -> list[Any]:
+    cond = {"field": "region_code", "operator": "in", "field_values": regions}
+    return [{"operator": "and", "conditions": [cond]}]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(slots=True)
+class Sizes:
+    quota_days: int
+    makespan_windows: int
+    cpu_records: int
+    memory_records: tuple[int, int]
+    plan_years: int
+    split_leaves: int
+
+
+FULL = Sizes(
+    quota_days=90,
+    makespan_windows=20,
+    cpu_records=1_000_000,
+    memory_records=(1_000_000, 5_000_000),
+    plan_years=10,
+    split_leaves=50_000,
+)
+QUICK = Sizes(
+    quota_days=28,
+    makespan_windows=10,
+    cpu_records=150_000,
+    memory_records=(150_000, 450_000),
+    plan_years=10,
+    split_leaves=50_000,
+)
+REST_PAGE, RQS_PAGE = 100, 10_000
+START = date(2023, 1, 2)
+
+
+def quota_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """Requests the API charged ÷ the fewest the study's windows need."""
+    out: list[Figure] = []
+    end = START + timedelta(days=sizes.quota_days - 1)
+    for source in ("research-api", "rqs"):
+        for profile in ("clean", "flaky"):
+            clean = profile == "clean"
+            with Simulator(work, QUOTA_FREE, profile=profile) as sim:
+                name = f"quota-{source}-{profile}"
+                config = write_study(
+                    work, name, url=sim.url, source=source, start=START, end=end,
+                    window="7d", regions=NL_BE, limit=1000,
+                )  # fmt: skip
+                counts = [sim.count(groups_of(NL_BE), a, b) for a, b in windows_of(config)]
+                if source == "research-api":
+                    # One page per 100 records, and one request to learn a window is empty.
+                    minimum = sum(max(1, math.ceil(n / REST_PAGE)) for n in counts)
+                    empties = sum(1 for n in counts if n == 0)
+                else:
+                    # A create and its result pages per task (the limit is never reached here).
+                    minimum = sum(1 + max(1, math.ceil(n / RQS_PAGE)) for n in counts)
+                    empties = 0
+                harvest(config, work, fast_retries=not clean)
+                spent = sim.quota_requests()
+            out.append(
+                Figure(
+                    f"quota efficiency, {source}, {profile}",
+                    "<= 1.02" if clean else "(reported)",
+                    round(spent / minimum, 4),
+                    "requests / minimum",
+                    spent / minimum <= 1.02 if clean else None,
+                    f"{spent} requests for a minimum of {minimum} over {len(counts)} windows "
+                    f"({sum(counts):,} records; {empties} empty windows)",
+                )
+            )
+    return out
+
+
+#: Simulated service times for the makespan figure: ~150 ms a request, 6 s a task.
+LATENCY = 0.15
+TASK = {"rqs_created": 0.5, "rqs_validating": 1.5, "rqs_processing": 4.0}
+TASK_CAP, RATE_PER_MINUTE = 5, 600
+
+
+def makespan_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """Wall time ÷ the bound the rate limit, the task cap and the page chain set."""
+    n = sizes.makespan_windows
+    end = START + timedelta(days=n - 1)
+    settings: dict[str, float] = {
+        "latency": LATENCY,
+        "videos_per_day": 3_000,
+        "max_running_tasks": TASK_CAP,
+        "rate_limit_per_minute": RATE_PER_MINUTE,
+        "daily_requests": BIG,
+        "daily_records": BIG,
+        **TASK,
+    }
+    task_s = sum(TASK.values())
+    with Simulator(work, settings) as sim:
+        config = write_study(
+            work, "makespan", url=sim.url, source="rqs", start=START, end=end, window="1d",
+            regions=ALL_REGIONS, concurrency=TASK_CAP, rps=RATE_PER_MINUTE / 60,
+        )  # fmt: skip
+        windows = windows_of(config)
+        counts = [sim.count(groups_of(ALL_REGIONS), a, b) for a, b in windows]
+        pages = [max(1, math.ceil(c / RQS_PAGE)) for c in counts]
+        run = harvest(config, work)
+        stats = sim.stats()["responses"]
+    requests = len(windows) + sum(pages)  # creates and result pages: the fewest possible
+    # Latency is drawn from ±20 %: the bound takes its lower edge.
+    lat = LATENCY * 0.8
+    bound_cap = lat + math.ceil(len(windows) / TASK_CAP) * task_s + lat * max(pages)
+    bound_rate = requests / (RATE_PER_MINUTE / 60)
+    bound_chain = max(lat + task_s + lat * p for p in pages)
+    bound = max(bound_cap, bound_rate, bound_chain)
+    polls = sum(stats.get("rqs.status", {}).values())
+    figures = [
+        Figure(
+            "makespan ÷ bound, rqs",
+            "<= 1.10",
+            round(run.wall / bound, 3),
+            "ratio",
+            run.wall / bound <= 1.10,
+            f"{run.wall:.1f} s against a bound of {bound:.1f} s (task cap {bound_cap:.1f} s, "
+            f"rate limit {bound_rate:.1f} s, longest chain {bound_chain:.1f} s); "
+            f"{len(windows)} tasks of {task_s:g} s, {polls} status polls",
+        )
+    ]
+    # The status quo: the seed's blocking loop through the drop-in SDK, one task at a time.
+    with Simulator(work, settings) as sim:
+        script = work / "status_quo.py"
+        script.write_text(_STATUS_QUO.format(windows=windows, groups=groups_of(ALL_REGIONS)))
+        env = {**ENV, "TIKTOK_API_BASE_URL": sim.url}
+        quo = run_child([PY, str(script)], work / "status_quo.log", env=env)
+        if quo.rc != 0:
+            raise RuntimeError(f"status quo loop failed: {(work / 'status_quo.log').read_text()}")
+    figures.append(
+        Figure(
+            "status quo (blocking SDK loop) ÷ harvester makespan",
+            "(reported)",
+            round(quo.wall / run.wall, 2),
+            "ratio",
+            None,
+            f"{quo.wall:.1f} s for the same {len(windows)} windows one task at a time",
+        )
+    )
+    return figures
+
+
+_STATUS_QUO = """\
+from harvester import rqs
+from harvester.fields import DEFAULT_FIELDS
+
+client = rqs.RQSClient()
+rows = 0
+for start, end in {windows!r}:
+    groups = {groups!r} + [{{"operator": "and", "conditions": [
+        {{"field": "create_time", "operator": "gte", "field_values": [str(start)]}},
+        {{"field": "create_time", "operator": "lt", "field_values": [str(end)]}}]}}]
+    rows += len(client.query("video", groups, ",".join(DEFAULT_FIELDS), 100_000))
+client.close()
+print(rows)
+"""
+
+
+def _big_study(work: Path, sim: Simulator, name: str, records: int, per_day: int) -> Path:
+    days = max(1, round(records / per_day))
+    return write_study(
+        work, name, url=sim.url, source="rqs", start=START,
+        end=START + timedelta(days=days - 1), window="2d", regions=ALL_REGIONS,
+    )  # fmt: skip
+
+
+def _rows(sim: Simulator) -> int:
+    return int(sim.stats()["records_delivered"])
+
+
+def cpu_memory_figures(
+    work: Path, sizes: Sizes, *, cpu: bool, memory: bool, profile: bool
+) -> tuple[list[Figure], str]:
+    """Harvester CPU per record against the floor, and peak RSS at two study sizes."""
+    per_day = 20_000
+    fast = {"daily_requests": BIG, "daily_records": BIG, "videos_per_day": per_day,
+            "rqs_created": 0.01, "rqs_validating": 0.01, "rqs_processing": 0.03}  # fmt: skip
+    out: list[Figure] = []
+    profile_text = ""
+    runs: dict[int, Run] = {}
+    wanted = sorted({*(sizes.memory_records if memory else ()), *([sizes.cpu_records] * cpu)})
+    for records in wanted:
+        with Simulator(work, fast) as sim:
+            config = _big_study(work, sim, f"rqs-{records}", records, per_day)
+            run = harvest(config, work)
+            runs[records] = run
+            rows = _rows(sim)
+            shutil.rmtree(work / f"rqs-{records}.data", ignore_errors=True)
+        runs[records] = run
+        if cpu and records == sizes.cpu_records:
+            with Simulator(work, fast) as sim:
+                config = _big_study(work, sim, f"floor-{records}", records, per_day)
+                floor = run_child(
+                    [PY, str(ROOT / "scripts" / "bench_floor.py"), str(config),
+                     str(work / "floor.parquet")],
+                    work / "floor.log",
+                )  # fmt: skip
+                if floor.rc != 0:
+                    raise RuntimeError((work / "floor.log").read_text()[-2000:])
+                floor_rows = _rows(sim)
+            per_m = run.cpu / rows * 1e6
+            floor_per_m = floor.cpu / floor_rows * 1e6
+            out.append(
+                Figure(
+                    "CPU per record ÷ floor",
+                    "<= 1.5",
+                    round(per_m / floor_per_m, 3),
+                    "ratio",
+                    per_m / floor_per_m <= 1.5,
+                    f"harvester {per_m:.2f} CPU s per million records ({run.cpu:.1f} s for "
+                    f"{rows:,}); floor {floor_per_m:.2f} ({floor.cpu:.1f} s for {floor_rows:,})",
+                )
+            )
+            out.append(
+                Figure(
+                    "records per CPU-second, rqs result pages",
+                    ">= 100000",
+                    round(rows / run.cpu),
+                    "records/s",
+                    rows / run.cpu >= 100_000,
+                    f"whole process, start-up included; wall {run.wall:.1f} s",
+                )
+            )
+    if memory:
+        small, large = sizes.memory_records
+        for records in (small, large):
+            out.append(
+                Figure(
+                    f"peak RSS, {records / 1e6:g}M-record study",
+                    "<= 300",
+                    round(runs[records].maxrss_mb, 1),
+                    "MB",
+                    runs[records].maxrss_mb <= 300,
+                )
+            )
+        growth = runs[large].maxrss_mb / runs[small].maxrss_mb
+        out.append(
+            Figure(
+                f"peak RSS {large / 1e6:g}M ÷ {small / 1e6:g}M",
+                "<= 1.10",
+                round(growth, 3),
+                "ratio",
+                growth <= 1.10,
+            )
+        )
+    if profile:
+        records = min(sizes.cpu_records, 200_000)
+        with Simulator(work, fast) as sim:
+            config = _big_study(work, sim, f"profile-{records}", records, per_day)
+            report = work / "profile.txt"
+            harvest(config, work, profile_to=report)
+            profile_text = summarise_profile(report.read_text())
+    return out, profile_text
+
+
+def summarise_profile(text: str, lines: int = 45) -> str:
+    """The head of pyinstrument's text report, without machine paths."""
+    keep = []
+    for line in text.splitlines():
+        line = re.sub(r"(/[^\s:]+/)+", "", line)
+        keep.append(line.rstrip())
+    return "\n".join(keep[:lines])
+
+
+def plan_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """`plan` and `status` wall time for ten years in 1-day windows, before and after splits."""
+    from harvester.config import load_study
+    from harvester.plan import Window, plan_study, split_window
+    from harvester.state import PlannedShard, SqliteState
+
+    first = date(2016, 1, 1)
+    end = first + timedelta(days=3650 * sizes.plan_years // 10 - 1)
+    config = write_study(
+        work, "plan-scale", url="http://127.0.0.1:9", source="research-api",
+        start=first, end=end, window="1d", regions=NL_BE,
+    )  # fmt: skip
+    study = load_study(config)
+
+    def cli(verb: str) -> float:
+        best = math.inf
+        for _ in range(3):  # the best of three: the machine is shared
+            r = run_child([*HARVESTER, verb, str(config)], work / f"{verb}.log")
+            if r.rc != 0:
+                raise RuntimeError((work / f"{verb}.log").read_text())
+            best = min(best, r.wall)
+        return best
+
+    baseline = min(run_child([PY, "-c", "pass"], work / "pass.log").wall for _ in range(3))
+    out: list[Figure] = []
+
+    def figure(what: str, seconds: float, shards: int) -> Figure:
+        return Figure(
+            f"{what}, {shards:,} shards",
+            "< 1.0",
+            round(seconds, 3),
+            "s",
+            seconds < 1.0,
+            f"{seconds / baseline:.1f}× `python -c pass` ({baseline * 1000:.0f} ms)",
+        )
+
+    plan = plan_study(study)
+    out.append(figure("plan", cli("plan"), len(plan)))
+    state = SqliteState(study.state_path)
+    state._db.execute("PRAGMA synchronous=OFF")  # set-up only: the figures read, never write
+    state.open_study(study.name, study.plan_fingerprint(), "bench")
+    state.add_plan_shards(PlannedShard(s.key, s.window.start, s.window.end) for s in plan)
+    out.append(figure("status", cli("status"), len(plan)))
+    leaves = [Window(s.window.start, s.window.end) for s in plan]
+    while len(leaves) < sizes.split_leaves:
+        grown: list[Window] = []
+        for i, w in enumerate(leaves):
+            halves = split_window(w, min_seconds=1)
+            if halves is None or len(leaves) + len(grown) - i >= sizes.split_leaves:
+                grown.append(w)
+                continue
+            state.split(w.key, [PlannedShard(h.key, h.start, h.end) for h in halves])
+            grown.extend(halves)
+        leaves = grown
+    state.close()
+    out.append(figure("plan", cli("plan"), len(leaves)))
+    out.append(figure("status", cli("status"), len(leaves)))
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:  # noqa: PTH123 - Linux only, as the bench is
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def table(figures: list[Figure]) -> str:
+    rows = [("figure", "target", "measured", "unit", "met")]
+    for f in figures:
+        met = "—" if f.met is None else ("yes" if f.met else "NO")
+        rows.append((f.figure, f.target, f"{f.measured:,}", f.unit, met))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(figures: list[Figure], info: dict[str, str], profile: str, minutes: float) -> str:
+    out = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {info['nproc']} cores ({info['cpu']}), "
+        f"Python {info['python']}, {info['system']}; `make bench` took {minutes:.1f} min.",
+        "",
+        "| figure | target | measured | unit | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        met = "—" if f.met is None else ("yes" if f.met else "**no**")
+        out.append(f"| {f.figure} | {f.target} | {f.measured:,} | {f.unit} | {met} |")
+    out += ["", "Details:", ""]
+    out += [f"- {f.figure}: {f.note}" for f in figures if f.note]
+    if profile:
+        out += ["", "Profile of a harvester run (pyinstrument, wall clock):", "", "```", profile,
+                "```"]  # fmt: skip
+    return "\n".join(out)
+
+
+def update_doc(section: str) -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{MARK_START}\n{MARK_END}\n"
+    head, _, rest = text.partition(MARK_START)
+    _, _, tail = rest.partition(MARK_END)
+    DOC.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
+
+
+STEPS = ("quota", "makespan", "cpu", "memory", "plan")
+
+
+def run_fast_retries(config: str) -> int:
+    """`harvester run` with the same retry policy, only its waits scaled down: the flaky quota
+    figures count requests, and the simulator's faults do not depend on time."""
+    from harvester.api import RetryPolicy
+    from harvester.config import load_study, resolve_credentials
+    from harvester.orchestrator import RunOptions, run_study
+
+    study = load_study(config)
+    options = RunOptions(
+        retry=RetryPolicy(attempts=study.api.max_attempts, wait_scale=0.002), retry_delay=0.1
+    )
+    return run_study(study, resolve_credentials(study), options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up children on the way out
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller studies; write nothing")
+    parser.add_argument(
+        "--only", default=",".join(STEPS), help="comma-separated: " + ",".join(STEPS)
+    )
+    parser.add_argument("--profile", action="store_true", help="profile a harvest (pyinstrument)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--run-fast-retries", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_fast_retries:
+        return run_fast_retries(args.run_fast_retries)
+    steps = set(args.only.split(","))
+    unknown = steps - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps: {', '.join(sorted(unknown))}")
+    sizes = QUICK if args.quick else FULL
+    full = not args.quick and steps == set(STEPS)
+    profile = args.profile or full
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="harvester-bench-"))
+    figures: list[Figure] = []
+    profile_text = ""
+    try:
+        jobs: list[tuple[str, Callable[[], list[Figure]]]] = [
+            ("quota", lambda: quota_figures(work, sizes)),
+            ("makespan", lambda: makespan_figures(work, sizes)),
+            ("plan", lambda: plan_figures(work, sizes)),
+        ]
+        for name, job in jobs:
+            if name in steps:
+                print(f"bench: {name} ...", file=sys.stderr, flush=True)
+                figures += job()
+        if steps & {"cpu", "memory"}:
+            print("bench: cpu and memory ...", file=sys.stderr, flush=True)
+            more, profile_text = cpu_memory_figures(
+                work, sizes, cpu="cpu" in steps, memory="memory" in steps, profile=profile
+            )
+            figures += more
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"bench: work directory kept: {work}", file=sys.stderr)
+    print(table(figures))
+    for f in figures:
+        if f.note:
+            print(f"  {f.figure}: {f.note}")
+    if profile_text:
+        print(profile_text)
+    if full:
+        RESULTS.parent.mkdir(exist_ok=True)
+        rows = [{k: v for k, v in asdict(f).items() if k != "note"} for f in figures]
+        RESULTS.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        minutes = (time.monotonic() - started) / 60
+        update_doc(markdown(figures, machine(), profile_text, minutes))
+        print(f"bench: wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
