@@ -150,7 +150,9 @@ class LeafRunner:
         if halves is None:
             return ()
         children = [PlannedShard(w.key, w.start, w.end) for w in halves]
-        self.h.state.split(leaf.key, children)
+        for path in self.h.state.split(leaf.key, children):
+            # The children fetch these records again; start-up would remove them anyway.
+            (self.h.staging / path).unlink(missing_ok=True)
         self.h.stats.splits += 1
         log.info("shard_split", leaf=leaf.key, reason=why, children=[c.key for c in children])
         return tuple(c.key for c in children)
@@ -161,9 +163,10 @@ class LeafRunner:
         message = str(exc)
         leaf = state.shard(key)
         if isinstance(exc, TransientError):
-            # The public API fails less on small windows: split one that keeps failing before
-            # it has delivered anything (later pages would be fetched again for nothing).
-            if self.rest and leaf.pages == 0:
+            # The public API fails less on small windows: split one that fails before it has
+            # delivered anything, or that fails again after delivering (some date ranges fail
+            # for hours; refetching its few pages is cheaper than parking it).
+            if self.rest and (leaf.pages == 0 or leaf.attempts >= 1):
                 children = self._split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
                 if children:
                     return LeafOutcome(children=children)
@@ -171,7 +174,7 @@ class LeafRunner:
             if leaf.attempts + 1 < h.max_leaf_attempts:
                 state.requeue_leaf(key)
                 log.warning("shard_retry_later", leaf=key, kind=exc.kind, error=message)
-                return LeafOutcome(retry_after=h.options.retry_delay)
+                return LeafOutcome(retry_after=h.retry_delay)
         state.park(key, exc.kind, message)
         h.stats.parked += 1
         log.error("shard_parked", leaf=key, kind=exc.kind, error=message)

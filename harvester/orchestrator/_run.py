@@ -67,8 +67,9 @@ class RunOptions:
     cancel_on_exit: bool = False
     log_file: Path | None = None
     progress: bool = False
-    #: Seconds before a failed leaf is tried again (tests make it small).
-    retry_delay: float = 30.0
+    #: Seconds before a failed leaf is tried again; None: 30 s, or the study's
+    #: `retry_wait_max_s` when that is shorter (tests make it small).
+    retry_delay: float | None = None
     #: The API layer's retry policy; None for the defaults.
     retry: RetryPolicy | None = None
     #: RQS poll policy override (tests and benchmarks with fast task lifecycles).
@@ -126,6 +127,11 @@ class Harvest:
         self._outstanding = 0
         self._send: MemoryObjectSendStream[str] | None = None
         self.max_leaf_attempts = MAX_LEAF_ATTEMPTS
+        self.retry_delay = (
+            options.retry_delay
+            if options.retry_delay is not None
+            else min(30.0, study.api.retry_wait_max_s)
+        )
         self.state: SqliteState = open_state(study)
         self.publisher = Publisher(study, self.state, self.layout, self.staging, self.stats)
 
