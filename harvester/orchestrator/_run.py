@@ -254,7 +254,12 @@ class Harvest:
     def _backend(self, session: ApiSession) -> Backend[Any]:
         study = self.study
         if study.source == "research-api":
-            return ResearchApiClient(session, end_date_inclusive=study.api.end_date_inclusive)
+            # A rejected search id is retried "briefly" (the spec): as briefly as any retry.
+            return ResearchApiClient(
+                session,
+                end_date_inclusive=study.api.end_date_inclusive,
+                search_id_wait=study.api.retry_wait_s,
+            )
         kw: dict[str, Any] = {"limit": study.limit, "stage": study.stage}
         if self.options.poll is not None:
             kw["poll"] = self.options.poll
