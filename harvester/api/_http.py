@@ -241,11 +241,13 @@ class ApiSession:
         params: Mapping[str, str] | None = None,
         counted: bool = False,
         records_of: Callable[[dict[str, Any]], int] | None = None,
+        attempts: int | None = None,
     ) -> dict[str, Any]:
         """POST a JSON body to a research endpoint and return the answer's `data`.
 
         `counted` says the API counts this call against the daily quota (hooks reserve and
-        settle every attempt); `records_of` tells `settle` how many records the data holds.
+        settle every attempt); `records_of` tells `settle` how many records the data holds;
+        `attempts` lowers the policy's bound for a call whose caller has a cheaper way out.
         """
         payload = orjson.dumps(body)
 
@@ -264,7 +266,7 @@ class ApiSession:
                 code="access_token_invalid",
             )
 
-        return await self._retrying(endpoint, call)
+        return await self._retrying(endpoint, call, attempts)
 
     async def _once(
         self,
@@ -348,17 +350,22 @@ class ApiSession:
             failure = TransientError(f"connection failed ({type(exc).__name__})", kind="connection")
         raise failure
 
-    async def _retrying(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(
+        self, endpoint: str, call: Callable[[], Awaitable[T]], attempts: int | None = None
+    ) -> T:
         policy = self.retry
+        limit = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
         attempt_no = 0
 
         def backoff(exc: Exception) -> bool | float:
             if not isinstance(exc, ApiError) or exc.kind not in RETRYABLE_KINDS:
                 return False
-            if attempt_no >= policy.attempts:
+            if attempt_no >= limit:
                 return False
             delay = policy.delay(exc, attempt_no)
-            log.warning(
+            # Retries are the normal weather of this API: the JSON log and `status` count them;
+            # only a request that finally fails is worth a warning on the console.
+            log.info(
                 "retry",
                 endpoint=endpoint,
                 kind=exc.kind,
@@ -372,7 +379,7 @@ class ApiSession:
 
         try:
             async for attempt in stamina.retry_context(
-                on=backoff, attempts=policy.attempts, timeout=policy.timeout
+                on=backoff, attempts=limit, timeout=policy.timeout
             ):
                 attempt_no = attempt.num
                 with attempt:

@@ -54,6 +54,9 @@ class ResearchApiClient:
     restarts. `max_empty_pages` pages in a row with `has_more` but no videos (or no cursor
     progress) are taken as a stall. `confirm_empty` asks a fresh search that found nothing once
     more, since the API has been seen to answer a matching query with silence.
+    `split_attempts` bounds the attempts of a call over a window of several days: some date
+    ranges fail persistently while their halves succeed, so the caller is better off splitting
+    the window than spending the whole retry budget (and its quota) on it.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ResearchApiClient:
         max_restarts: int = 2,
         max_empty_pages: int = 25,
         confirm_empty: bool = True,
+        split_attempts: int | None = 3,
     ) -> None:
         self.session = session
         self.max_count = max_count
@@ -76,6 +80,7 @@ class ResearchApiClient:
         self.max_restarts = max_restarts
         self.max_empty_pages = max_empty_pages
         self.confirm_empty = confirm_empty
+        self.split_attempts = split_attempts
 
     def _dates(self, start_date: date, end_date: date) -> tuple[str, str, int | None]:
         """Wire dates, and the epoch records must stay below when end_date is sent exclusive."""
@@ -123,6 +128,7 @@ class ResearchApiClient:
         }
         params = {"fields": ",".join(wanted)}
         seen = set(seen_ids)
+        attempts = self.split_attempts if end_date > start_date else None
         failures = restarts = stuck = 0
         confirmed = False
         restarted = False
@@ -137,6 +143,7 @@ class ResearchApiClient:
                     params=params,
                     counted=True,
                     records_of=lambda d: len(_videos(d)),
+                    attempts=attempts,
                 )
             except SearchIdInvalid as exc:
                 failures += 1
