@@ -54,9 +54,9 @@ class ResearchApiClient:
     restarts. `max_empty_pages` pages in a row with `has_more` but no videos (or no cursor
     progress) are taken as a stall. `confirm_empty` asks a fresh search that found nothing once
     more, since the API has been seen to answer a matching query with silence.
-    `split_attempts` bounds the attempts of a call over a window of several days: some date
-    ranges fail persistently while their halves succeed, so the caller is better off splitting
-    the window than spending the whole retry budget (and its quota) on it.
+    `split_attempts` bounds the attempts of a call over a window of several days, for a caller
+    that can split windows: some date ranges fail persistently while their halves succeed, so
+    splitting beats spending the whole retry budget (and its quota) on one.
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class ResearchApiClient:
         max_restarts: int = 2,
         max_empty_pages: int = 25,
         confirm_empty: bool = True,
-        split_attempts: int | None = 3,
+        split_attempts: int | None = None,
     ) -> None:
         self.session = session
         self.max_count = max_count
