@@ -239,6 +239,14 @@ class Simulator:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=500)
+        if fault == "rate_limited":
+            return error(
+                429,
+                "rate_limit_exceeded",
+                "rate limit exceeded",
+                self.log_id(),
+                headers={"Retry-After": "1"},
+            )
         if fault == "token_expiry":
             self.tokens.pop(token, None)
             return error(401, "access_token_invalid", "access token expired", self.log_id())

@@ -41,6 +41,7 @@ class FaultConfig:
     connection_reset: float = 0.0  # the connection is closed without an answer
     slow_response: float = 0.0  # the answer comes after slow_delay seconds
     token_expiry: float = 0.0  # 401 access_token_invalid; the token is revoked
+    rate_limited: float = 0.0  # 429 rate_limit_exceeded, Retry-After 1 (bursts at high rates)
     # Public API paging faults.
     window_failure: float = 0.0  # share of days on which windows > 1 day fail (500) mostly
     search_id_rejected: float = 0.0  # 400 "Search Id … is invalid or expired" (≤ 2 per window)
@@ -59,6 +60,11 @@ class FaultConfig:
     huge_page: float = 0.0  # a public API page far larger than max_count
     # Research Query Service.
     analysis_failed: float = 0.0  # a task ends AnalysisFailed (≤ 2 per query)
+    # The one unbounded fault: every research call whose window touches [poison_start,
+    # poison_end) (epoch seconds; 0 = none) answers 500, so a client must give that window up
+    # (park it) and finish the rest.
+    poison_start: int = 0
+    poison_end: int = 0
     # Shapes.
     http_500_max_run: int = 4
     window_failure_prob: float = 0.9

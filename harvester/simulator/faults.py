@@ -26,6 +26,7 @@ log = structlog.get_logger("harvester.simulator")
 SERVER_FAULTS = (
     "connection_reset",
     "token_expiry",
+    "rate_limited",
     "http_500",
     "gateway_timeout",
     "empty_body",
@@ -129,6 +130,14 @@ class FaultInjector:
             return False
         self._silenced.add(last)
         self.note(kind, endpoint)
+        return True
+
+    def poisoned(self, start: int, end: int, endpoint: str) -> bool:
+        """The window [start, end) (epoch seconds) touches the poisoned range."""
+        c = self.config
+        if c.poison_end <= c.poison_start or not (start < c.poison_end and c.poison_start < end):
+            return False
+        self.note("poison_window", endpoint)
         return True
 
     def bad_day(self, day: int) -> bool:

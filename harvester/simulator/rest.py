@@ -131,7 +131,9 @@ async def video_query(sim: Simulator, request: web.Request) -> web.Response:
         return error(400, "invalid_params", str(e), sim.log_id())
     faults = sim.faults
     key = f"{query.fingerprint_json()}|{first}|{last}"
-    if faults.window_fails(first, last, ENDPOINT):
+    if faults.window_fails(first, last, ENDPOINT) or faults.poisoned(
+        first * DAY, (last + 1) * DAY, ENDPOINT
+    ):
         msg = "Something went wrong. Please try again later."
         return error(500, "internal_error", msg, sim.log_id())
     if body.get("is_random") is True:

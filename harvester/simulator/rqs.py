@@ -151,6 +151,10 @@ async def create(sim: Simulator, request: web.Request) -> web.Response:
             query, failure = SeedQuery(), str(e)
     except QueryError as e:
         return error(400, "invalid_params", str(e), sim.log_id())
+    lo, hi = query.time_bounds()
+    if sim.faults.poisoned(lo or 0, hi or 2**62, "rqs.create"):
+        msg = "Something went wrong. Please try again later."
+        return error(500, "internal_error", msg, sim.log_id())
     if sim.tasks.running() >= sim.config.max_running_tasks:
         msg = f"too many running tasks (at most {sim.config.max_running_tasks})"
         return error(429, "too_many_running_tasks", msg, sim.log_id())
