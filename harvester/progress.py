@@ -84,9 +84,12 @@ async def show_progress(h: Harvest, scope: CancelScope) -> None:
     if sys.stderr.isatty():
         console = Console(file=sys.stderr)
         with Live(_table(h), console=console, refresh_per_second=2, transient=False) as live:
-            while True:
-                await anyio.sleep(1.0)
-                live.update(_table(h))
+            try:
+                while True:
+                    await anyio.sleep(1.0)
+                    live.update(_table(h))
+            finally:
+                live.update(_table(h), refresh=True)  # the run's last numbers, not a second old
     while True:
         await anyio.sleep(PLAIN_EVERY)
         print(f"harvester: {render_line(h)}", file=sys.stderr, flush=True)

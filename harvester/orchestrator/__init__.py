@@ -86,8 +86,9 @@ def run_study(study: Study, credentials: Credentials, options: RunOptions) -> in
     configure_logging(log_file)
     for warning in study.warnings:
         print(f"harvester: warning: {warning}", file=sys.stderr)
+    started = time.monotonic()
     try:
-        return anyio.run(harvest, study, credentials, options)
+        code = anyio.run(harvest, study, credentials, options)
     except BaseExceptionGroup as group:
         found = _first_harvester_error(group)
         if found is None:
@@ -98,3 +99,18 @@ def run_study(study: Study, credentials: Credentials, options: RunOptions) -> in
         raise found from None
     except KeyboardInterrupt:
         return 130
+    print(f"harvester: {_summary(study, code, time.monotonic() - started)}", file=sys.stderr)
+    return code
+
+
+def _summary(study: Study, code: int, seconds: float) -> str:
+    """One line a scheduler's log keeps: where the study stands after this run."""
+    s = status_report(study)
+    outcome = {EXIT_OK: "complete", EXIT_QUOTA: "stopped: daily quota spent"}.get(
+        code, "stopped" if code else "complete"
+    )
+    return (
+        f"{study.name} {outcome} after {seconds:.1f} s: {s['committed_plan_shards']}/"
+        f"{s['plan_shards']} shards committed, {s['dataset_rows']:,} rows in {s['files']:,} "
+        f"files; quota today {s['requests_today']:,} requests, {s['records_today']:,} records"
+    )
