@@ -39,7 +39,9 @@ __all__ = [
 
 #: Kinds the HTTP layer retries itself. Search-id and task errors are retried by the clients,
 #: which know what "retry" means for them (restart a window, wait for a task).
-RETRYABLE_KINDS = frozenset({"5xx", "timeout", "connection", "bad_body", "rate_limited"})
+RETRYABLE_KINDS = frozenset(
+    {"5xx", "timeout", "connection", "bad_body", "rate_limited", "token_rejected"}
+)
 
 _SEARCH_ID = re.compile(r"search[ _]?id\b.*\b(invalid|expired)|invalid count or cursor", re.I)
 _DAILY_QUOTA = re.compile(r"quota|daily|per day", re.I)

@@ -25,7 +25,6 @@ from aiolimiter import AsyncLimiter
 
 from harvester._exceptions import (
     ApiError,
-    AuthError,
     CredentialsError,
     RateLimited,
     TransientError,
@@ -260,10 +259,13 @@ class ApiSession:
                     if refreshed:
                         break
                     await self._tokens.refresh(token)
-            raise AuthError(
+            # A token can be revoked or expire again within moments (other workers, clock skew):
+            # retry with backoff. Wrong credentials fail at the token endpoint, as AuthError.
+            raise TransientError(
                 "access token rejected right after a refresh",
                 status=401,
                 code="access_token_invalid",
+                kind="token_rejected",
             )
 
         return await self._retrying(endpoint, call, attempts)

@@ -92,13 +92,16 @@ async def test_concurrent_callers_refresh_the_token_once(
     assert fake.tokens_issued == 2
 
 
-async def test_a_token_rejected_twice_is_an_auth_error(
+async def test_a_token_rejected_again_after_a_refresh_is_retried_then_transient(
     fake: FakeApi, make_session: SessionFactory
 ) -> None:
+    # A token may expire or be revoked again within moments: not the credentials' fault
+    # (those fail at the token endpoint), so it is retried with backoff, then left transient.
     fake.defaults[EP] = err(401, "access_token_invalid")
-    with pytest.raises(AuthError):
+    with pytest.raises(TransientError) as info:
         await make_session().post(EP, {})
-    assert fake.count(EP) == 2
+    assert info.value.kind == "token_rejected"
+    assert fake.count(EP) == 2 * FAST.attempts
 
 
 async def test_wrong_credentials_fail_at_once(fake: FakeApi) -> None:
