@@ -8,6 +8,7 @@ task slot, polling with backoff, re-creating failed or expired tasks and resumin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from harvester._exceptions import (
 from harvester.api.types import Page, Record, Resume, TaskStatus
 from harvester.query import SeedQuery, Stage, parse_seed_query, validate_fields, validate_limit
 
-__all__ = ["PollPolicy", "TaskRunner"]
+__all__ = ["PollPolicy", "TaskClock", "TaskRunner"]
 
 log = structlog.get_logger("harvester.api")
 
@@ -37,10 +38,14 @@ _STATES = {
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Status polls start at `initial` seconds and grow by `factor` up to `maximum`.
+    """When to ask a task's status: every `initial` seconds at first, then every `fraction` of
+    the task's age (so the wait past completion stays a small share of the task's time), never
+    more than `maximum` apart. Once tasks have completed, a new one is first asked when the
+    fastest of the recent ones was still running (`TaskClock`), then every `fine` of its age.
 
-    `timeout` bounds the wait for one task; `busy_timeout` the wait for a free task slot
-    (429 too_many_running_tasks). None waits for ever.
+    `factor` bounds how fast the interval may grow from one poll to the next. `timeout` bounds
+    the wait for one task; `busy_timeout` the wait for a free task slot (429
+    too_many_running_tasks). None waits for ever.
     """
 
     initial: float = 0.5
@@ -48,6 +53,26 @@ class PollPolicy:
     factor: float = 1.5
     timeout: float | None = 6 * 3600.0
     busy_timeout: float | None = 3600.0
+    fraction: float = 0.2
+    fine: float = 0.05
+
+
+class TaskClock:
+    """How long this client's recent tasks took, as seen through their status polls.
+
+    Each completed task leaves two ages: the last at which it was still running and the first
+    at which it was Completed. The next task is first polled at the smallest recent "still
+    running" age: no recent task was done sooner, so those polls could only have said "not yet".
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self._running_at: deque[float] = deque(maxlen=keep)
+
+    def completed(self, last_running_age: float) -> None:
+        self._running_at.append(last_running_age)
+
+    def first_poll(self) -> float:
+        return min(self._running_at, default=0.0)
 
 
 def normalise_status(raw: Any, message: Any = None) -> TaskStatus:
@@ -64,6 +89,25 @@ def as_seed_query(condition_groups: SeedQuery | Any) -> SeedQuery:
     return parse_seed_query(condition_groups)
 
 
+class _Slot:
+    """One task's hold on the shared task slots. A token, not the current task, borrows the
+    slot: an abandoned page generator may be closed from another task."""
+
+    def __init__(self, slots: anyio.CapacityLimiter | None) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        if self._slots is not None and not self._held:
+            await self._slots.acquire_on_behalf_of(self)
+            self._held = True
+
+    def give(self) -> None:
+        if self._slots is not None and self._held:
+            self._slots.release_on_behalf_of(self)
+            self._held = False
+
+
 class TaskRunner(ABC):
     """Template for a Research Query Service backend: subclasses supply the four verbs."""
 
@@ -75,12 +119,17 @@ class TaskRunner(ABC):
         poll: PollPolicy | None = None,
         analysis_retries: int = 2,
         page_size: int = 10_000,
+        task_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.stage: Stage = stage
         self.limit = validate_limit(limit, stage)
         self.poll = poll or PollPolicy()
         self.analysis_retries = analysis_retries
         self.page_size = page_size
+        #: Held from a task's create until it is seen finished: the caller's share of the API's
+        #: running-task cap, so a worker paging results or writing files never holds a slot.
+        self.task_slots = task_slots
+        self.clock = TaskClock()
 
     @abstractmethod
     async def create(
@@ -108,13 +157,24 @@ class TaskRunner(ABC):
         wanted = validate_fields(fields, "rqs")
         return query, wanted, self.limit if limit is None else validate_limit(limit, self.stage)
 
-    async def wait(self, task_id: int) -> TaskStatus:
-        """Poll until the task is Completed; raise TaskAnalysisFailed or a cancelled error."""
-        delay = self.poll.initial
-        deadline = None if self.poll.timeout is None else anyio.current_time() + self.poll.timeout
+    async def wait(self, task_id: int, *, fresh: bool = False) -> TaskStatus:
+        """Poll until the task is Completed; raise TaskAnalysisFailed or a cancelled error.
+
+        `fresh`: the task was created just now, so its age is known and the first poll can
+        wait for the time recent tasks took.
+        """
+        poll = self.poll
+        started = anyio.current_time()
+        deadline = None if poll.timeout is None else started + poll.timeout
+        running_at = 0.0
+        if fresh and (lead := self.clock.first_poll()) > 0:
+            await anyio.sleep(min(lead, poll.maximum) if deadline is None else lead)
         while True:
+            asked = anyio.current_time() - started
             st = await self.status(task_id)
             if st.status == "Completed":
+                if fresh:
+                    self.clock.completed(running_at)
                 return st
             if st.status == "AnalysisFailed":
                 raise TaskAnalysisFailed(
@@ -123,13 +183,19 @@ class TaskRunner(ABC):
                 )
             if st.status == "Cancelled":
                 raise ApiError(f"task {task_id} was cancelled", code="Cancelled", kind="cancelled")
+            running_at = asked
+            age = anyio.current_time() - started
+            if fresh and self.clock.first_poll() > 0:  # close to the expected end: poll finely
+                delay = max(poll.initial * poll.fine / poll.fraction, poll.fine * age)
+            else:
+                delay = max(poll.initial, poll.fraction * age)
+            delay = min(poll.maximum, delay)
             if deadline is not None and anyio.current_time() + delay > deadline:
                 raise ApiError(
-                    f"task {task_id} still {st.status} after {self.poll.timeout:g} s",
+                    f"task {task_id} still {st.status} after {poll.timeout:g} s",
                     kind="task_timeout",
                 )
             await anyio.sleep(delay)
-            delay = min(self.poll.maximum, delay * self.poll.factor)
 
     async def create_when_possible(
         self, query: SeedQuery, fields: Sequence[str], limit: int
@@ -179,25 +245,40 @@ class TaskRunner(ABC):
         query, wanted, lim = self._request(condition_groups, fields, limit)
         seen = set(seen_ids)
         failures = 0
-        if resume is not None and resume.task_id is not None:
-            task_id, cursor = resume.task_id, resume.cursor
-        else:
-            task_id, cursor = await self.create_when_possible(query, wanted, lim), 0
-            yield Page([], 0, None, True, 0, task_id=task_id)
-        while True:
-            try:
-                await self.wait(task_id)
-                async for page in self._result_pages(task_id, cursor, seen, lim, self.page_size):
-                    yield page
-                return
-            except (TaskExpired, TaskNotFound, TaskAnalysisFailed) as exc:
-                if isinstance(exc, TaskAnalysisFailed):
-                    failures += 1
-                    if failures > self.analysis_retries:
-                        raise
-                log.warning("task_recreated", task_id=task_id, reason=exc.kind)
+        slot = _Slot(self.task_slots)
+        try:
+            await slot.take()  # a resumed task may still be running: it holds a slot too
+            fresh = resume is None or resume.task_id is None
+            if resume is not None and resume.task_id is not None:
+                task_id, cursor = resume.task_id, resume.cursor
+            else:
                 task_id, cursor = await self.create_when_possible(query, wanted, lim), 0
-                yield Page([], 0, None, True, 0, restarted=True, task_id=task_id)
+                yield Page([], 0, None, True, 0, task_id=task_id)
+            while True:
+                try:
+                    await self.wait(task_id, fresh=fresh)
+                    slot.give()
+                    async for page in self._result_pages(
+                        task_id, cursor, seen, lim, self.page_size
+                    ):
+                        yield page
+                    return
+                except (TaskExpired, TaskNotFound, TaskAnalysisFailed) as exc:
+                    if isinstance(exc, TaskAnalysisFailed):
+                        failures += 1
+                        if failures > self.analysis_retries:
+                            raise
+                    log.warning("task_recreated", task_id=task_id, reason=exc.kind)
+                    slot.give()
+                    await slot.take()
+                    task_id, cursor, fresh = (
+                        await self.create_when_possible(query, wanted, lim),
+                        0,
+                        True,
+                    )
+                    yield Page([], 0, None, True, 0, restarted=True, task_id=task_id)
+        finally:
+            slot.give()
 
     async def pages(
         self,

@@ -79,6 +79,7 @@ class PyrqsBackend(TaskRunner):
         poll: PollPolicy | None = None,
         analysis_retries: int = 2,
         page_size: int = 10_000,
+        task_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         super().__init__(
             limit=limit,
@@ -86,6 +87,7 @@ class PyrqsBackend(TaskRunner):
             poll=poll,
             analysis_retries=analysis_retries,
             page_size=page_size,
+            task_slots=task_slots,
         )
         self.client = client_obj
         self.limiter = limiter

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
+
 from harvester._exceptions import TransientError
 from harvester.api._http import ApiSession
 from harvester.api._records import coerce_records, fresh_records
@@ -44,6 +46,7 @@ class RqsClient(TaskRunner):
         poll: PollPolicy | None = None,
         analysis_retries: int = 2,
         page_size: int = 10_000,
+        task_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         super().__init__(
             limit=limit,
@@ -51,6 +54,7 @@ class RqsClient(TaskRunner):
             poll=poll,
             analysis_retries=analysis_retries,
             page_size=page_size,
+            task_slots=task_slots,
         )
         self.session = session
 

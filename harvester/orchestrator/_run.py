@@ -260,7 +260,10 @@ class Harvest:
                 end_date_inclusive=study.api.end_date_inclusive,
                 search_id_wait=study.api.retry_wait_s,
             )
-        kw: dict[str, Any] = {"limit": study.limit, "stage": study.stage}
+        # max_concurrency caps the tasks in flight (created, not yet seen finished); a leaf
+        # that is paging results or writing files gives its slot to the next task.
+        slots = anyio.CapacityLimiter(study.api.max_concurrency)
+        kw: dict[str, Any] = {"limit": study.limit, "stage": study.stage, "task_slots": slots}
         if self.options.poll is not None:
             kw["poll"] = self.options.poll
         if study.source == "rqs":
@@ -290,8 +293,11 @@ class Harvest:
         self._outstanding = len(leaves)
         for key in leaves:
             send.send_nowait(key)
+        concurrency = max(1, self.study.api.max_concurrency)
+        if self.study.source != "research-api":
+            concurrency *= 2  # task slots bound the tasks; the extra leaves page and write
         async with anyio.create_task_group() as workers:
-            for _ in range(max(1, self.study.api.max_concurrency)):
+            for _ in range(concurrency):
                 workers.start_soon(self._worker, runner, receive.clone(), tg)
             receive.close()
 
