@@ -23,6 +23,7 @@ from harvester._exceptions import (
     TaskNotFound,
     TooManyRunningTasks,
 )
+from harvester.api._http import NoHooks, RequestHooks
 from harvester.api.types import Page, Record, Resume, TaskStatus
 from harvester.query import SeedQuery, Stage, parse_seed_query, validate_fields, validate_limit
 
@@ -130,6 +131,8 @@ class TaskRunner(ABC):
         #: running-task cap, so a worker paging results or writing files never holds a slot.
         self.task_slots = task_slots
         self.clock = TaskClock()
+        #: Sees the tasks that fail server-side (they cost a create and are counted by kind).
+        self.hooks: RequestHooks = NoHooks()
 
     @abstractmethod
     async def create(
@@ -264,6 +267,7 @@ class TaskRunner(ABC):
                         yield page
                     return
                 except (TaskExpired, TaskNotFound, TaskAnalysisFailed) as exc:
+                    self.hooks.on_error(exc.kind)
                     if isinstance(exc, TaskAnalysisFailed):
                         failures += 1
                         if failures > self.analysis_retries:

@@ -57,6 +57,7 @@ class RqsClient(TaskRunner):
             task_slots=task_slots,
         )
         self.session = session
+        self.hooks = session.hooks
 
     async def create(
         self,
