@@ -59,7 +59,8 @@ class Api:
 
 def main(config: str, out: str) -> int:
     study = load_study(config)
-    schema = layout(study.fields, study.partition_by).file_schema
+    full = layout(study.fields, study.partition_by).file_schema
+    schema = pa.schema([full.field(name) for name in study.fields])  # the API's columns only
     api = Api(
         study.api.base_url,
         os.environ["TIKTOK_CLIENT_KEY"],

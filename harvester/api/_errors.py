@@ -28,6 +28,7 @@ from harvester._exceptions import (
     TooManyRunningTasks,
     TransientError,
 )
+from harvester.api._records import clean
 
 __all__ = [
     "RETRYABLE_KINDS",
@@ -162,6 +163,11 @@ def _body_error(status: int, raw: bytes, headers: Mapping[str, str]) -> ApiError
     return TransientError(f"unusable answer: {what}", status=status, kind="bad_body")
 
 
+#: JSON can carry a control character only escaped (`\u0001`, `\b`, `\f`, `\r`) or, for DEL,
+#: raw: a body without any of these (nearly every body) holds no string that needs cleaning.
+_MAY_HOLD_CONTROL = re.compile(rb"\\(?:u00[01]|u007[fF]|[bfr])|\x7f").search
+
+
 def decode_answer(
     status: int, headers: Mapping[str, str], raw: bytes, redact: Redact
 ) -> dict[str, Any]:
@@ -173,7 +179,7 @@ def decode_answer(
     if status == 200 and code in (None, "ok"):
         data = body.get("data")
         if isinstance(data, dict):
-            return data
+            return clean(data) if _MAY_HOLD_CONTROL(raw) else data
         raise TransientError("answer without a data object", status=status, kind="bad_body")
     raise _classify(status, code, message, log_id, headers, redact)
 

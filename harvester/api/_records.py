@@ -38,9 +38,10 @@ def record_id(record: Record) -> int | None:
     return None
 
 
-def fresh_records(raw: Iterable[Any], seen: set[int]) -> list[Record]:
+def fresh_records(raw: Iterable[Any], seen: set[int], *, cleaned: bool = False) -> list[Record]:
     """Cleaned records whose id is not in `seen` (which is updated). Records without an id
-    cannot be deduplicated and are kept."""
+    cannot be deduplicated and are kept. `cleaned`: the strings are clean already (the HTTP
+    session cleans every answer it decodes)."""
     out: list[Record] = []
     for item in raw:
         if not isinstance(item, dict):
@@ -50,7 +51,7 @@ def fresh_records(raw: Iterable[Any], seen: set[int]) -> list[Record]:
             if rid in seen:
                 continue
             seen.add(rid)
-        out.append(clean(item))
+        out.append(item if cleaned else clean(item))
     return out
 
 

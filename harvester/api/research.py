@@ -196,7 +196,7 @@ class ResearchApiClient:
                 next_cursor = cursor + size
             sid = data.get("search_id")
             search_id = str(sid) if sid not in (None, "") else search_id
-            records = fresh_records(videos, seen)
+            records = fresh_records(videos, seen, cleaned=True)
             if drop_from is not None:
                 records = [r for r in records if not _at_or_after(r, drop_from)]
             yield Page(

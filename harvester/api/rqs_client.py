@@ -113,7 +113,7 @@ class RqsClient(TaskRunner):
                     f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
                 )
             yield Page(
-                records=fresh_records(raw, seen),
+                records=fresh_records(raw, seen, cleaned=True),
                 cursor=next_cursor,
                 search_id=None,
                 has_more=more,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from harvester._exceptions import (
@@ -93,3 +94,22 @@ def test_token_answers() -> None:
         decode_token(401, {}, bad, same)
     with pytest.raises(TransientError):
         decode_token(503, {}, b"", same)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ab\x00c", "abc"),
+        ("x\x7fy", "xy"),
+        ("a\rb\x1f", "ab"),
+        ("tab\tand\nnewline", "tab\tand\nnewline"),
+        ("C:\\boot \\u0001", "C:\\boot \\u0001"),  # escaped backslashes: nothing to remove
+        ("plain", "plain"),
+    ],
+)
+def test_answers_are_cleaned_only_when_the_body_can_hold_control_characters(
+    text: str, expected: str
+) -> None:
+    raw = orjson.dumps({"data": {"videos": [{"username": text, "tags": [text]}]}})
+    data = decode_answer(200, {}, raw, lambda t: t)
+    assert data == {"videos": [{"username": expected, "tags": [expected]}]}
