@@ -49,9 +49,9 @@ def _guard(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-config_argument = click.argument(
-    "config", type=click.Path(path_type=Path, dir_okay=False, exists=False)
-)
+# The loader checks the path itself: a folder or a missing file is one line with the fix, not
+# click's three-line usage error.
+config_argument = click.argument("config", type=click.Path(path_type=Path))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
