@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from harvester._exceptions import ApiError, QuotaExhausted, TransientError
+from harvester._exceptions import ApiError, AuthError, QuotaExhausted, TransientError
 from harvester.api import Page, Resume
 from harvester.plan import DAY, Window, split_window
 from harvester.sink import PageResult, normalise_page, read_ids, write_segment
@@ -65,6 +65,11 @@ class LeafRunner:
                     self.gate.record(exc)
                     raise
                 await self.gate.wait(exc)
+            except AuthError:
+                # Wrong credentials are the run's failure, not the window's: leave it pending
+                # for the run with the right ones (parking it would need --retry-failed).
+                self.h.state.requeue_leaf(key)
+                raise
             except ApiError as exc:
                 return self._failed(key, exc)
 

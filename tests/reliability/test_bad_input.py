@@ -208,7 +208,7 @@ def test_an_unwritable_output_is_refused_before_any_request(
         line = _subprocess_case(folder, sim, ["run", str(other), "--no-progress"])
         assert "output.path" in line and "writable" in line
     finally:
-        _mount(["--umount", str(ro)], "umount")
+        assert _mount([str(ro)], "umount"), f"could not unmount {ro}"
 
 
 def _mount(args: list[str], tool: str = "mount") -> bool:
