@@ -101,10 +101,11 @@ partition_by = ["create_month"]
 class Simulator:
     """`harvester simulate` in its own process on a free loopback port."""
 
-    def __init__(self, work: Path, profile: str, seed: int) -> None:
+    def __init__(self, work: Path, profile: str, seed: int, *, latency: float = 0.0) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self._err = (work / f"simulator-{profile}.log").open("w")
         cmd = [*HARVESTER, "simulate", "--port", "0", "--seed", str(seed), "--profile", profile]
+        cmd += ["--latency", str(latency)]
         for name in ("daily_requests", "daily_records", "rate_limit_per_minute"):
             cmd += ["--set", f"{name}={BIG}"]
         self.proc = subprocess.Popen(

@@ -9,6 +9,7 @@ the state records them afterwards, and `cleanup_strays` removes whatever it does
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -78,20 +79,29 @@ def write_parquet(
     rows = 0
     buffered: list[pa.RecordBatch] = []
     pending = pending_bytes = 0
-    with pq.ParquetWriter(str(tmp), schema, compression="zstd", write_statistics=True) as writer:
-        for batch in batches:
-            buffered.append(batch)
-            pending += batch.num_rows
-            pending_bytes += batch.nbytes
-            if pending >= row_group_rows or pending_bytes >= ROW_GROUP_BYTES:
-                table = pa.Table.from_batches(buffered, schema)
-                writer.write_table(table, row_group_size=row_group_rows)
+    try:
+        with pq.ParquetWriter(
+            str(tmp), schema, compression="zstd", write_statistics=True
+        ) as writer:
+            for batch in batches:
+                buffered.append(batch)
+                pending += batch.num_rows
+                pending_bytes += batch.nbytes
+                if pending >= row_group_rows or pending_bytes >= ROW_GROUP_BYTES:
+                    table = pa.Table.from_batches(buffered, schema)
+                    writer.write_table(table, row_group_size=row_group_rows)
+                    rows += pending
+                    buffered, pending, pending_bytes = [], 0, 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(buffered, schema))
                 rows += pending
-                buffered, pending, pending_bytes = [], 0, 0
-        if pending:
-            writer.write_table(pa.Table.from_batches(buffered, schema))
-            rows += pending
-    publish(tmp, final)
+        publish(tmp, final)
+    except BaseException:
+        # A full disk must not leave a half-written file behind it (start-up would remove it,
+        # but the space is wanted now).
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return rows
 
 
@@ -131,14 +141,24 @@ def finalize_plan_shard(
                 writer.close()
                 sink.close()
         out: list[DatasetFile] = []
-        for n, path in enumerate(streams):
-            final = root / path / f"{plan_key}.parquet"
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with pa.OSFile(str(spill / f"{n}.arrow")) as src:  # not mmap: RSS stays flat
-                reader = pa.ipc.open_stream(src)
-                rows = write_parquet(reader, final, files_schema, row_group_rows)
-            out.append(DatasetFile(f"{path}/{plan_key}.parquet", path, rows))
-            pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+        published: list[Path] = []
+        try:
+            for n, path in enumerate(streams):
+                final = root / path / f"{plan_key}.parquet"
+                final.parent.mkdir(parents=True, exist_ok=True)
+                published.append(final)
+                with pa.OSFile(str(spill / f"{n}.arrow")) as src:  # not mmap: RSS stays flat
+                    reader = pa.ipc.open_stream(src)
+                    rows = write_parquet(reader, final, files_schema, row_group_rows)
+                out.append(DatasetFile(f"{path}/{plan_key}.parquet", path, rows))
+                pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+        except BaseException:
+            # A finalize that fails (disk full, permissions) takes back the files it published:
+            # readers never see part of a plan shard the state does not know, and verify holds.
+            for final in published:
+                with contextlib.suppress(OSError):
+                    final.unlink(missing_ok=True)
+            raise
         shutil.rmtree(spill)
     return sorted(out, key=lambda f: f.path)
 
