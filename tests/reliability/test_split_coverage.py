@@ -41,8 +41,8 @@ def test_splits_through_state_preserve_coverage(
             plan = Window(start, start + days * DAY)
             state.add_plan_shards([PlannedShard(plan.key, plan.start, plan.end)])
             for _ in range(splits):
-                leaves = [s for s in state.shards(plan_key=plan.key) if s.status == "pending"]
-                leaf = rnd.choice(leaves)
+                pending = [s for s in state.shards(plan_key=plan.key) if s.status == "pending"]
+                leaf = rnd.choice(pending)
                 min_seconds = rnd.choice((1, DAY))  # RQS saturation, public-API failure
                 halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)
                 if halves is None:
