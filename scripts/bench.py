@@ -154,8 +154,9 @@ def harvest(
     if fast_retries:
         cmd = [PY, str(Path(__file__).resolve()), "--run-fast-retries", str(config)]
     if profile_to is not None:
+        # pyinstrument samples the main thread: normalise every page there to see it.
         cmd = [PY, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile_to),
-               "-m", "harvester.cli", *cmd[3:]]  # fmt: skip
+               str(Path(__file__).resolve()), "--run-inline", str(config)]  # fmt: skip
     run = run_child(cmd, work / f"{config.stem}.run.log")
     if run.rc != 0:
         tail = (work / f"{config.stem}.run.log").read_text()[-2000:]
@@ -630,6 +631,15 @@ def run_fast_retries(config: str) -> int:
     return run_study(study, resolve_credentials(study), options)
 
 
+def run_inline(config: str) -> int:
+    """`harvester run` with every page normalised on the event loop's thread (for profiles)."""
+    from harvester import cli
+    from harvester.orchestrator import _leaf
+
+    _leaf.THREAD_ROWS = 1 << 62
+    return int(cli.main(["run", config, "--no-progress"], standalone_mode=False) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up children on the way out
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -640,7 +650,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile a harvest (pyinstrument)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--run-fast-retries", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--run-inline", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run_inline:
+        return run_inline(args.run_inline)
     if args.run_fast_retries:
         return run_fast_retries(args.run_fast_retries)
     steps = set(args.only.split(","))
