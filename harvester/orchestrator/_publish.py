@@ -148,18 +148,21 @@ class Publisher:
         committed plan shard covers are merged: nothing will write into them again. Without it
         (the end of a run) every partition is.
         """
-        by_partition: dict[str, list[str]] = {}
-        for f in self.state.files():
-            if touched is None or f.partition in touched:
-                by_partition.setdefault(f.partition, []).append(f.path)
-        for partition, paths in sorted(by_partition.items()):
-            if len(paths) < 2 or partition in self._compacting:
+        candidates = {
+            f.partition for f in self.state.files() if touched is None or f.partition in touched
+        }
+        for partition in sorted(candidates):
+            if partition in self._compacting:
                 continue
             if touched is not None and not self.partition_complete(partition):
                 continue
             self._compacting.add(partition)
             try:
-                await self.compact_one(partition, paths)
+                # Read the files now, not before the loop: another caller may have compacted
+                # this partition while an earlier one was merged (the old names are gone).
+                paths = [f.path for f in self.state.files() if f.partition == partition]
+                if len(paths) >= 2:
+                    await self.compact_one(partition, paths)
             finally:
                 self._compacting.discard(partition)
 
