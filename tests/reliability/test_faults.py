@@ -4,6 +4,7 @@ fails. The harvest must equal the oracle, and `status` must count every kind of 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,14 @@ STORMS: list[
 
 #: Faults the harvests of this module injected, by class (for docs/reliability.md).
 INJECTED: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_injected() -> Iterator[None]:
+    yield
+    if INJECTED:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(INJECTED.items()))
+        print(f"\nfault storms injected {sum(INJECTED.values())} faults: {kinds}")
 
 
 @pytest.mark.anyio
