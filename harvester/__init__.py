@@ -9,6 +9,8 @@ Import from here, not from the private modules::
 
 from __future__ import annotations
 
+import typing as _typing
+
 from harvester._exceptions import (
     ApiError,
     AuthError,
@@ -33,13 +35,34 @@ from harvester._exceptions import (
 )
 from harvester._version import __version__
 from harvester.config import Credentials, Study, load_study, loads_study, resolve_credentials
-from harvester.orchestrator import (
-    RunOptions,
-    harvest,
-    plan_report,
-    status_report,
-    verify_study,
-)
+
+if _typing.TYPE_CHECKING:
+    from harvester.orchestrator import (
+        RunOptions,
+        harvest,
+        plan_report,
+        status_report,
+        verify_study,
+    )
+
+#: The run's entry points load the HTTP client, Arrow and logging: only when first asked for,
+#: so that `import harvester` (and `harvester plan` / `status`) stay quick.
+_LAZY = frozenset({"RunOptions", "harvest", "plan_report", "status_report", "verify_study"})
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from harvester import orchestrator
+
+    value = getattr(orchestrator, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
 
 __all__ = [
     "ApiError",

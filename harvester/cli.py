@@ -17,7 +17,6 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from harvester._exceptions import HarvesterError, UserError
-from harvester.logs import scrub
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -27,6 +26,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USER, EXIT_QUOTA = 0, 1, 2, 75
 
 def _fail(message: str, code: int) -> None:
     # One line, whatever the message: a scheduler's log shows it whole.
+    from harvester.logs import scrub  # structlog is slow to import: only on the way out
+
     click.echo("harvester: error: " + scrub(" ".join(message.split())), err=True)
     sys.exit(code)
 

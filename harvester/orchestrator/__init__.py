@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import structlog
-
-from harvester._exceptions import HarvesterError
-from harvester.config import Credentials, Study
-from harvester.logs import configure_logging, register_secret
-from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
-from harvester.orchestrator._reports import cancel_study, plan_report, status_report, verify_study
-from harvester.orchestrator._run import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_QUOTA,
-    Harvest,
-    RunOptions,
-    staging_dir,
-)
+if TYPE_CHECKING:
+    from harvester.orchestrator._entry import default_log_file, harvest, run_study
+    from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
+    from harvester.orchestrator._reports import (
+        cancel_study,
+        plan_report,
+        status_report,
+        verify_study,
+    )
+    from harvester.orchestrator._run import (
+        EXIT_FAILURE,
+        EXIT_OK,
+        EXIT_QUOTA,
+        Harvest,
+        RunOptions,
+        staging_dir,
+    )
 
 __all__ = [
     "EXIT_FAILURE",
@@ -44,73 +42,48 @@ __all__ = [
     "verify_study",
 ]
 
-log = structlog.get_logger("harvester")
+#: Where each name lives: imported on first use, so `harvester plan` and `harvester status`
+#: never load the HTTP client, Arrow or the log set-up they do not need.
+_HOME = {
+    name: module
+    for module, names in {
+        "_entry": (
+            "default_log_file",
+            "harvest",
+            "run_study",
+        ),
+        "_ledger": (
+            "QuotaGate",
+            "QuotaLedger",
+            "RunStats",
+        ),
+        "_reports": (
+            "cancel_study",
+            "plan_report",
+            "status_report",
+            "verify_study",
+        ),
+        "_run": (
+            "EXIT_FAILURE",
+            "EXIT_OK",
+            "EXIT_QUOTA",
+            "Harvest",
+            "RunOptions",
+            "staging_dir",
+        ),
+    }.items()
+    for name in names
+}
 
 
-def default_log_file(study: Study) -> Path:
-    """One JSON log per run, beside the state: `<state>.logs/run-<UTC time>.jsonl`."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return study.state_path.with_name(study.state_path.name + ".logs") / f"run-{stamp}.jsonl"
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
-async def harvest(
-    study: Study,
-    credentials: Credentials,
-    options: RunOptions | None = None,
-    *,
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """Run `study` until complete or stopped; returns the exit code (0, 75, 130, 143)."""
-    register_secret(credentials.client_secret)
-    h = Harvest(study, credentials, options or RunOptions(), clock=clock)
-    try:
-        return await h.run()
-    finally:
-        h.state.close()
-
-
-def _first_harvester_error(exc: BaseException) -> HarvesterError | None:
-    if isinstance(exc, HarvesterError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_harvester_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
-def run_study(study: Study, credentials: Credentials, options: RunOptions) -> int:
-    """The CLI's `run`: logging set up, warnings shown, errors as one line (raised)."""
-    log_file = options.log_file or default_log_file(study)
-    configure_logging(log_file)
-    for warning in study.warnings:
-        print(f"harvester: warning: {warning}", file=sys.stderr)
-    started = time.monotonic()
-    try:
-        code = anyio.run(harvest, study, credentials, options)
-    except BaseExceptionGroup as group:
-        found = _first_harvester_error(group)
-        if found is None:
-            log.exception("run_failed")
-            raise HarvesterError(
-                f"unexpected error: {group.exceptions[0]!r} (details in {log_file})"
-            ) from None
-        raise found from None
-    except KeyboardInterrupt:
-        return 130
-    print(f"harvester: {_summary(study, code, time.monotonic() - started)}", file=sys.stderr)
-    return code
-
-
-def _summary(study: Study, code: int, seconds: float) -> str:
-    """One line a scheduler's log keeps: where the study stands after this run."""
-    s = status_report(study)
-    outcome = {EXIT_OK: "complete", EXIT_QUOTA: "stopped: daily quota spent"}.get(
-        code, "stopped" if code else "complete"
-    )
-    return (
-        f"{study.name} {outcome} after {seconds:.1f} s: {s['committed_plan_shards']}/"
-        f"{s['plan_shards']} shards committed, {s['dataset_rows']:,} rows in {s['files']:,} "
-        f"files; quota today {s['requests_today']:,} requests, {s['records_today']:,} records"
-    )
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

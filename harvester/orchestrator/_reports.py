@@ -11,12 +11,12 @@ from typing import Any
 
 import anyio
 
-from harvester.api import ApiSession, RqsClient
-from harvester.api import Credentials as ApiCredentials
 from harvester.config import Credentials, Study
 from harvester.plan import FinishedShard, estimate_plan, plan_study
-from harvester.sink import layout, verify
 from harvester.state import SqliteState, utc_day
+
+# `verify` and `cancel` import the sink (Arrow) and the HTTP client where they need them:
+# `plan` and `status` must answer in well under a second.
 
 __all__ = ["cancel_study", "plan_report", "status_report", "verify_study"]
 
@@ -145,6 +145,8 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
 
 
 def verify_study(study: Study) -> dict[str, Any]:
+    from harvester.sink import layout, verify
+
     state = _existing_state(study)
     if state is None:
         return {"ok": False, "text": f"{study.name}: nothing to verify (no state yet)"}
@@ -188,6 +190,9 @@ def verify_study(study: Study) -> dict[str, Any]:
 
 def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     """Cancel the remote tasks of leaves not yet paged; their next run creates fresh ones."""
+    from harvester.api import ApiSession, RqsClient
+    from harvester.api import Credentials as ApiCredentials
+
     if study.source == "research-api":
         return {"cancelled": [], "text": "research-api studies have no remote tasks to cancel"}
     state = _existing_state(study)
