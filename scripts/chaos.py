@@ -61,6 +61,9 @@ MOMENTS = ("start-up", "page", "checkpoint", "finalize", "landed", "compaction")
 BIG = 10**9
 REGIONS = ["NL", "BE"]
 ROUND_DAYS = 56
+#: The simulator's videos are dated 2022-01-01 up to 2025-01-01 (its default corpus).
+CORPUS_FIRST = date(2022, 1, 3)
+CORPUS_DAYS = (date(2024, 12, 31) - CORPUS_FIRST).days - ROUND_DAYS
 RUN_TIMEOUT = 180.0
 
 STUDY = """\
@@ -418,6 +421,8 @@ class Chaos:
             raise AssertionError(f"harvester verify failed: {verify.stdout}{verify.stderr}")
         got = dataset_ids(folder / "data")
         truth = oracle(sim, start, end)
+        if not truth:
+            raise AssertionError(f"{folder}: the oracle has no records for {start}..{end}")
         lost, extra = truth - set(got), set(got) - truth
         self.report.records += len(got)
         self.report.records_lost += len(lost)
@@ -509,10 +514,13 @@ class Chaos:
         sim = Simulator(self.work, "flaky", self.report.seed)
         starts: list[date] = []
         try:
-            first = date(2022, 1, 3) + timedelta(days=self.rng.randrange(0, 300))
+            offset = self.rng.randrange(0, CORPUS_DAYS)
             while len(self.report.kills) < self.report.kills_asked:
                 left = self.report.kills_asked - len(self.report.kills)
-                start = first + timedelta(days=ROUND_DAYS * len(starts))
+                # Rounds walk through the simulator's corpus and wrap around: each round is a
+                # study of its own, so a period may come again without overlapping anything.
+                days = (offset + ROUND_DAYS * len(starts)) % CORPUS_DAYS
+                start = CORPUS_FIRST + timedelta(days=days)
                 starts.append(start)
                 self.round(sim, len(starts) - 1, start, min(left, self.rng.randint(5, 12)))
                 self.report.rounds += 1
