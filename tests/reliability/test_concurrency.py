@@ -24,6 +24,7 @@ from tests.reliability._cli import (
 from tests.reliability.conftest import harvester
 
 START, DAYS = date(2022, 6, 1), 12
+BUSY_DAYS = 8
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,34 @@ def slow_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Ite
         sim.close()
 
 
+@pytest.fixture(scope="module")
+def slower_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A quarter of a second an answer: one worker takes seconds, longer than a second run's
+    start-up even on a loaded machine."""
+    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "clean", 9, latency=0.25)
+    try:
+        yield sim
+    finally:
+        sim.close()
+
+
 @pytest.mark.slow
-def test_a_second_run_refuses_while_the_first_goes_on(slow_sim: Any, tmp_path: Path) -> None:
-    config = write(tmp_path, slow_sim, start=START, days=DAYS, window=2, name="busy")
+def test_a_second_run_refuses_while_the_first_goes_on(slower_sim: Any, tmp_path: Path) -> None:
+    slow_sim = slower_sim
+    config = write(
+        tmp_path,
+        slow_sim,
+        start=START,
+        days=BUSY_DAYS,
+        window=2,
+        name="busy",
+        api={"max_concurrency": 1},
+    )
     first = start_run(config, tmp_path / "first.jsonl")
     try:
         assert wait_for_event(tmp_path / "first.jsonl", "page_fetched", first)
         second = harvester("run", str(config), "--no-progress")
+        assert first.poll() is None, "the first run ended before the second started"
         line = one_error_line(second.stderr)
         assert second.returncode == 1
         assert line == (
@@ -59,7 +81,7 @@ def test_a_second_run_refuses_while_the_first_goes_on(slow_sim: Any, tmp_path: P
         for stream in (first.stdout, first.stderr):
             if stream is not None:
                 stream.close()
-    assert_complete(config, tmp_path / "data", truth(slow_sim, START, DAYS), harvester)
+    assert_complete(config, tmp_path / "data", truth(slow_sim, START, BUSY_DAYS), harvester)
 
 
 @pytest.mark.slow
