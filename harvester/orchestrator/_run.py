@@ -259,6 +259,8 @@ class Harvest:
                 session,
                 end_date_inclusive=study.api.end_date_inclusive,
                 search_id_wait=study.api.retry_wait_s,
+                # The orchestrator splits a failing multi-day window: fail fast on those.
+                split_attempts=3,
             )
         # max_concurrency caps the tasks in flight (created, not yet seen finished); a leaf
         # that is paging results or writing files gives its slot to the next task.
