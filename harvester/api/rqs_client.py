@@ -10,7 +10,7 @@ import anyio
 from harvester._exceptions import TransientError
 from harvester.api._http import ApiSession
 from harvester.api._records import coerce_records, fresh_records
-from harvester.api._tasks import PollPolicy, TaskRunner, normalise_status
+from harvester.api._tasks import PollPolicy, TaskRunner, _Slot, normalise_status
 from harvester.api.types import Page, TaskStatus
 from harvester.query import SeedQuery, Stage
 
@@ -47,6 +47,7 @@ class RqsClient(TaskRunner):
         analysis_retries: int = 2,
         page_size: int = 10_000,
         task_slots: anyio.CapacityLimiter | None = None,
+        page_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         super().__init__(
             limit=limit,
@@ -57,6 +58,8 @@ class RqsClient(TaskRunner):
             task_slots=task_slots,
         )
         self.session = session
+        #: Result pages in memory at once across every task (None: no bound).
+        self.page_slots = page_slots
         self.hooks = session.hooks
 
     async def create(
@@ -90,38 +93,46 @@ class RqsClient(TaskRunner):
         self, task_id: int, cursor: int, seen: set[int], limit: int | None, max_count: int
     ) -> AsyncIterator[Page]:
         size = max(1, min(max_count, 10_000))
-        while True:
-            data = await self.session.post(
-                RESULT,
-                {"task_id": task_id, "cursor": cursor, "max_count": size},
-                counted=True,
-                records_of=lambda d: len(coerce_records(d.get("result"))),
-            )
-            raw = coerce_records(data.get("result"))
-            total = _as_int(data.get("total"))
-            next_cursor = _as_int(data.get("cursor"))
-            if next_cursor is None or next_cursor < cursor:
-                next_cursor = cursor + len(raw)
-            has_more = data.get("has_more")
-            more = (
-                bool(has_more)
-                if has_more is not None
-                else total is not None and next_cursor < total
-            )
-            if more and next_cursor == cursor:
-                raise TransientError(
-                    f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
+        slot = _Slot(self.page_slots)
+        try:
+            while True:
+                # A page holds its slot from its request until the caller asks for the next:
+                # ten thousand decoded records are tens of megabytes.
+                slot.give()
+                await slot.take()
+                data = await self.session.post(
+                    RESULT,
+                    {"task_id": task_id, "cursor": cursor, "max_count": size},
+                    counted=True,
+                    records_of=lambda d: len(coerce_records(d.get("result"))),
                 )
-            yield Page(
-                records=fresh_records(raw, seen, cleaned=True),
-                cursor=next_cursor,
-                search_id=None,
-                has_more=more,
-                raw_count=len(raw),
-                task_id=task_id,
-                total=total,
-                saturated=limit is not None and total is not None and total >= limit,
-            )
-            if not more:
-                return
-            cursor = next_cursor
+                raw = coerce_records(data.get("result"))
+                total = _as_int(data.get("total"))
+                next_cursor = _as_int(data.get("cursor"))
+                if next_cursor is None or next_cursor < cursor:
+                    next_cursor = cursor + len(raw)
+                has_more = data.get("has_more")
+                more = (
+                    bool(has_more)
+                    if has_more is not None
+                    else total is not None and next_cursor < total
+                )
+                if more and next_cursor == cursor:
+                    raise TransientError(
+                        f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
+                    )
+                yield Page(
+                    records=fresh_records(raw, seen, cleaned=True),
+                    cursor=next_cursor,
+                    search_id=None,
+                    has_more=more,
+                    raw_count=len(raw),
+                    task_id=task_id,
+                    total=total,
+                    saturated=limit is not None and total is not None and total >= limit,
+                )
+                if not more:
+                    return
+                cursor = next_cursor
+        finally:
+            slot.give()

@@ -67,6 +67,9 @@ class Publisher:
         self.stats = stats
         self._finalizing: set[str] = set()
         self._compacting: set[str] = set()
+        #: One plan shard written at a time: each buffers up to a row group (ROW_GROUP_BYTES),
+        #: so leaves finishing together must not multiply that by the number of workers.
+        self._writer = anyio.CapacityLimiter(1)
 
     def recover_compactions(self) -> None:
         # A compaction interrupted after its swap is finished; one interrupted before it is
@@ -129,6 +132,7 @@ class Publisher:
                 self.layout,
                 plan_key,
                 segments,
+                limiter=self._writer,
             )
             leaves = self.state.commit_plan_shard(plan_key, files)
             remove_leaves(self.staging, leaves)

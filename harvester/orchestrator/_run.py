@@ -58,6 +58,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_QUOTA = 0, 1, 75
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How often a leaf that failed with a transient error is tried again before it is parked.
 MAX_LEAF_ATTEMPTS = 5
+#: RQS result pages (up to 10,000 records, tens of MB decoded) held at once by the whole run.
+PAGES_IN_MEMORY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +271,8 @@ class Harvest:
         if self.options.poll is not None:
             kw["poll"] = self.options.poll
         if study.source == "rqs":
-            return RqsClient(session, **kw)
+            # Two result pages in memory at once: one being normalised, the next on the wire.
+            return RqsClient(session, page_slots=anyio.CapacityLimiter(PAGES_IN_MEMORY), **kw)
         if self.options.sdk_client is None:
             try:
                 from pyrqs import rqs  # type: ignore[import-not-found]
