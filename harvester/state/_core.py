@@ -66,6 +66,11 @@ class Core:
             )
         if version == 0:
             with self._tx() as db:
+                # Read again under the write lock: another process (a run, a `status` beside
+                # it) may have created the schema since the first read.
+                (version,) = db.execute("PRAGMA user_version").fetchone()
+                if version != 0:
+                    return
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)

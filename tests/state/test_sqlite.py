@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -189,3 +191,21 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="newer"):
         SqliteState(tmp_path / "new.sqlite")
+
+
+def test_two_processes_creating_the_schema_at_once_both_succeed(tmp_path: Path) -> None:
+    """A `status` opening the state while the first run creates it must not break the run."""
+    path = tmp_path / "race.sqlite"
+    script = (
+        "import sys\n"
+        "from harvester.state import SqliteState\n"
+        "for i in range(30):\n"
+        "    p = sys.argv[1] + f'.{i}'\n"
+        "    SqliteState(p).close()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
