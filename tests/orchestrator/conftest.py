@@ -6,12 +6,11 @@ real SQLite state, and reads the Parquet back with pyarrow, DuckDB and Polars.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
+import tomli_w
 
 from harvester.api import PollPolicy, RetryPolicy
 from harvester.config import Credentials, Study, loads_study
@@ -70,15 +70,6 @@ def options(**kw: Any) -> RunOptions:
     return RunOptions(**kw)
 
 
-def _toml(value: Any) -> str:
-    # JSON is valid TOML for strings, numbers, booleans and arrays; tables need inline form.
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
-
-
 def study_text(
     base_url: str,
     *,
@@ -125,10 +116,7 @@ def study_text(
         "quota": quota,
         "output": {"path": output, "partition_by": list(partition_by)},
     }
-    return "\n".join(
-        f"[{t}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in body.items()) + "\n"
-        for t, body in tables.items()
-    )
+    return tomli_w.dumps(tables)
 
 
 def make_study(tmp_path: Path, base_url: str, **kw: Any) -> Study:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import tomli_w
 
 from harvester.api import PollPolicy, RetryPolicy
 from harvester.config import Credentials, Study, loads_study
@@ -34,14 +34,6 @@ def groups(regions: Sequence[str] = REGIONS) -> list[dict[str, Any]]:
             ],
         }
     ]
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def study_text(
@@ -86,10 +78,7 @@ def study_text(
     }
     for table, values in extra.items():
         tables.setdefault(table, {}).update(values)
-    return "\n".join(
-        f"[{t}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in keys.items())
-        for t, keys in tables.items()
-    )
+    return tomli_w.dumps(tables)
 
 
 def write_study(folder: Path, text: str) -> tuple[Path, Study]:
