@@ -38,15 +38,7 @@ def plan_report(study: Study) -> dict[str, Any]:
     state = _existing_state(study)
     if state is not None:
         with state:
-            by_plan: dict[str, tuple[int, int]] = {}
-            for s in state.shards():
-                rec, req = by_plan.get(s.plan_key, (0, 0))
-                by_plan[s.plan_key] = (rec + s.records, req + s.pages)
-            finished = [
-                FinishedShard(s.key, *by_plan.get(s.key, (0, 0)))
-                for s in state.shards()
-                if s.parent_key is None and s.committed_at is not None
-            ]
+            finished = [FinishedShard(*cost) for cost in state.committed_costs()]
     est = estimate_plan(plan, study, finished)
     report: dict[str, Any] = {
         "study": study.name,

@@ -121,6 +121,7 @@ def test_commit_records_files_and_forgets_segments(state: SqliteState) -> None:
     assert leaves == [PLAN.key, LEFT.key, RIGHT.key]
     assert state.known_segments() == set() and state.known_files() == {f.path for f in files}
     assert not state.plan_ready(PLAN.key)
+    assert state.committed_costs() == [(PLAN.key, 4, 2)]  # the leaves' records and pages
     state.commit_plan_shard(PLAN.key, files[:1])  # re-commit replaces
     assert state.known_files() == {files[0].path}
     summary = state.status()
