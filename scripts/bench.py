@@ -490,13 +490,23 @@ def cpu_memory_figures(
     return out, profile_text
 
 
-def summarise_profile(text: str, lines: int = 45) -> str:
-    """The head of pyinstrument's text report, without machine paths."""
+def summarise_profile(text: str, lines: int = 40, floor: float = 0.02) -> str:
+    """pyinstrument's call tree flattened to the frames worth reading: every harvester frame and
+    every built-in taking at least `floor` of the run, without the event loop's plumbing or
+    machine paths."""
+    rows = [re.sub(r"^[\s│├└─]+", "", line) for line in text.splitlines()]
+    timed = [(float(m.group(1)), m.group(2)) for r in rows if (m := re.match(r"([\d.]+) (.+)", r))]
+    if not timed:
+        return ""
+    total = timed[0][0]
     keep = []
-    for line in text.splitlines():
-        line = re.sub(r"(/[^\s:]+/)+", "", line)
-        keep.append(line.rstrip())
-    return "\n".join(keep[:lines])
+    for seconds, raw in timed:
+        frame = re.sub(r"\S*/(?=harvester/)", "", raw)  # paths from the package down only
+        if seconds < floor * total or re.search(r"asyncio|anyio|click|importlib|frozen", raw):
+            continue
+        if "harvester/" in raw or "<built-in>" in raw:
+            keep.append(f"{seconds:7.2f} s  {100 * seconds / total:5.1f} %  {frame}")
+    return "\n".join([f"{total:7.2f} s  100.0 %  (whole run)", *keep[:lines]])
 
 
 def plan_figures(work: Path, sizes: Sizes) -> list[Figure]:
