@@ -227,6 +227,7 @@ class TaskRunner(ABC):
         """Pages of a Completed task's result from `cursor`, deduplicated by id."""
         async for page in self._result_pages(task_id, cursor, set(), None, max_count):
             yield page
+            del page  # not alive while the next page is fetched (see `task_pages`)
 
     async def task_pages(
         self,
@@ -265,6 +266,10 @@ class TaskRunner(ABC):
                         task_id, cursor, seen, lim, self.page_size
                     ):
                         yield page
+                        # A suspended generator's locals stay alive: drop the page before
+                        # asking for the next, or every leaf keeps its last page (tens of MB)
+                        # while the next is fetched, whatever the shared page slots allow.
+                        del page
                     return
                 except (TaskExpired, TaskNotFound, TaskAnalysisFailed) as exc:
                     self.hooks.on_error(exc.kind)
@@ -299,6 +304,7 @@ class TaskRunner(ABC):
             query.with_window(start_epoch, end_epoch), fields, resume=resume, seen_ids=seen_ids
         ):
             yield page
+            del page  # not alive while the next page is fetched (see `task_pages`)
 
     async def query(
         self,

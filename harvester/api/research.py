@@ -240,6 +240,7 @@ class ResearchApiClient:
             seen_ids=seen_ids,
         ):
             yield page
+            del page  # not alive while the next page is fetched (see TaskRunner.task_pages)
 
     async def query(
         self,

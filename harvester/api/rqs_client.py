@@ -121,7 +121,7 @@ class RqsClient(TaskRunner):
                     raise TransientError(
                         f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
                     )
-                yield Page(
+                page = Page(
                     records=fresh_records(raw, seen, cleaned=True),
                     cursor=next_cursor,
                     search_id=None,
@@ -131,6 +131,11 @@ class RqsClient(TaskRunner):
                     total=total,
                     saturated=limit is not None and total is not None and total >= limit,
                 )
+                # Only the caller may keep a page alive once it is yielded: a reference held
+                # here would outlive the slot, while the next page is on the wire.
+                del data, raw
+                yield page
+                del page
                 if not more:
                     return
                 cursor = next_cursor

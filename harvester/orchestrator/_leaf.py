@@ -124,6 +124,9 @@ class LeafRunner:
             )
             if result.unknown_fields:
                 log.warning("unknown_fields_kept", leaf=key, fields=sorted(result.unknown_fields))
+            # The backend's page slots bound the pages in memory only if no one else holds
+            # them: this page and its batch must be gone while the next one is fetched.
+            del page, result
         state.mark_done(key)
         log.info("shard_done", leaf=key, records=state.shard(key).records)
         return LeafOutcome(done=True)
