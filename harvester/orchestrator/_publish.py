@@ -152,21 +152,21 @@ class Publisher:
         committed plan shard covers are merged: nothing will write into them again. Without it
         (the end of a run) every partition is.
         """
-        candidates = {
-            f.partition for f in self.state.files() if touched is None or f.partition in touched
-        }
+        candidates = {f.partition for f in self.state.files()} if touched is None else touched
         for partition in sorted(candidates):
             if partition in self._compacting:
+                continue
+            # Read the files now, not before the loop: another caller may have compacted this
+            # partition while an earlier one was merged (the old names are gone). A partition
+            # of one file (the usual case) costs this one query and nothing more.
+            paths = [f.path for f in self.state.files(partition)]
+            if len(paths) < 2:
                 continue
             if touched is not None and not self.partition_complete(partition):
                 continue
             self._compacting.add(partition)
             try:
-                # Read the files now, not before the loop: another caller may have compacted
-                # this partition while an earlier one was merged (the old names are gone).
-                paths = [f.path for f in self.state.files() if f.partition == partition]
-                if len(paths) >= 2:
-                    await self.compact_one(partition, paths)
+                await self.compact_one(partition, paths)
             finally:
                 self._compacting.discard(partition)
 

@@ -6,7 +6,6 @@ run lock: they read (or, for cancel, touch only remote tasks), so they work besi
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import anyio
@@ -216,7 +215,3 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
         "text": f"cancelled {len(cancelled)} of {len(leaves)} remote task(s)"
         + (f": {', '.join(cancelled[:10])}" if cancelled else ""),
     }
-
-
-def _ceil(x: float) -> int:
-    return math.ceil(x)
