@@ -49,7 +49,7 @@ class Core:
             self._db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -57,6 +57,19 @@ class Core:
             raise StateError(f"cannot open state {self.path}: {e}") from e
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _enable_wal(self) -> None:
+        # Switching a new file to WAL takes an exclusive lock and SQLite answers "database is
+        # locked" at once, without its busy timeout, when another process (a `status` beside a
+        # starting run) is opening the same file: try again for a few seconds.
+        for attempt in range(100):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
