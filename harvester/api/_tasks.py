@@ -150,8 +150,15 @@ class TaskRunner(ABC):
 
     @abstractmethod
     def _result_pages(
-        self, task_id: int, cursor: int, seen: set[int], limit: int | None, max_count: int
-    ) -> AsyncIterator[Page]: ...
+        self,
+        task_id: int,
+        cursor: int,
+        seen: set[int],
+        limit: int | None,
+        max_count: int,
+        fields: Sequence[str] = (),
+    ) -> AsyncIterator[Page]:
+        """`fields`: what the task asked for, when known (lets a backend decode into Arrow)."""
 
     def _request(
         self, condition_groups: SeedQuery | Any, fields: str | Sequence[str], limit: int | None
@@ -263,7 +270,7 @@ class TaskRunner(ABC):
                     await self.wait(task_id, fresh=fresh)
                     slot.give()
                     async for page in self._result_pages(
-                        task_id, cursor, seen, lim, self.page_size
+                        task_id, cursor, seen, lim, self.page_size, wanted
                     ):
                         yield page
                         # A suspended generator's locals stay alive: drop the page before
@@ -315,5 +322,5 @@ class TaskRunner(ABC):
         """Create, wait, page: every record of one task in a list (the SDK's `query`)."""
         out: list[Record] = []
         async for page in self.task_pages(condition_groups, fields, limit=limit):
-            out.extend(page.records)
+            out.extend(page.as_records())
         return out

@@ -39,6 +39,19 @@ MANIFEST = "_harvest.json"
 #: a group closes at whichever limit comes first.
 ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 48 << 20
+#: Free text: min/max statistics of prose help no reader's filter and cost the writer.
+_PROSE = frozenset({"video_description", "voice_to_text", "_extra"})
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """Columns whose Parquet statistics are written: the scalar ones readers filter on (ids,
+    times, counts, regions). Statistics of nested and free-text columns took about a sixth of
+    the writer's CPU and serve no predicate pushdown."""
+    return [f.name for f in schema if not pa.types.is_nested(f.type) and f.name not in _PROSE]
+
+
+#: What a finalize buffers across all partitions before it writes a row group early.
+FINALIZE_BUFFER_BYTES = 64 << 20
 _SPILL = "_finalize"
 
 
@@ -81,7 +94,7 @@ def write_parquet(
     pending = pending_bytes = 0
     try:
         with pq.ParquetWriter(
-            str(tmp), schema, compression="zstd", write_statistics=True
+            str(tmp), schema, compression="zstd", write_statistics=statistics_columns(schema)
         ) as writer:
             for batch in batches:
                 buffered.append(batch)
@@ -105,6 +118,40 @@ def write_parquet(
     return rows
 
 
+class _PartitionFile:
+    """One partition's Parquet file of a plan shard, written through a temporary name, with
+    the rows not yet written buffered until they make a row group."""
+
+    def __init__(self, final: Path, schema: pa.Schema, row_group_rows: int) -> None:
+        self.final = final
+        self.row_group_rows = row_group_rows
+        self.tmp = final.with_name(f".{final.name}.tmp")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            str(self.tmp), schema, compression="zstd", write_statistics=statistics_columns(schema)
+        )
+        self.buffered: list[pa.RecordBatch] = []
+        self.pending = self.pending_bytes = self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.buffered.append(batch)
+        self.pending += batch.num_rows
+        self.pending_bytes += batch.nbytes
+
+    def flush(self) -> None:
+        if self.pending and self.writer is not None:
+            table = pa.Table.from_batches(self.buffered, self.schema)
+            self.writer.write_table(table, row_group_size=self.row_group_rows)
+            self.rows += self.pending
+        self.buffered, self.pending, self.pending_bytes = [], 0, 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 def finalize_plan_shard(
     root: Path,
     staging: Path,
@@ -113,53 +160,65 @@ def finalize_plan_shard(
     segments: Sequence[str],
     *,
     row_group_rows: int = ROW_GROUP_ROWS,
+    buffer_bytes: int = FINALIZE_BUFFER_BYTES,
 ) -> list[DatasetFile]:
-    """Write the plan shard's staged `segments` (relative to `staging`) into the dataset.
+    """Write the plan shard's staged `segments` (relative to `staging`) into the dataset: one
+    Parquet file per partition, in one streaming pass.
 
-    Two streaming passes keep memory flat: rows are first spread into one Arrow stream per
-    partition (in the staging area), then each stream becomes one Parquet file with full row
-    groups. Returns the files for `StateStore.commit_plan_shard`.
+    Each partition's rows are buffered until they make a full row group (`row_group_rows` or
+    ROW_GROUP_BYTES); when the buffers of all partitions together pass `buffer_bytes`, the
+    largest is written as a smaller row group, so memory stays flat however many partitions a
+    shard spans. Returns the files for `StateStore.commit_plan_shard`.
     """
     check_key(plan_key)
-    spill = staging / _SPILL / plan_key
     files_schema = layout.file_schema
+    names = files_schema.names
     parts = layout.partition_by
+    files: dict[str, _PartitionFile] = {}
+    published: list[Path] = []
     with sink_errors(f"finalize plan shard {plan_key}"):
-        if spill.exists():
-            shutil.rmtree(spill)
-        spill.mkdir(parents=True)
-        streams: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
         try:
+            buffered = 0
             for batch in read_segments(staging, segments):
                 for path, rows in _groups(batch, parts):
-                    if path not in streams:
-                        sink = pa.OSFile(str(spill / f"{len(streams)}.arrow"), "wb")
-                        streams[path] = (sink, pa.ipc.new_stream(sink, files_schema))
-                    streams[path][1].write_batch(rows.select(files_schema.names))
-        finally:
-            for sink, writer in streams.values():
-                writer.close()
-                sink.close()
-        out: list[DatasetFile] = []
-        published: list[Path] = []
-        try:
-            for n, path in enumerate(streams):
-                final = root / path / f"{plan_key}.parquet"
-                final.parent.mkdir(parents=True, exist_ok=True)
-                published.append(final)
-                with pa.OSFile(str(spill / f"{n}.arrow")) as src:  # not mmap: RSS stays flat
-                    reader = pa.ipc.open_stream(src)
-                    rows = write_parquet(reader, final, files_schema, row_group_rows)
-                out.append(DatasetFile(f"{path}/{plan_key}.parquet", path, rows))
-                pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+                    f = files.get(path)
+                    if f is None:
+                        f = files[path] = _PartitionFile(
+                            root / path / f"{plan_key}.parquet", files_schema, row_group_rows
+                        )
+                    chunk = rows.select(names)
+                    f.add(chunk)
+                    buffered += chunk.nbytes
+                    if f.pending >= row_group_rows or f.pending_bytes >= ROW_GROUP_BYTES:
+                        buffered -= f.pending_bytes
+                        f.flush()
+                    while buffered > buffer_bytes:
+                        largest = max(files.values(), key=lambda x: x.pending_bytes)
+                        buffered -= largest.pending_bytes
+                        largest.flush()
+            for f in files.values():
+                f.flush()
+                f.close()
+            for f in files.values():
+                published.append(f.final)
+                publish(f.tmp, f.final)
         except BaseException:
-            # A finalize that fails (disk full, permissions) takes back the files it published:
-            # readers never see part of a plan shard the state does not know, and verify holds.
+            # A finalize that fails (disk full, permissions) takes back the files it wrote:
+            # readers never see part of a plan shard the state does not know, and verify holds;
+            # a full disk must not keep half-written files either.
+            for f in files.values():
+                with contextlib.suppress(Exception):
+                    f.close()
+                with contextlib.suppress(OSError):
+                    f.tmp.unlink(missing_ok=True)
             for final in published:
                 with contextlib.suppress(OSError):
                     final.unlink(missing_ok=True)
             raise
-        shutil.rmtree(spill)
+        # An interrupted finalize of an earlier version spilled here; nothing writes it now.
+        shutil.rmtree(staging / _SPILL / plan_key, ignore_errors=True)
+    out = [DatasetFile(f"{path}/{plan_key}.parquet", path, f.rows) for path, f in files.items()]
+    pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
     return sorted(out, key=lambda f: f.path)
 
 
