@@ -35,6 +35,7 @@ __all__ = [
     "TokenRejected",
     "decode_answer",
     "decode_token",
+    "may_hold_control",
     "parse_retry_after",
 ]
 
@@ -168,7 +169,7 @@ def _body_error(status: int, raw: bytes, headers: Mapping[str, str]) -> ApiError
 _CONTROL_ESCAPE = re.compile(rb"\\(?:u00[01]|u007[fF])").search
 
 
-def _may_hold_control(raw: bytes) -> bool:
+def may_hold_control(raw: bytes) -> bool:
     # Substring tests run at memchr speed; the regex only confirms a rare `\u00` hit.
     return (
         (b"\\u00" in raw and _CONTROL_ESCAPE(raw) is not None)
@@ -193,7 +194,7 @@ def _cleaned(data: dict[str, Any]) -> dict[str, Any]:
 
 def _item_may_hold_control(value: Any) -> bool:
     try:
-        return _may_hold_control(orjson.dumps(value))
+        return may_hold_control(orjson.dumps(value))
     except orjson.JSONEncodeError:
         return True
 
@@ -209,7 +210,7 @@ def decode_answer(
     if status == 200 and code in (None, "ok"):
         data = body.get("data")
         if isinstance(data, dict):
-            return _cleaned(data) if _may_hold_control(raw) else data
+            return _cleaned(data) if may_hold_control(raw) else data
         raise TransientError("answer without a data object", status=status, kind="bad_body")
     raise _classify(status, code, message, log_id, headers, redact)
 

@@ -46,6 +46,8 @@ TOKEN_PATH = "/v2/oauth/token/"
 ENV_BASE_URL = "TIKTOK_API_BASE_URL"
 ENV_CLIENT_KEY = "TIKTOK_CLIENT_KEY"
 ENV_CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"
+#: Bodies at least this large are decoded in a worker thread by a `fast` decoder.
+THREAD_BYTES = 256 * 1024
 
 
 class RequestHooks(Protocol):
@@ -241,12 +243,15 @@ class ApiSession:
         counted: bool = False,
         records_of: Callable[[dict[str, Any]], int] | None = None,
         attempts: int | None = None,
+        fast: Callable[[bytes], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         """POST a JSON body to a research endpoint and return the answer's `data`.
 
         `counted` says the API counts this call against the daily quota (hooks reserve and
         settle every attempt); `records_of` tells `settle` how many records the data holds;
-        `attempts` lowers the policy's bound for a call whose caller has a cheaper way out.
+        `attempts` lowers the policy's bound for a call whose caller has a cheaper way out;
+        `fast` decodes a 200 answer's body a cheaper way (a `PageDecoder`), or returns None to
+        leave it to the general decoder.
         """
         payload = orjson.dumps(body)
 
@@ -254,7 +259,9 @@ class ApiSession:
             for refreshed in (False, True):
                 token = await self._tokens.current()
                 try:
-                    return await self._once(endpoint, payload, params, token, counted, records_of)
+                    return await self._once(
+                        endpoint, payload, params, token, counted, records_of, fast
+                    )
                 except TokenRejected:
                     if refreshed:
                         break
@@ -278,6 +285,7 @@ class ApiSession:
         token: str,
         counted: bool,
         records_of: Callable[[dict[str, Any]], int] | None,
+        fast: Callable[[bytes], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         # Every other await on the way may return without suspending (cached token, free rate
         # limiter): without these checks a cancelled caller would go on sending shielded calls.
@@ -297,7 +305,19 @@ class ApiSession:
                 status, answer_headers, raw = await self._send(
                     endpoint, data=payload, headers=headers, params=params
                 )
-            data = decode_answer(status, answer_headers, raw, self.redact)
+                fast_data = None
+                if fast is not None and status == 200:
+                    # A page of records takes tens of milliseconds to parse: off the event
+                    # loop (the parser releases the GIL), inside the shield (it is paid for).
+                    if len(raw) >= THREAD_BYTES:
+                        fast_data = await anyio.to_thread.run_sync(fast, raw)
+                    else:
+                        fast_data = fast(raw)
+            data = (
+                fast_data
+                if fast_data is not None
+                else decode_answer(status, answer_headers, raw, self.redact)
+            )
             records = records_of(data) if records_of else 0
             ok = True
             return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -11,7 +11,10 @@ from harvester._exceptions import TransientError
 from harvester.api.types import Record
 from harvester.query import clean_string
 
-__all__ = ["clean", "coerce_records", "fresh_records", "record_id"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["clean", "coerce_records", "fresh_records", "fresh_rows", "record_id"]
 
 
 def clean(value: Any) -> Any:
@@ -53,6 +56,33 @@ def fresh_records(raw: Iterable[Any], seen: set[int], *, cleaned: bool = False) 
             seen.add(rid)
         out.append(item if cleaned else clean(item))
     return out
+
+
+def fresh_rows(rows: pa.StructArray, seen: set[int]) -> pa.StructArray:
+    """`fresh_records` for a page decoded into Arrow: null items and ids in `seen` (updated)
+    dropped, rows without an id kept."""
+    valid = rows.is_valid().to_pylist() if rows.null_count else None
+    if rows.type.get_field_index("id") < 0:
+        return rows if valid is None else rows.filter(rows.is_valid())
+    # `field()` ignores the struct's own nulls: a null item's id may read as anything.
+    ids = rows.field("id").to_pylist()
+    if valid is None and None not in ids and seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+        seen.update(ids)  # the usual page: nothing to drop, checked at C speed
+        return rows
+    keep: list[bool] = []
+    for i, rid in enumerate(ids):
+        if valid is not None and not valid[i]:
+            keep.append(False)
+        elif rid is None:
+            keep.append(True)
+        elif rid in seen:
+            keep.append(False)
+        else:
+            seen.add(rid)
+            keep.append(True)
+    import pyarrow as pa  # here: the SDK drop-in imports this module without needing Arrow
+
+    return rows.filter(pa.array(keep, pa.bool_()))
 
 
 def coerce_records(answer: Any) -> list[Any]:

@@ -149,7 +149,13 @@ class PyrqsBackend(TaskRunner):
         return bool(answer)
 
     async def _result_pages(
-        self, task_id: int, cursor: int, seen: set[int], limit: int | None, max_count: int
+        self,
+        task_id: int,
+        cursor: int,
+        seen: set[int],
+        limit: int | None,
+        max_count: int,
+        fields: Sequence[str] = (),
     ) -> AsyncIterator[Page]:
         # The SDK hands over the whole result at once; it is cut into pages so the caller
         # checkpoints as often as with the HTTP backend, and `cursor` indexes into it.

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
+import pyarrow as pa
 
 from harvester._exceptions import TransientError
 from harvester.api._http import ApiSession
-from harvester.api._records import coerce_records, fresh_records
+from harvester.api._pages import PageDecoder
+from harvester.api._records import coerce_records, fresh_records, fresh_rows
 from harvester.api._tasks import PollPolicy, TaskRunner, _Slot, normalise_status
 from harvester.api.types import Page, TaskStatus
 from harvester.query import SeedQuery, Stage
@@ -30,6 +32,14 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _count(data: dict[str, Any]) -> int:
+    """Records in a result answer's data, decoded either way (for the quota hooks)."""
+    result = data.get("result")
+    if isinstance(result, pa.StructArray):
+        return len(result)
+    return len(coerce_records(result))
+
+
 class RqsClient(TaskRunner):
     """The four verbs over a shared `ApiSession`; paging, polling and retries from TaskRunner.
 
@@ -48,6 +58,7 @@ class RqsClient(TaskRunner):
         page_size: int = 10_000,
         task_slots: anyio.CapacityLimiter | None = None,
         page_slots: anyio.CapacityLimiter | None = None,
+        arrow: bool = False,
     ) -> None:
         super().__init__(
             limit=limit,
@@ -61,6 +72,19 @@ class RqsClient(TaskRunner):
         #: Result pages in memory at once across every task (None: no bound).
         self.page_slots = page_slots
         self.hooks = session.hooks
+        #: Decode result pages straight into Arrow (`Page.rows`) when the fields are known.
+        self.arrow = arrow
+        self._decoders: dict[tuple[str, ...], PageDecoder] = {}
+
+    def _decoder(self, fields: Sequence[str]) -> PageDecoder | None:
+        if not self.arrow or not fields:
+            return None
+        key = tuple(fields)
+        decoder = self._decoders.get(key)
+        if decoder is None:
+            meta = {"cursor": pa.int64(), "has_more": pa.bool_(), "total": pa.int64()}
+            decoder = self._decoders[key] = PageDecoder("result", key, meta)
+        return decoder
 
     async def create(
         self,
@@ -90,9 +114,16 @@ class RqsClient(TaskRunner):
         return bool(data.get("success"))
 
     async def _result_pages(
-        self, task_id: int, cursor: int, seen: set[int], limit: int | None, max_count: int
+        self,
+        task_id: int,
+        cursor: int,
+        seen: set[int],
+        limit: int | None,
+        max_count: int,
+        fields: Sequence[str] = (),
     ) -> AsyncIterator[Page]:
         size = max(1, min(max_count, 10_000))
+        fast = self._decoder(fields)
         slot = _Slot(self.page_slots)
         try:
             while True:
@@ -104,13 +135,17 @@ class RqsClient(TaskRunner):
                     RESULT,
                     {"task_id": task_id, "cursor": cursor, "max_count": size},
                     counted=True,
-                    records_of=lambda d: len(coerce_records(d.get("result"))),
+                    records_of=_count,
+                    fast=fast,
                 )
-                raw = coerce_records(data.get("result"))
+                result = data.get("result")
+                rows = result if fast is not None and isinstance(result, pa.StructArray) else None
+                raw = [] if rows is not None else coerce_records(result)
+                received = len(rows) if rows is not None else len(raw)
                 total = _as_int(data.get("total"))
                 next_cursor = _as_int(data.get("cursor"))
                 if next_cursor is None or next_cursor < cursor:
-                    next_cursor = cursor + len(raw)
+                    next_cursor = cursor + received
                 has_more = data.get("has_more")
                 more = (
                     bool(has_more)
@@ -126,14 +161,15 @@ class RqsClient(TaskRunner):
                     cursor=next_cursor,
                     search_id=None,
                     has_more=more,
-                    raw_count=len(raw),
+                    raw_count=received,
                     task_id=task_id,
                     total=total,
                     saturated=limit is not None and total is not None and total >= limit,
+                    rows=fresh_rows(rows, seen) if rows is not None else None,
                 )
                 # Only the caller may keep a page alive once it is yielded: a reference held
                 # here would outlive the slot, while the next page is on the wire.
-                del data, raw
+                del data, raw, rows, result
                 yield page
                 del page
                 if not more:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Page", "Record", "Resume", "TaskStatus", "utcnow"]
 
@@ -46,6 +49,10 @@ class Page:
     `raw_count` counts what the API sent before dedupe; `records` may be shorter, even empty.
     For RQS, `total` is the task's record count and `saturated` says it reached `limit` (the
     task may have left matches out: split the window).
+
+    `rows`, when set, holds the records instead of `records` (which is then empty): the backend
+    decoded the page straight into Arrow, one struct per record in the catalogue's types for the
+    fields asked for, strings cleaned and ids deduplicated as for `records`.
     """
 
     records: list[Record]
@@ -58,6 +65,16 @@ class Page:
     task_id: int | None = None
     total: int | None = None
     saturated: bool = False
+    rows: pa.StructArray | None = None
+
+    @property
+    def count(self) -> int:
+        """How many records the page holds (after dedupe)."""
+        return len(self.rows) if self.rows is not None else len(self.records)
+
+    def as_records(self) -> list[Record]:
+        """The records as dicts, whichever way they were decoded."""
+        return self.rows.to_pylist() if self.rows is not None else self.records
 
     @property
     def resume(self) -> Resume:

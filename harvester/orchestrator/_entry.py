@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import structlog
 
+from harvester._arrow import use_lean_memory_pool
 from harvester._exceptions import HarvesterError
 from harvester.config import Credentials, Study
 from harvester.logs import configure_logging, register_secret
@@ -64,6 +65,7 @@ def run_study(study: Study, credentials: Credentials, options: RunOptions) -> in
     """The CLI's `run`: logging set up, warnings shown, errors as one line (raised)."""
     log_file = options.log_file or default_log_file(study)
     configure_logging(log_file)
+    use_lean_memory_pool()
     for warning in study.warnings:
         print(f"harvester: warning: {warning}", file=sys.stderr)
     started = time.monotonic()

@@ -271,8 +271,11 @@ class Harvest:
         if self.options.poll is not None:
             kw["poll"] = self.options.poll
         if study.source == "rqs":
-            # Two result pages in memory at once: one being normalised, the next on the wire.
-            return RqsClient(session, page_slots=anyio.CapacityLimiter(PAGES_IN_MEMORY), **kw)
+            # Two result pages in memory at once: one being normalised, the next on the wire;
+            # each decoded straight into Arrow (a quarter of the CPU and memory of dicts).
+            return RqsClient(
+                session, page_slots=anyio.CapacityLimiter(PAGES_IN_MEMORY), arrow=True, **kw
+            )
         if self.options.sdk_client is None:
             try:
                 from pyrqs import rqs  # type: ignore[import-not-found]

@@ -21,7 +21,7 @@ from harvester.sink.dataset import (
     write_manifest,
 )
 from harvester.sink.partition import HIVE_NULL, encode_value, partition_path
-from harvester.sink.records import PageResult, normalise_page
+from harvester.sink.records import PageResult, normalise_page, normalise_rows
 from harvester.sink.schema import DERIVED_PARTITIONS, PROVENANCE, Layout, arrow_type, layout
 from harvester.sink.staging import (
     Segment,
@@ -53,6 +53,7 @@ __all__ = [
     "finalize_plan_shard",
     "layout",
     "normalise_page",
+    "normalise_rows",
     "partition_path",
     "prepare_compaction",
     "read_ids",

@@ -9,40 +9,32 @@ silently lost: a value that cannot be coerced becomes null and its raw form goes
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from itertools import chain, repeat
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harvester._arrow import CONTROL_CHARS, clean_strings
 from harvester.sink.partition import is_lossless
 from harvester.sink.schema import DERIVED_PARTITIONS, SOURCES, Layout
 
-__all__ = ["CONTROL_CHARS", "PageResult", "normalise_page", "to_json"]
+__all__ = ["CONTROL_CHARS", "PageResult", "normalise_page", "normalise_rows", "to_json"]
 
-#: C0 controls except tab and newline, and DEL (as `harvester.query.clean_string`; RE2).
-CONTROL_CHARS = r"[\x00-\x08\x0B-\x1F\x7F]"
-_HAS_CONTROL = re.compile(rb"[\x00-\x08\x0B-\x1F\x7F]").search
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_DATE_FORMATS = {"create_date": "%Y-%m-%d", "create_month": "%Y-%m", "create_year": "%Y"}
+#: Derived partitions are prefixes of the ISO date: YYYY-MM-DD, YYYY-MM, YYYY.
+_DATE_WIDTH = {"create_date": 10, "create_month": 7, "create_year": 4}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class PageResult:
-    """A normalised page and what was dropped from it (for logs and `status`).
-
-    `ids` are the ids the batch holds; add them to the leaf's seen-set only once the page's
-    state transaction has committed, so a failed checkpoint cannot hide records on retry.
-    """
+    """A normalised page and what was dropped from it (for logs and `status`)."""
 
     batch: pa.RecordBatch
-    ids: list[int]
     received: int
     invalid: int = 0
     outside: int = 0
@@ -160,40 +152,106 @@ def _column(
     return pa.array(out, type=t)
 
 
-def _clean(arr: pa.Array) -> pa.Array:
-    """Remove control characters from every string inside `arr`, however nested."""
-    t = arr.type
-    if pa.types.is_string(t):
-        data = arr.buffers()[2]
-        if data is None or not _HAS_CONTROL(memoryview(data)):  # the usual case: a cheap scan
-            return arr
-        return pc.replace_substring_regex(arr, pattern=CONTROL_CHARS, replacement="")
-    if pa.types.is_list(t):
-        values = _clean(arr.values)
-        return pa.ListArray.from_arrays(arr.offsets, values, type=t, mask=arr.is_null())
-    if pa.types.is_struct(t):
-        children = [_clean(arr.field(i)) for i in range(t.num_fields)]
-        return pa.StructArray.from_arrays(children, fields=list(t), mask=arr.is_null())
-    return arr
-
-
-@cache
-def _has_string(t: pa.DataType) -> bool:
-    if pa.types.is_string(t):
-        return True
-    if pa.types.is_list(t):
-        return _has_string(t.value_type)
-    if pa.types.is_struct(t):
-        return any(_has_string(f.type) for f in t)
-    return False
-
-
 def to_json(obj: object) -> str:
     """Compact JSON for `_extra`; falls back to the stdlib for ints beyond 64 bits and the like."""
     try:
         return orjson.dumps(obj, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(obj, default=repr, separators=(",", ":"))
+
+
+def _utc_dates(times: pa.Array) -> pa.Array:
+    """`YYYY-MM-DD` (UTC) of epoch seconds: a cast through date32 is several times cheaper
+    than strftime on timestamps."""
+    # Arrow's integer division truncates toward zero; the day of a negative time is the floor.
+    shifted = pc.subtract(times, pc.if_else(pc.less(times, 0), 86_399, 0))
+    days = pc.divide(shifted, 86_400).cast(pa.int32())
+    return days.cast(pa.date32()).cast(pa.string())
+
+
+def _select(
+    ids: list[int | None],
+    times: list[int | None],
+    valid: list[bool] | None,
+    window: tuple[int, int],
+    seen: set[int] | frozenset[int],
+) -> tuple[list[int], list[int], list[int], int, int, int]:
+    """(indexes kept, their ids, their create_times, invalid, outside, duplicates)."""
+    start, end = window
+    keep: list[int] = []
+    kept_ids: list[int] = []
+    kept_times: list[int] = []
+    page_seen: set[int] = set()
+    invalid = outside = dups = 0
+    for idx, (i, t) in enumerate(zip(ids, times, strict=True)):
+        if i is None or t is None or (valid is not None and not valid[idx]):
+            invalid += 1
+        elif not start <= t < end:
+            outside += 1
+        elif i in seen or i in page_seen:
+            dups += 1
+        else:
+            page_seen.add(i)
+            keep.append(idx)
+            kept_ids.append(i)
+            kept_times.append(t)
+    return keep, kept_ids, kept_times, invalid, outside, dups
+
+
+def _assemble(
+    layout: Layout,
+    column: Callable[[str, pa.DataType], pa.Array],
+    ids: pa.Array,
+    times_arr: pa.Array,
+    *,
+    leaf_key: str,
+    source: str,
+    retrieved_at: datetime,
+    extras: dict[int, dict[str, object]],
+    raw_value: Callable[[int, str], object],
+) -> pa.RecordBatch:
+    """The batch in `layout.schema`: `column(name, type)` gives each catalogue field's column
+    (adding to `extras` what it could not take); provenance and derived partitions are added
+    here, and `_extra` from `extras`."""
+    n = len(ids)
+    # An integer, not a datetime: converting an aware datetime makes Arrow look for pytz.
+    micros = (retrieved_at - _EPOCH) // timedelta(microseconds=1)
+    known = frozenset(layout.fields)
+    arrays: list[pa.Array] = []
+    dates: pa.Array | None = None
+    for f in layout.schema:
+        name = f.name
+        if name == "id":
+            arrays.append(ids)
+        elif name == "create_time":
+            arrays.append(times_arr)
+        elif name in known:
+            arrays.append(column(name, f.type))
+        elif name == "_retrieved_at":
+            arrays.append(pa.repeat(pa.scalar(micros, f.type), n))
+        elif name == "_shard":
+            arrays.append(pa.repeat(pa.scalar(leaf_key, pa.string()), n))
+        elif name == "_source":
+            arrays.append(pa.repeat(pa.scalar(source, pa.string()), n))
+        elif name == "_extra":
+            arrays.append(pa.nulls(n, pa.string()))  # filled in below, once extras are known
+        elif name in DERIVED_PARTITIONS:
+            if dates is None:
+                dates = _utc_dates(times_arr)
+            arrays.append(pc.utf8_slice_codeunits(dates, 0, _DATE_WIDTH[name]))
+    # A partition value the path cannot carry exactly (empty, over-long) is kept raw.
+    for p in layout.partition_by:
+        if p in known:
+            col = arrays[layout.schema.get_field_index(p)]
+            for idx, v in enumerate(col.to_pylist()):
+                if v is not None and not is_lossless(v):
+                    extras.setdefault(idx, {}).setdefault(p, raw_value(idx, p))
+    if extras:
+        j = layout.schema.get_field_index("_extra")
+        arrays[j] = pa.array(
+            [to_json(extras[i]) if i in extras else None for i in range(n)], type=pa.string()
+        )
+    return pa.RecordBatch.from_arrays(arrays, schema=layout.schema)
 
 
 def normalise_page(
@@ -211,36 +269,23 @@ def normalise_page(
     this page; coerce the rest to `layout.schema`."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
-    start, end = window
-    keep: list[dict[str, object]] = []
-    ids: list[int] = []
-    times: list[int] = []
-    page_seen: set[int] = set()
-    invalid = outside = dups = 0
+    ids: list[int | None] = []
+    times: list[int | None] = []
     for r in records:
         if type(r) is not dict:
-            invalid += 1
+            ids.append(None)
+            times.append(None)
             continue
         i, t = r.get("id"), r.get("create_time")
         if type(i) is not int or not _INT64_MIN <= i <= _INT64_MAX:
             i = _to_int(i)
         if type(t) is not int:
             t = _to_int(t)
-        if i is None or t is None:
-            invalid += 1
-        elif not start <= t < end:
-            outside += 1
-        elif i in seen or i in page_seen:
-            dups += 1
-        else:
-            page_seen.add(i)
-            keep.append(r)
-            ids.append(i)
-            times.append(t)
+        ids.append(i)
+        times.append(t)
+    index, kept_ids, kept_times, invalid, outside, dups = _select(ids, times, None, window, seen)
+    keep: list[dict[str, object]] = [records[i] for i in index]  # type: ignore[misc]
 
-    n = len(keep)
-    # An integer, not a datetime: converting an aware datetime makes Arrow look for pytz.
-    micros = (retrieved_at - _EPOCH) // timedelta(microseconds=1)
     extras: dict[int, dict[str, object]] = {}
     known = frozenset(layout.fields)
     unknown: set[str] = set()
@@ -249,44 +294,23 @@ def normalise_page(
             more = {k: v for k, v in r.items() if k not in known}
             unknown.update(more)
             extras.setdefault(idx, {}).update(more)
-    arrays: list[pa.Array] = []
-    times_arr = pa.array(times, type=pa.int64())
-    for f in layout.schema:
-        name = f.name
-        if name == "id":
-            arrays.append(pa.array(ids, type=pa.int64()))
-        elif name == "create_time":
-            arrays.append(times_arr)
-        elif name in known:
-            col = _column(list(map(dict.get, keep, repeat(name))), f.type, name, extras)
-            arrays.append(_clean(col) if _has_string(f.type) else col)
-        elif name == "_retrieved_at":
-            arrays.append(pa.repeat(pa.scalar(micros, f.type), n))
-        elif name == "_shard":
-            arrays.append(pa.repeat(pa.scalar(leaf_key, pa.string()), n))
-        elif name == "_source":
-            arrays.append(pa.repeat(pa.scalar(source, pa.string()), n))
-        elif name == "_extra":
-            arrays.append(pa.nulls(n, pa.string()))  # filled in below, once extras are known
-        elif name in DERIVED_PARTITIONS:
-            stamps = pc.cast(times_arr, pa.timestamp("s"))
-            arrays.append(pc.strftime(stamps, format=_DATE_FORMATS[name]))
-    # A partition value the path cannot carry exactly (empty, over-long) is kept raw.
-    for p in layout.partition_by:
-        if p in known:
-            col = arrays[layout.schema.get_field_index(p)]
-            for idx, v in enumerate(col.to_pylist()):
-                if v is not None and not is_lossless(v):
-                    extras.setdefault(idx, {}).setdefault(p, keep[idx].get(p))
-    if extras:
-        j = layout.schema.get_field_index("_extra")
-        arrays[j] = pa.array(
-            [to_json(extras[i]) if i in extras else None for i in range(n)], type=pa.string()
-        )
-    batch = pa.RecordBatch.from_arrays(arrays, schema=layout.schema)
+
+    def column(name: str, t: pa.DataType) -> pa.Array:
+        return clean_strings(_column(list(map(dict.get, keep, repeat(name))), t, name, extras))
+
+    batch = _assemble(
+        layout,
+        column,
+        pa.array(kept_ids, type=pa.int64()),
+        pa.array(kept_times, type=pa.int64()),
+        leaf_key=leaf_key,
+        source=source,
+        retrieved_at=retrieved_at,
+        extras=extras,
+        raw_value=lambda idx, name: keep[idx].get(name),
+    )
     return PageResult(
         batch,
-        ids,
         len(records),
         invalid,
         outside,
@@ -294,3 +318,75 @@ def normalise_page(
         sum(1 for e in extras.values() for k in e if k in known),
         frozenset(unknown),
     )
+
+
+def normalise_rows(
+    rows: pa.StructArray,
+    layout: Layout,
+    *,
+    leaf_key: str,
+    window: tuple[int, int],
+    source: str,
+    retrieved_at: datetime,
+    seen: set[int] | frozenset[int] = frozenset(),
+) -> PageResult:
+    """`normalise_page` for a page the API layer decoded into Arrow (`Page.rows`).
+
+    Its values have the catalogue's types already and its strings are clean, so nothing is
+    coerced: rows are only dropped (null items, no id or create_time, outside the window,
+    repeated), and fields the study fetched but does not keep are left out.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    names = rows.type
+    if names.get_field_index("id") < 0 or names.get_field_index("create_time") < 0:
+        raise ValueError("rows without id and create_time cannot be normalised")
+    received = len(rows)
+    start, end = window
+    id_col, time_col = rows.field("id"), rows.field("create_time")
+    # Vectorised: `field()` ignores the struct's own nulls, so a null item is ruled out by the
+    # struct's validity, not by its children's.
+    ok = pc.and_(pc.and_(rows.is_valid(), id_col.is_valid()), time_col.is_valid())
+    usable = pc.sum(ok).as_py() or 0
+    inside = pc.and_(
+        ok,
+        pc.and_(pc.greater_equal(time_col, start), pc.less(time_col, end)),
+    )
+    kept = pc.sum(inside).as_py() or 0
+    invalid, outside = received - usable, usable - kept
+    if kept < received:
+        rows = rows.filter(inside)
+    dups = 0
+    repeats = (pc.count_distinct(rows.field("id")).as_py() or 0) < kept
+    if repeats or (seen and not seen.isdisjoint(rows.field("id").to_pylist())):
+        # Rare (the backend deduplicates already): drop repeats in page order, as
+        # `normalise_page` does.
+        mask, page_seen = [], set()
+        for i in rows.field("id").to_pylist():
+            fresh = i not in seen and i not in page_seen
+            page_seen.add(i)
+            mask.append(fresh)
+        rows = rows.filter(pa.array(mask, type=pa.bool_()))
+        dups = kept - len(rows)
+    n = len(rows)
+
+    def column(name: str, t: pa.DataType) -> pa.Array:
+        if names.get_field_index(name) < 0:
+            return pa.nulls(n, t)
+        col = rows.field(name)
+        if not col.type.equals(t):
+            raise TypeError(f"rows hold {name} as {col.type}, the schema wants {t}")
+        return col
+
+    batch = _assemble(
+        layout,
+        column,
+        rows.field("id"),
+        rows.field("create_time"),
+        leaf_key=leaf_key,
+        source=source,
+        retrieved_at=retrieved_at,
+        extras={},
+        raw_value=lambda idx, name: rows.field(name)[idx].as_py(),
+    )
+    return PageResult(batch, received, invalid, outside, dups)

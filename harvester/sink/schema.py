@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from harvester._arrow import arrow_type
 from harvester._exceptions import ConfigError
-from harvester.fields import CATALOGUE, ListOf, Scalar, StructOf, Type
+from harvester.fields import CATALOGUE, Scalar
 
 __all__ = [
     "DERIVED_PARTITIONS",
@@ -30,19 +31,6 @@ PROVENANCE = ("_retrieved_at", "_shard", "_source", "_extra")
 SOURCES = frozenset({"research-api", "rqs", "pyrqs"})
 #: Fields a row cannot exist without: identity and the window it belongs to.
 REQUIRED = ("id", "create_time")
-
-_SCALARS = {"int64": pa.int64(), "string": pa.string(), "bool": pa.bool_()}
-
-
-def arrow_type(t: Type) -> pa.DataType:
-    """The Arrow type of a catalogue type."""
-    if isinstance(t, Scalar):
-        return _SCALARS[t.name]
-    if isinstance(t, ListOf):
-        return pa.list_(arrow_type(t.item))
-    if isinstance(t, StructOf):
-        return pa.struct([pa.field(n, arrow_type(s)) for n, s in t.fields])
-    raise TypeError(f"unknown catalogue type {t!r}")
 
 
 @dataclass(frozen=True, slots=True)

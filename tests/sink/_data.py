@@ -71,5 +71,5 @@ def stage_segments(
         )
         if result.rows:
             paths.append(write_segment(staging, leaf_key, seq, result.batch))
-        seen.update(result.ids)
+        seen.update(result.batch.column("id").to_pylist())
     return paths

@@ -58,7 +58,7 @@ def test_dedupe_within_the_page_and_against_the_seen_set() -> None:
     r = norm([video(1, JAN1), video(2, JAN1), video(2, JAN1 + 1), video(3, JAN1)], seen=seen)
     assert r.rows == 2 and r.duplicates == 2
     assert seen == {video(1, JAN1)["id"]}  # the caller adds ids after its checkpoint commits
-    assert r.ids == [video(2, JAN1)["id"], video(3, JAN1)["id"]]
+    assert r.batch.column("id").to_pylist() == [video(2, JAN1)["id"], video(3, JAN1)["id"]]
 
 
 def test_wrong_types_are_coerced_or_kept_in_extra() -> None:

@@ -56,7 +56,7 @@ def run(
             state.checkpoint_page(
                 leaf.key, segment=seg.path if seg else None, rows=page.rows, cursor=n + 1
             )
-            seen.update(page.ids)
+            seen.update(page.batch.column("id").to_pylist())
         state.mark_done(leaf.key)
     if state.plan_ready(PLAN.key):
         segments = [s.path for s in state.segments(plan_key=PLAN.key)]
