@@ -31,6 +31,9 @@ __all__ = ["PollPolicy", "TaskClock", "TaskRunner"]
 
 log = structlog.get_logger("harvester.api")
 
+#: Steps of `TaskClock.phase`: any run of consecutive multiples is spread evenly modulo 1.
+_GOLDEN = (5**0.5 - 1) / 2
+
 _STATES = {
     s.lower(): s
     for s in ("Created", "Validating", "Processing", "Completed", "AnalysisFailed", "Cancelled")
@@ -42,7 +45,8 @@ class PollPolicy:
     """When to ask a task's status: every `initial` seconds at first, then every `fraction` of
     the task's age (so the wait past completion stays a small share of the task's time), never
     more than `maximum` apart. Once tasks have completed, a new one is first asked when the
-    fastest of the recent ones was still running (`TaskClock`), then every `fine` of its age.
+    fastest of the recent ones was still running (`TaskClock`), then every `fine` of its age,
+    and never later than the age at which the fastest of them was seen done.
 
     `factor` bounds how fast the interval may grow from one poll to the next. `timeout` bounds
     the wait for one task; `busy_timeout` the wait for a free task slot (429
@@ -59,21 +63,64 @@ class PollPolicy:
 
 
 class TaskClock:
-    """How long this client's recent tasks took, as seen through their status polls.
+    """How long this client's recent tasks took, as seen through their status polls, shared by
+    the tasks waiting at the same time.
 
     Each completed task leaves two ages: the last at which it was still running and the first
     at which it was Completed. The next task is first polled at the smallest recent "still
     running" age: no recent task was done sooner, so those polls could only have said "not yet".
+    And no waiting task sleeps past the smallest recent "Completed" age (unless it was already
+    seen running at that age: it is a slower one): tasks alike take about as long, so that is
+    where the answer most likely changes. A task seen Completed is news for the tasks waiting
+    beside it: it wakes them to look at their next poll again, and those at least as old ask
+    at once instead of at the end of their interval.
+
+    Each new task also takes its own point in its poll interval (`phase`): tasks started
+    together poll out of step, so together they look at their common end far more often than
+    any one of them does, for no more polls.
     """
 
     def __init__(self, keep: int = 16) -> None:
         self._running_at: deque[float] = deque(maxlen=keep)
+        self._done_at: deque[float] = deque(maxlen=keep)
+        self._started = 0
+        self._news: anyio.Event | None = None
 
-    def completed(self, last_running_age: float) -> None:
+    def completed(self, last_running_age: float, done_age: float) -> None:
         self._running_at.append(last_running_age)
+        self._done_at.append(done_age)
+        if self._news is not None:
+            self._news.set()
+            self._news = None
 
     def first_poll(self) -> float:
         return min(self._running_at, default=0.0)
+
+    def done_by(self, running_at: float) -> float | None:
+        """The smallest recent age at which a task was seen Completed, of those above
+        `running_at` (None: no such age)."""
+        return min((a for a in self._done_at if a > running_at), default=None)
+
+    def phase(self) -> float:
+        """A new task's point in [0, 1) of its poll interval: successive tasks step along the
+        golden ratio, so any few started together spread evenly over the interval."""
+        self._started += 1
+        return (self._started * _GOLDEN) % 1.0
+
+    async def sleep(self, delay: float, started: float, running_at: float) -> None:
+        """Sleep `delay` seconds, or less: never past `started` + `done_by(running_at)`, which a
+        task seen Completed meanwhile may bring forward (or into the past: then return)."""
+        wake = anyio.current_time() + delay
+        while True:
+            if (done := self.done_by(running_at)) is not None:
+                wake = min(wake, started + done)
+            left = wake - anyio.current_time()
+            if left <= 0:
+                return
+            if self._news is None:
+                self._news = anyio.Event()
+            with anyio.move_on_after(left):
+                await self._news.wait()
 
 
 def normalise_status(raw: Any, message: Any = None) -> TaskStatus:
@@ -173,18 +220,27 @@ class TaskRunner(ABC):
         `fresh`: the task was created just now, so its age is known and the first poll can
         wait for the time recent tasks took.
         """
-        poll = self.poll
+        poll, clock = self.poll, self.clock
         started = anyio.current_time()
         deadline = None if poll.timeout is None else started + poll.timeout
         running_at = 0.0
-        if fresh and (lead := self.clock.first_poll()) > 0:
-            await anyio.sleep(min(lead, poll.maximum) if deadline is None else lead)
+        if fresh:
+            phase = clock.phase()
+            if (lead := clock.first_poll()) > 0:
+                # Recent tasks were still running at `lead`: nothing to ask before it. Tasks
+                # started together then take different points of the fine interval.
+                fine = max(poll.initial * poll.fine / poll.fraction, poll.fine * lead)
+                first = lead + phase * fine
+                first = min(first, poll.maximum) if deadline is None else first
+            else:
+                first = phase * poll.initial
+            await clock.sleep(first, started, running_at)
         while True:
             asked = anyio.current_time() - started
             st = await self.status(task_id)
             if st.status == "Completed":
                 if fresh:
-                    self.clock.completed(running_at)
+                    clock.completed(running_at, asked)
                 return st
             if st.status == "AnalysisFailed":
                 raise TaskAnalysisFailed(
@@ -195,7 +251,7 @@ class TaskRunner(ABC):
                 raise ApiError(f"task {task_id} was cancelled", code="Cancelled", kind="cancelled")
             running_at = asked
             age = anyio.current_time() - started
-            if fresh and self.clock.first_poll() > 0:  # close to the expected end: poll finely
+            if fresh and clock.first_poll() > 0:  # close to the expected end: poll finely
                 delay = max(poll.initial * poll.fine / poll.fraction, poll.fine * age)
             else:
                 delay = max(poll.initial, poll.fraction * age)
@@ -205,7 +261,10 @@ class TaskRunner(ABC):
                     f"task {task_id} still {st.status} after {poll.timeout:g} s",
                     kind="task_timeout",
                 )
-            await anyio.sleep(delay)
+            if fresh:
+                await clock.sleep(delay, started, running_at)
+            else:
+                await anyio.sleep(delay)
 
     async def create_when_possible(
         self, query: SeedQuery, fields: Sequence[str], limit: int
