@@ -90,6 +90,8 @@ def clean_strings(arr: pa.Array) -> pa.Array:
         values = clean_strings(old_values)
         if values is old_values:
             return arr
+        if arr.offset:  # Arrow rebuilds a list only from offsets that start at its own start
+            return clean_strings(pa.concat_arrays([arr]))
         return pa.ListArray.from_arrays(arr.offsets, values, type=t, mask=arr.is_null())
     if pa.types.is_struct(t):
         # `field(i)` is the child as stored; the struct's own validity is carried by the mask.
@@ -97,5 +99,7 @@ def clean_strings(arr: pa.Array) -> pa.Array:
         new = [clean_strings(c) for c in old]
         if all(a is b for a, b in zip(old, new, strict=True)):
             return arr
+        if arr.offset:
+            return clean_strings(pa.concat_arrays([arr]))
         return pa.StructArray.from_arrays(new, fields=list(t), mask=arr.is_null())
     return arr

@@ -4,16 +4,18 @@ A page of 10,000 records is about 10 MB of JSON. Decoded into Python objects it 
 four times the CPU and four times the memory that Arrow's JSON reader needs to parse it into
 columns of the catalogue's types (and the reader releases the GIL while it works). The reader
 is strict exactly where the harvester must be careful: a value of another JSON type than the
-field's, an integer beyond int64, a fraction where an integer belongs, a broken surrogate pair
-or invalid UTF-8 fails the parse, and a key the catalogue does not know shows up as an inferred
-column. On any of these, and on any answer that is not a plain success, the decoder returns
-None and the caller decodes the body the general way (`decode_answer`), which classifies errors
-and coerces value by value. So this path only ever takes a page that the general path would
+field's, an integer beyond int64, a fraction where an integer belongs or a broken surrogate
+pair fails the parse, and a key the catalogue does not know shows up as an inferred column;
+invalid UTF-8 anywhere in the body is checked first (the reader checks it only in keys). On
+any of these, and on any answer that is not a plain success, the decoder returns None and the
+caller decodes the body the general way (`decode_answer`), which classifies errors and coerces
+value by value. So this path only ever takes a page that the general path would
 have taken unchanged, and both give the same rows.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +30,14 @@ __all__ = ["PageDecoder", "record_type"]
 
 #: The reader needs the whole body in one block (a page is one JSON value on one "line").
 _MIN_BLOCK = 1 << 20
+_STARTS_WITH_OBJECT = re.compile(rb"[ \t\r\n]*\{").match
+
+
+def _check_utf8(raw: bytes) -> None:
+    """Raise ArrowInvalid unless `raw` is valid UTF-8 (Arrow's vectorised check, no copy)."""
+    offsets = pa.array([0, len(raw)], pa.int64()).buffers()[1]
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(raw)])
+    whole.cast(pa.large_string())
 
 
 def record_type(fields: Sequence[str]) -> pa.StructType:
@@ -58,7 +68,12 @@ class PageDecoder:
         )
 
     def __call__(self, raw: bytes) -> dict[str, Any] | None:
+        # Only an object may reach the reader: a body of `null` crashes pyarrow 26's reader
+        # (the process, not an exception), and the API answers an object or an error.
+        if _STARTS_WITH_OBJECT(raw) is None:
+            return None
         try:
+            _check_utf8(raw)  # orjson refuses invalid UTF-8 anywhere; the reader only in keys
             table = pj.read_json(
                 pa.py_buffer(raw),
                 read_options=pj.ReadOptions(
@@ -66,7 +81,7 @@ class PageDecoder:
                 ),
                 parse_options=self._options,
             )
-        except (pa.ArrowException, ValueError):  # ValueError: invalid UTF-8
+        except (pa.ArrowException, ValueError):
             return None
         if table.num_rows != 1:  # two JSON values, or none
             return None

@@ -52,6 +52,8 @@ def statistics_columns(schema: pa.Schema) -> list[str]:
 
 #: What a finalize buffers across all partitions before it writes a row group early.
 FINALIZE_BUFFER_BYTES = 64 << 20
+#: Partition files a finalize writes at once (each holds a descriptor until it is closed).
+FINALIZE_OPEN_FILES = 64
 _SPILL = "_finalize"
 
 
@@ -128,9 +130,16 @@ class _PartitionFile:
         self.tmp = final.with_name(f".{final.name}.tmp")
         final.parent.mkdir(parents=True, exist_ok=True)
         self.schema = schema
-        self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            str(self.tmp), schema, compression="zstd", write_statistics=statistics_columns(schema)
-        )
+        try:
+            self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
+                str(self.tmp),
+                schema,
+                compression="zstd",
+                write_statistics=statistics_columns(schema),
+            )
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)  # the caller never learns of this file
+            raise
         self.buffered: list[pa.RecordBatch] = []
         self.pending = self.pending_bytes = self.rows = 0
 
@@ -161,14 +170,16 @@ def finalize_plan_shard(
     *,
     row_group_rows: int = ROW_GROUP_ROWS,
     buffer_bytes: int = FINALIZE_BUFFER_BYTES,
+    open_files: int = FINALIZE_OPEN_FILES,
 ) -> list[DatasetFile]:
     """Write the plan shard's staged `segments` (relative to `staging`) into the dataset: one
-    Parquet file per partition, in one streaming pass.
+    Parquet file per partition, streaming.
 
     Each partition's rows are buffered until they make a full row group (`row_group_rows` or
     ROW_GROUP_BYTES); when the buffers of all partitions together pass `buffer_bytes`, the
     largest is written as a smaller row group, so memory stays flat however many partitions a
-    shard spans. Returns the files for `StateStore.commit_plan_shard`.
+    shard spans. At most `open_files` partition files are written at once (one pass over the
+    segments each). Returns the files for `StateStore.commit_plan_shard`.
     """
     check_key(plan_key)
     files_schema = layout.file_schema
@@ -178,27 +189,39 @@ def finalize_plan_shard(
     published: list[Path] = []
     with sink_errors(f"finalize plan shard {plan_key}"):
         try:
-            buffered = 0
-            for batch in read_segments(staging, segments):
-                for path, rows in _groups(batch, parts):
-                    f = files.get(path)
-                    if f is None:
-                        f = files[path] = _PartitionFile(
-                            root / path / f"{plan_key}.parquet", files_schema, row_group_rows
-                        )
-                    chunk = rows.select(names)
-                    f.add(chunk)
-                    buffered += chunk.nbytes
-                    if f.pending >= row_group_rows or f.pending_bytes >= ROW_GROUP_BYTES:
-                        buffered -= f.pending_bytes
-                        f.flush()
-                    while buffered > buffer_bytes:
-                        largest = max(files.values(), key=lambda x: x.pending_bytes)
-                        buffered -= largest.pending_bytes
-                        largest.flush()
-            for f in files.values():
-                f.flush()
-                f.close()
+            # One pass over the segments per `open_files` partitions: nearly every shard spans
+            # a few and needs one; a month of days × regions must not run out of descriptors.
+            more = True
+            while more:
+                more = False
+                open_now: list[_PartitionFile] = []
+                buffered = 0
+                for batch in read_segments(staging, segments):
+                    for path, rows in _groups(batch, parts):
+                        f = files.get(path)
+                        if f is None:
+                            if len(open_now) >= open_files:
+                                more = True  # the next pass takes it
+                                continue
+                            f = files[path] = _PartitionFile(
+                                root / path / f"{plan_key}.parquet", files_schema, row_group_rows
+                            )
+                            open_now.append(f)
+                        elif f.writer is None:
+                            continue  # written by an earlier pass
+                        chunk = rows.select(names)
+                        f.add(chunk)
+                        buffered += chunk.nbytes
+                        if f.pending >= row_group_rows or f.pending_bytes >= ROW_GROUP_BYTES:
+                            buffered -= f.pending_bytes
+                            f.flush()
+                        while buffered > buffer_bytes:
+                            largest = max(open_now, key=lambda x: x.pending_bytes)
+                            buffered -= largest.pending_bytes
+                            largest.flush()
+                for f in open_now:
+                    f.flush()
+                    f.close()
             for f in files.values():
                 published.append(f.final)
                 publish(f.tmp, f.final)

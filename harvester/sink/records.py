@@ -369,6 +369,7 @@ def normalise_rows(
         rows = rows.filter(pa.array(mask, type=pa.bool_()))
         dups = kept - len(rows)
     n = len(rows)
+    extras: dict[int, dict[str, object]] = {}
 
     def column(name: str, t: pa.DataType) -> pa.Array:
         if names.get_field_index(name) < 0:
@@ -386,7 +387,10 @@ def normalise_rows(
         leaf_key=leaf_key,
         source=source,
         retrieved_at=retrieved_at,
-        extras={},
+        extras=extras,
         raw_value=lambda idx, name: rows.field(name)[idx].as_py(),
     )
-    return PageResult(batch, received, invalid, outside, dups)
+    # Only partition values a path cannot carry land in `_extra` here; counted as coercions,
+    # as `normalise_page` counts them.
+    uncoerced = sum(len(e) for e in extras.values())
+    return PageResult(batch, received, invalid, outside, dups, uncoerced)
