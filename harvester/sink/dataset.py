@@ -39,17 +39,6 @@ MANIFEST = "_harvest.json"
 #: a group closes at whichever limit comes first.
 ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 48 << 20
-#: Free text: min/max statistics of prose help no reader's filter and cost the writer.
-_PROSE = frozenset({"video_description", "voice_to_text", "_extra"})
-
-
-def statistics_columns(schema: pa.Schema) -> list[str]:
-    """Columns whose Parquet statistics are written: the scalar ones readers filter on (ids,
-    times, counts, regions). Statistics of nested and free-text columns took about a sixth of
-    the writer's CPU and serve no predicate pushdown."""
-    return [f.name for f in schema if not pa.types.is_nested(f.type) and f.name not in _PROSE]
-
-
 #: What a finalize buffers across all partitions before it writes a row group early.
 FINALIZE_BUFFER_BYTES = 64 << 20
 #: Partition files a finalize writes at once (each holds a descriptor until it is closed).
@@ -96,7 +85,7 @@ def write_parquet(
     pending = pending_bytes = 0
     try:
         with pq.ParquetWriter(
-            str(tmp), schema, compression="zstd", write_statistics=statistics_columns(schema)
+            str(tmp), schema, compression="zstd", write_statistics=True
         ) as writer:
             for batch in batches:
                 buffered.append(batch)
@@ -135,7 +124,7 @@ class _PartitionFile:
                 str(self.tmp),
                 schema,
                 compression="zstd",
-                write_statistics=statistics_columns(schema),
+                write_statistics=True,
             )
         except BaseException:
             self.tmp.unlink(missing_ok=True)  # the caller never learns of this file
