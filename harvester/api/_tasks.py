@@ -48,6 +48,10 @@ class PollPolicy:
     fastest of the recent ones was still running (`TaskClock`), then every `fine` of its age,
     and never later than the age at which the fastest of them was seen done.
 
+    `rate` bounds the status polls a second of all the client's waiting tasks together (None:
+    no bound): polls count against the API's rate limit and queue in the client's own limiter
+    with the creates and result pages, which must not wait behind them.
+
     `factor` bounds how fast the interval may grow from one poll to the next. `timeout` bounds
     the wait for one task; `busy_timeout` the wait for a free task slot (429
     too_many_running_tasks). None waits for ever.
@@ -60,6 +64,12 @@ class PollPolicy:
     busy_timeout: float | None = 3600.0
     fraction: float = 0.2
     fine: float = 0.05
+    rate: float | None = None
+
+    def spacing(self, waiting: int) -> float:
+        """The shortest interval between one task's polls that keeps `waiting` tasks within
+        `rate`."""
+        return 0.0 if self.rate is None else waiting / self.rate
 
 
 class TaskClock:
@@ -85,6 +95,8 @@ class TaskClock:
         self._done_at: deque[float] = deque(maxlen=keep)
         self._started = 0
         self._news: anyio.Event | None = None
+        #: Tasks in `TaskRunner.wait` now: they share the poll rate.
+        self.waiting = 0
 
     def completed(self, last_running_age: float, done_age: float) -> None:
         self._running_at.append(last_running_age)
@@ -221,19 +233,29 @@ class TaskRunner(ABC):
         wait for the time recent tasks took.
         """
         poll, clock = self.poll, self.clock
+        clock.waiting += 1
+        try:
+            return await self._wait(task_id, fresh, poll, clock)
+        finally:
+            clock.waiting -= 1
+
+    async def _wait(
+        self, task_id: int, fresh: bool, poll: PollPolicy, clock: TaskClock
+    ) -> TaskStatus:
         started = anyio.current_time()
         deadline = None if poll.timeout is None else started + poll.timeout
         running_at = 0.0
         if fresh:
             phase = clock.phase()
+            spacing = poll.spacing(clock.waiting)
             if (lead := clock.first_poll()) > 0:
                 # Recent tasks were still running at `lead`: nothing to ask before it. Tasks
                 # started together then take different points of the fine interval.
-                fine = max(poll.initial * poll.fine / poll.fraction, poll.fine * lead)
+                fine = max(poll.initial * poll.fine / poll.fraction, poll.fine * lead, spacing)
                 first = lead + phase * fine
                 first = min(first, poll.maximum) if deadline is None else first
             else:
-                first = phase * poll.initial
+                first = phase * max(poll.initial, spacing)
             await clock.sleep(first, started, running_at)
         while True:
             asked = anyio.current_time() - started
@@ -255,7 +277,7 @@ class TaskRunner(ABC):
                 delay = max(poll.initial * poll.fine / poll.fraction, poll.fine * age)
             else:
                 delay = max(poll.initial, poll.fraction * age)
-            delay = min(poll.maximum, delay)
+            delay = max(min(poll.maximum, delay), poll.spacing(clock.waiting))
             if deadline is not None and anyio.current_time() + delay > deadline:
                 raise ApiError(
                     f"task {task_id} still {st.status} after {poll.timeout:g} s",

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from harvester._version import __version__
 from harvester.api import (
     ApiSession,
     Backend,
+    PollPolicy,
     PyrqsBackend,
     ResearchApiClient,
     RetryPolicy,
@@ -74,7 +75,8 @@ class RunOptions:
     retry_delay: float | None = None
     #: The API layer's retry policy; None for the defaults.
     retry: RetryPolicy | None = None
-    #: RQS poll policy override (tests and benchmarks with fast task lifecycles).
+    #: RQS poll policy override (tests and benchmarks with fast task lifecycles); left without
+    #: a `rate`, it gets half the study's requests per second.
     poll: Any = None
     #: A real `pyrqs.rqs.RQSClient`-like object for source = "pyrqs".
     sdk_client: Any = None
@@ -267,9 +269,17 @@ class Harvest:
         # max_concurrency caps the tasks in flight (created, not yet seen finished); a leaf
         # that is paging results or writing files gives its slot to the next task.
         slots = anyio.CapacityLimiter(study.api.max_concurrency)
-        kw: dict[str, Any] = {"limit": study.limit, "stage": study.stage, "task_slots": slots}
-        if self.options.poll is not None:
-            kw["poll"] = self.options.poll
+        # Status polls get half the study's request rate: the creates and result pages that keep
+        # the task slots busy and the data flowing must not queue behind them.
+        poll = self.options.poll or PollPolicy()
+        if poll.rate is None:
+            poll = replace(poll, rate=study.api.requests_per_second / 2)
+        kw: dict[str, Any] = {
+            "limit": study.limit,
+            "stage": study.stage,
+            "task_slots": slots,
+            "poll": poll,
+        }
         if study.source == "rqs":
             # Two result pages in memory at once: one being normalised, the next on the wire;
             # each decoded straight into Arrow (a quarter of the CPU and memory of dicts).

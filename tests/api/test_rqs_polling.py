@@ -123,3 +123,10 @@ async def test_tasks_started_together_poll_out_of_step() -> None:
         phases.append(clock.phase())
         gaps = [b - a for a, b in itertools.pairwise(sorted([*phases, 1.0 + min(phases)]))]
         assert 0.4 / n < min(gaps) and max(gaps) < 2.0 / n, (n, phases)  # no crowd, no hole
+
+
+def test_polls_share_the_rate_among_the_waiting_tasks() -> None:
+    policy = PollPolicy(rate=4.0)
+    assert policy.spacing(1) == 0.25
+    assert policy.spacing(6) == 1.5
+    assert PollPolicy().spacing(6) == 0.0

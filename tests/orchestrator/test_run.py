@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,22 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvester import rqs
-from harvester.orchestrator import EXIT_OK, status_report, verify_study
+from harvester.api import ApiSession, Credentials, RqsClient
+from harvester.orchestrator import EXIT_OK, Harvest, status_report, verify_study
 from harvester.simulator.testing import running_simulator
 from harvester.sink import PROVENANCE
 from harvester.state import SqliteState
 from tests.orchestrator.conftest import (
+    CREDS,
     FAST_TASKS,
     FIELDS,
+    POLL,
     SIM,
     SIM_ENV,
     assert_equals_oracle,
     counted_requests,
     make_study,
+    options,
     oracle,
     read_duckdb,
     read_polars,
@@ -138,3 +143,22 @@ async def test_every_reader_sees_the_same_schema_and_rows(tmp_path: Path) -> Non
         leaves = {s.key for s in state.shards(status="done")}
     assert set(table.column("_shard").to_pylist()) == leaves
     assert table.column("_retrieved_at").null_count == 0
+
+
+async def test_status_polls_get_half_the_study_s_request_rate(tmp_path: Path) -> None:
+    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+        study = make_study(tmp_path, sim.base_url, days=2)
+        assert study.api.requests_per_second == 2000
+        for given, rate in ((POLL, 1000.0), (replace(POLL, rate=3.0), 3.0)):
+            h = Harvest(study, CREDS, options(poll=given), clock=sim.clock.now)
+            try:
+                async with ApiSession(
+                    study.api.base_url, Credentials("sim-client-key", "sim-client-secret")
+                ) as s:
+                    backend = h._backend(s)
+            finally:
+                h.state.close()
+            assert isinstance(backend, RqsClient)
+            assert backend.poll.rate == rate
+            assert backend.poll.initial == POLL.initial  # the rest as given
+        assert await run(sim, study) == EXIT_OK
