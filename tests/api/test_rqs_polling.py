@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harvester._exceptions import ApiError
 from harvester.api import ApiSession, Credentials, PollPolicy, RetryPolicy, RqsClient
 from harvester.api._tasks import TaskClock
 from harvester.query import parse_seed_query
@@ -130,3 +131,15 @@ def test_polls_share_the_rate_among_the_waiting_tasks() -> None:
     assert policy.spacing(1) == 0.25
     assert policy.spacing(6) == 1.5
     assert PollPolicy().spacing(6) == 0.0
+
+
+async def test_a_waiting_task_keeps_its_polls_within_the_rate() -> None:
+    # Every millisecond by its intervals, but a rate of 2 a second leaves one waiting task one
+    # poll in 0.5 s: after its first poll the next would land past its 0.4 s timeout.
+    rated = PollPolicy(initial=0.001, maximum=0.001, timeout=0.4, rate=2.0)
+    async with client(rated, rqs_processing=1000.0) as (sim, rqs):
+        task = await create(rqs, 0)
+        with pytest.raises(ApiError) as raised:
+            await rqs.wait(task, fresh=True)
+        assert raised.value.kind == "task_timeout"
+        assert polls(sim) == 1
