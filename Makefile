@@ -29,7 +29,10 @@ test-fast: setup
 demo: setup
 	$(PY) scripts/demo.py
 
+# Compiled first, as an installed package is: every harvest is a new process, and a machine
+# with PYTHONDONTWRITEBYTECODE set would otherwise compile the package at each start.
 bench: setup
+	$(PY) -m compileall -q harvester
 	$(PY) scripts/bench.py
 
 chaos: setup
