@@ -506,8 +506,8 @@ def cpu_memory_figures(
 
 
 def summarise_profile(text: str, lines: int = 40, floor: float = 0.02) -> str:
-    """pyinstrument's call tree flattened to the frames worth reading: every harvester frame and
-    every built-in taking at least `floor` of the run, without the event loop's plumbing or
+    """pyinstrument's call tree flattened to the frames worth reading: every harvester, Arrow and
+    built-in frame taking at least `floor` of the run, without the event loop's plumbing or
     machine paths."""
     rows = [re.sub(r"^[\s│├└─]+", "", line) for line in text.splitlines()]
     timed = [(float(m.group(1)), m.group(2)) for r in rows if (m := re.match(r"([\d.]+) (.+)", r))]
@@ -516,10 +516,10 @@ def summarise_profile(text: str, lines: int = 40, floor: float = 0.02) -> str:
     total = timed[0][0]
     keep = []
     for seconds, raw in timed:
-        frame = re.sub(r"\S*/(?=harvester/)", "", raw)  # paths from the package down only
+        frame = re.sub(r"\S*/(?=harvester/|pyarrow/)", "", raw)  # from the package down only
         if seconds < floor * total or re.search(r"asyncio|anyio|click|importlib|frozen", raw):
             continue
-        if "harvester/" in raw or "<built-in>" in raw:
+        if "harvester/" in raw or "<built-in>" in raw or "pyarrow/" in raw:
             keep.append(f"{seconds:7.2f} s  {100 * seconds / total:5.1f} %  {frame}")
     return "\n".join([f"{total:7.2f} s  100.0 %  (whole run)", *keep[:lines]])
 
@@ -657,11 +657,14 @@ def run_fast_retries(config: str) -> int:
 
 
 def run_inline(config: str) -> int:
-    """`harvester run` with every page normalised on the event loop's thread (for profiles)."""
+    """`harvester run` with every page decoded and normalised on the event loop's thread, where
+    the sampler (main thread only) sees them: a profile, not a timing."""
     from harvester import cli
+    from harvester.api import _http
     from harvester.orchestrator import _leaf
 
     _leaf.THREAD_ROWS = 1 << 62
+    _http.THREAD_BYTES = 1 << 62
     return int(cli.main(["run", config, "--no-progress"], standalone_mode=False) or 0)
 
 
