@@ -7,8 +7,11 @@ know (removed at start-up) and the page is fetched again: at most one page per l
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
 import structlog
@@ -28,6 +31,15 @@ log = structlog.get_logger("harvester.leaf")
 
 #: Pages larger than this are normalised in a worker thread, off the event loop.
 THREAD_ROWS = 2_000
+
+
+class _PageOptions(TypedDict):
+    """What `normalise_page` and `normalise_rows` are told about the page besides its rows."""
+
+    leaf_key: str
+    window: tuple[int, int]
+    source: str
+    retrieved_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,40 +145,28 @@ class LeafRunner:
 
     async def _normalise(self, leaf: ShardRecord, page: Page) -> PageResult:
         h = self.h
+        options: _PageOptions = {
+            "leaf_key": leaf.key,
+            "window": (leaf.start, leaf.end),
+            "source": h.study.source,
+            "retrieved_at": page.fetched_at,
+        }
         rows = page.rows
+        work: Callable[[], PageResult]
         if rows is not None and self.post_filter is None:
             # Decoded into Arrow by the backend: typed and clean, only rows to drop (and the
             # fetched-only fields, which the layout does not name, are left out).
-            def arrow_work() -> PageResult:
-                return normalise_rows(
-                    rows,
-                    h.layout,
-                    leaf_key=leaf.key,
-                    window=(leaf.start, leaf.end),
-                    source=h.study.source,
-                    retrieved_at=page.fetched_at,
-                )
-
-            if len(rows) > THREAD_ROWS:
-                return await anyio.to_thread.run_sync(arrow_work)
-            return arrow_work()
-        records: list[Any] = page.as_records()
-        if self.post_filter is not None:
-            records = [r for r in records if self.post_filter.matches(r)]
-        if self.strip:
-            records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
-
-        def work() -> PageResult:
-            return normalise_page(
-                records,
-                h.layout,
-                leaf_key=leaf.key,
-                window=(leaf.start, leaf.end),
-                source=h.study.source,
-                retrieved_at=page.fetched_at,
-            )
-
-        if len(records) > THREAD_ROWS:
+            work = functools.partial(normalise_rows, rows, h.layout, **options)
+            count = len(rows)
+        else:
+            records: list[Any] = page.as_records()
+            if self.post_filter is not None:
+                records = [r for r in records if self.post_filter.matches(r)]
+            if self.strip:
+                records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
+            work = functools.partial(normalise_page, records, h.layout, **options)
+            count = len(records)
+        if count > THREAD_ROWS:
             return await anyio.to_thread.run_sync(work)
         return work()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,12 @@ import pytest
 
 from harvester._exceptions import QuotaExhausted
 from harvester.api import ApiSession, Credentials, RetryPolicy
+from harvester.simulator.app import Simulator
+from harvester.simulator.testing import running_simulator
 from tests.api.fakeapi import KEY, SECRET, FakeApi, running_fake
+
+#: Retries as in production, with waits scaled down to nothing: tests count attempts, not time.
+FAST_RETRY = RetryPolicy(attempts=10, wait_initial=0.5, wait_jitter=0.0, wait_scale=1e-4)
 
 #: Every delay is chosen as in production but slept for a millionth of it.
 FAST = RetryPolicy(attempts=4, wait_initial=0.5, wait_max=8.0, wait_jitter=0.0, wait_scale=1e-6)
@@ -71,3 +77,21 @@ async def make_session(fake: FakeApi, hooks: RecordingHooks) -> AsyncIterator[Se
     yield make
     for s in made:
         await s.close()
+
+
+@asynccontextmanager
+async def sim_session(
+    hooks: RecordingHooks | None = None, *, retry: RetryPolicy = FAST_RETRY, **overrides: Any
+) -> AsyncIterator[tuple[Simulator, ApiSession]]:
+    """A clean simulator (seed 1, `overrides` on top) and a session to it over loopback."""
+    async with running_simulator("clean", seed=1, **overrides) as sim:
+        session = ApiSession(
+            sim.base_url,
+            Credentials("sim-client-key", "sim-client-secret"),
+            retry=retry,
+            hooks=hooks,
+            requests_per_second=1000.0,
+            request_timeout=5.0,
+        )
+        async with session:
+            yield sim, session

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import anyio
@@ -11,8 +10,6 @@ import pytest
 
 from harvester._exceptions import QuotaExhausted
 from harvester.api import (
-    ApiSession,
-    Credentials,
     Page,
     PollPolicy,
     ResearchApiClient,
@@ -21,8 +18,7 @@ from harvester.api import (
 )
 from harvester.query import parse_rest_query, parse_seed_query
 from harvester.simulator.app import Simulator
-from harvester.simulator.testing import running_simulator
-from tests.api.conftest import RecordingHooks
+from tests.api.conftest import RecordingHooks, sim_session
 
 pytestmark = pytest.mark.anyio
 
@@ -60,23 +56,6 @@ FLAKY = {
     "control_chars": 0.2,
     "analysis_failed": 0.3,
 }
-
-
-@asynccontextmanager
-async def sim_session(
-    hooks: RecordingHooks | None = None, **overrides: Any
-) -> AsyncIterator[tuple[Simulator, ApiSession]]:
-    async with running_simulator("clean", seed=1, **overrides) as sim:
-        session = ApiSession(
-            sim.base_url,
-            Credentials("sim-client-key", "sim-client-secret"),
-            retry=RETRY,
-            hooks=hooks,
-            requests_per_second=1000.0,
-            request_timeout=5.0,
-        )
-        async with session:
-            yield sim, session
 
 
 def no_control_chars(records: list[dict[str, Any]]) -> bool:

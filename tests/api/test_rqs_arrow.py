@@ -12,12 +12,12 @@ import anyio.to_thread
 import pyarrow as pa
 import pytest
 
-from harvester.api import ApiSession, Credentials, Page, PollPolicy, RetryPolicy, RqsClient, _http
+from harvester.api import ApiSession, Page, PollPolicy, RetryPolicy, RqsClient, _http
 from harvester.api._pages import record_type
 from harvester.query import parse_seed_query
 from harvester.simulator.app import Simulator
-from harvester.simulator.testing import running_simulator
 from tests.api.conftest import RecordingHooks
+from tests.api.conftest import sim_session as shared_sim_session
 
 pytestmark = pytest.mark.anyio
 
@@ -57,17 +57,8 @@ async def sim_session(
     hooks: RecordingHooks, **overrides: Any
 ) -> AsyncIterator[tuple[Simulator, ApiSession]]:
     overrides.setdefault("rate_limit_per_minute", 100_000)
-    async with running_simulator("clean", seed=1, **overrides) as sim:
-        session = ApiSession(
-            sim.base_url,
-            Credentials("sim-client-key", "sim-client-secret"),
-            retry=RETRY,
-            hooks=hooks,
-            requests_per_second=1000.0,
-            request_timeout=5.0,
-        )
-        async with session:
-            yield sim, session
+    async with shared_sim_session(hooks, retry=RETRY, **overrides) as pair:
+        yield pair
 
 
 @dataclass

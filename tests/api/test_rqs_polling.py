@@ -16,12 +16,11 @@ import anyio
 import pytest
 
 from harvester._exceptions import ApiError
-from harvester.api import ApiSession, Credentials, PollPolicy, RetryPolicy, RqsClient
+from harvester.api import PollPolicy, RetryPolicy, RqsClient
 from harvester.api._tasks import TaskClock
 from harvester.query import parse_seed_query
 from harvester.simulator.app import Simulator
-from harvester.simulator.testing import running_simulator
-from tests.api.conftest import RecordingHooks
+from tests.api.conftest import RecordingHooks, sim_session
 
 pytestmark = pytest.mark.anyio
 
@@ -43,17 +42,8 @@ INSTANT: dict[str, Any] = {"rqs_created": 0.0, "rqs_validating": 0.0, "rqs_proce
 async def client(
     poll: PollPolicy, hooks: RecordingHooks | None = None, **sim: Any
 ) -> AsyncIterator[tuple[Simulator, RqsClient]]:
-    async with running_simulator("clean", seed=1, videos_per_day=50, **sim) as simulator:
-        session = ApiSession(
-            simulator.base_url,
-            Credentials("sim-client-key", "sim-client-secret"),
-            retry=RETRY,
-            hooks=hooks,
-            requests_per_second=1000.0,
-            request_timeout=5.0,
-        )
-        async with session:
-            yield simulator, RqsClient(session, poll=poll, page_size=100)
+    async with sim_session(hooks, retry=RETRY, videos_per_day=50, **sim) as (simulator, session):
+        yield simulator, RqsClient(session, poll=poll, page_size=100)
 
 
 async def create(rqs: RqsClient, day: int) -> int:
