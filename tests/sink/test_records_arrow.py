@@ -70,10 +70,11 @@ def assert_same(records: Sequence[Any], **kw: Any) -> PageResult:
         b.outside,
         b.duplicates,
     )
-    # The records are well typed: the general path coerced nothing, and what it counts as
-    # "uncoerced" is only the partition values kept in `_extra` (normalise_rows counts none).
+    # The records are well typed: the general path coerced nothing, and what both count as
+    # "uncoerced" is only the partition values kept in `_extra`.
     assert not b.unknown_fields
     assert b.uncoerced == len(b.batch) - b.batch.column("_extra").null_count
+    assert a.uncoerced == b.uncoerced
     return a
 
 
