@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from harvester._exceptions import TransientError
 from harvester.api.types import Record
 from harvester.query import clean_string
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 __all__ = ["clean", "coerce_records", "fresh_records", "fresh_rows", "record_id"]
 
@@ -80,8 +78,6 @@ def fresh_rows(rows: pa.StructArray, seen: set[int]) -> pa.StructArray:
         else:
             seen.add(rid)
             keep.append(True)
-    import pyarrow as pa  # here: the SDK drop-in imports this module without needing Arrow
-
     return rows.filter(pa.array(keep, pa.bool_()))
 
 

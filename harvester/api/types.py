@@ -69,7 +69,7 @@ class Page:
 
     @property
     def count(self) -> int:
-        """How many records the page holds (after dedupe)."""
+        """How many records the page holds (after dedupe), whichever way they were decoded."""
         return len(self.rows) if self.rows is not None else len(self.records)
 
     def as_records(self) -> list[Record]:

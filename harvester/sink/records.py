@@ -172,7 +172,6 @@ def _utc_dates(times: pa.Array) -> pa.Array:
 def _select(
     ids: list[int | None],
     times: list[int | None],
-    valid: list[bool] | None,
     window: tuple[int, int],
     seen: set[int] | frozenset[int],
 ) -> tuple[list[int], list[int], list[int], int, int, int]:
@@ -184,7 +183,7 @@ def _select(
     page_seen: set[int] = set()
     invalid = outside = dups = 0
     for idx, (i, t) in enumerate(zip(ids, times, strict=True)):
-        if i is None or t is None or (valid is not None and not valid[idx]):
+        if i is None or t is None:
             invalid += 1
         elif not start <= t < end:
             outside += 1
@@ -283,7 +282,7 @@ def normalise_page(
             t = _to_int(t)
         ids.append(i)
         times.append(t)
-    index, kept_ids, kept_times, invalid, outside, dups = _select(ids, times, None, window, seen)
+    index, kept_ids, kept_times, invalid, outside, dups = _select(ids, times, window, seen)
     keep: list[dict[str, object]] = [records[i] for i in index]  # type: ignore[misc]
 
     extras: dict[int, dict[str, object]] = {}
