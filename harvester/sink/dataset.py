@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,6 @@ ROW_GROUP_BYTES = 48 << 20
 FINALIZE_BUFFER_BYTES = 64 << 20
 #: Partition files a finalize writes at once (each holds a descriptor until it is closed).
 FINALIZE_OPEN_FILES = 64
-_SPILL = "_finalize"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +225,8 @@ def finalize_plan_shard(
                 with contextlib.suppress(OSError):
                     final.unlink(missing_ok=True)
             raise
-        # An interrupted finalize of an earlier version spilled here; nothing writes it now.
-        shutil.rmtree(staging / _SPILL / plan_key, ignore_errors=True)
     out = [DatasetFile(f"{path}/{plan_key}.parquet", path, f.rows) for path, f in files.items()]
-    pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+    pa.default_memory_pool().release_unused()  # the pool would keep the freed buffers a while
     return sorted(out, key=lambda f: f.path)
 
 
