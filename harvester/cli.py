@@ -90,7 +90,11 @@ def main() -> None:
 @click.option(
     "--log-file", type=click.Path(path_type=Path), help="JSON log (default: beside state)."
 )
-@click.option("--progress/--no-progress", default=None, help="Live display (default: on a tty).")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Live display on a terminal, a plain line every 30 s elsewhere (default: on).",
+)
 @_guard
 def run(
     config: Path,
@@ -98,7 +102,7 @@ def run(
     retry_failed: bool,
     cancel_on_exit: bool,
     log_file: Path | None,
-    progress: bool | None,
+    progress: bool,
 ) -> None:
     """Plan the study if new, then harvest until it is complete."""
     with _loading():
@@ -120,7 +124,7 @@ def run(
         retry_failed=retry_failed,
         cancel_on_exit=cancel_on_exit,
         log_file=log_file,
-        progress=sys.stderr.isatty() if progress is None else progress,
+        progress=progress,
     )
     sys.exit(run_study(study, credentials, options))
 

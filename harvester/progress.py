@@ -1,13 +1,13 @@
 """Live progress: a rich display on a terminal, plain periodic lines otherwise (cron, CI, nohup).
 
-Shows plan shards done/total, records, requests and quota left today, rate and ETA. It only
+Shows plan shards done/total, records, requests, today's quota use against its caps, rate and
+ETA. It only
 reads the run's counters; it never slows the harvest (one refresh a second).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -45,7 +45,7 @@ def _eta(h: Harvest, now: float) -> str:
 def _fields(h: Harvest) -> list[tuple[str, str]]:
     s = h.stats
     now = h.clock()
-    elapsed = max(time.time() - s.started, 1e-6) if s.started else 1e-6
+    elapsed = max(now - s.started, 1e-6) if s.started else 1e-6  # `started` is on this clock
     usage = h.state.usage(utc_day(now))
     quota = h.study.quota
     rows = [

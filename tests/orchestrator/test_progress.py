@@ -99,7 +99,7 @@ class TtyBuffer(io.StringIO):
 
 
 class Ticker:
-    """A fake clock for the display: progress.py's `anyio.sleep` and `time.time` and the
+    """A fake clock for the display: progress.py's `anyio.sleep` and the
     harvest's clock. Each sleep moves the clock on, lets `on_tick` change the run's counters
     and, past `ticks` sleeps, cancels the display (as the end of a run does)."""
 
@@ -226,7 +226,6 @@ async def test_plain_lines_every_30_s_carry_the_promised_figures(
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(progress, "anyio", ticker)
-    monkeypatch.setattr(progress, "time", ticker)
     await ticker.drive(h)
 
     assert progress.PLAIN_EVERY == 30.0  # the README's "plain lines every 30 s"
@@ -265,7 +264,6 @@ async def test_interval_knob_and_the_rows_that_appear_only_when_needed(
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(progress, "anyio", ticker)
-    monkeypatch.setattr(progress, "time", ticker)
     await ticker.drive(h)
 
     assert ticker.sleeps == [5.0, 5.0]
@@ -278,11 +276,6 @@ async def test_interval_knob_and_the_rows_that_appear_only_when_needed(
     parse(stderr.getvalue().splitlines()[0])  # the shared parser reads the optional rows too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="progress.py computes the rate with time.time() against stats.started, which is "
-    "taken from the harvest's clock; with any clock but time.time the rate is wrong",
-)
 async def test_the_rate_uses_the_harvests_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harvests: list[Harvest]
 ) -> None:
@@ -347,7 +340,6 @@ async def test_rich_table_refreshes_each_second_and_its_last_frame_is_current(
     tty = TtyBuffer()
     monkeypatch.setattr(sys, "stderr", tty)
     monkeypatch.setattr(progress, "anyio", ticker)
-    monkeypatch.setattr(progress, "time", ticker)
     await ticker.drive(h)
 
     (console,) = consoles
@@ -468,12 +460,6 @@ async def test_cli_progress_and_no_progress(tmp_path: Path) -> None:
     assert SECRET not in on.stderr + on.stdout + off.stderr + off.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README and progress.py promise plain lines every 30 s off a terminal (cron, CI, "
-    "nohup), but `harvester run` defaults --progress to sys.stderr.isatty(): off a terminal the "
-    "display is never started unless --progress is given",
-)
 async def test_cli_default_off_a_terminal_writes_plain_lines(tmp_path: Path) -> None:
     async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
         result = await run_cli(make_study(tmp_path, sim.base_url).config_path)
