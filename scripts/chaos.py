@@ -66,14 +66,18 @@ CORPUS_FIRST = date(2022, 1, 3)
 CORPUS_DAYS = (date(2024, 12, 31) - CORPUS_FIRST).days - ROUND_DAYS
 RUN_TIMEOUT = 180.0
 
+SOURCES = ("research-api", "rqs")
+#: The simulator's endpoint whose 200 answers are result pages, per source.
+PAGE_ENDPOINT = {"research-api": "rest.video_query", "rqs": "rqs.result"}
+
 STUDY = """\
 [study]
 name = "chaos-{round}"
-source = "research-api"
+source = "{source}"
 start_date = "{start}"
 end_date = "{end}"
 window = "7d"
-condition_groups = [
+{limit}condition_groups = [
   {{ operator = "and", conditions = [
     {{ field = "region_code", operator = "in", field_values = {regions} }},
   ] }},
@@ -291,13 +295,20 @@ def leaves_in_flight(events: list[dict[str, Any]]) -> int:
 
 
 class Chaos:
-    def __init__(self, work: Path, seed: int, kills: int, *, say: Any = print) -> None:
+    def __init__(
+        self, work: Path, seed: int, kills: int, *, say: Any = print, source: str = "research-api"
+    ) -> None:
         self.work = work
+        self.source = source
         self.rng = random.Random(seed)
         self.report = Report(seed=seed, kills_asked=kills)
         self.say = say
         self.logs: list[Path] = []
         self._deck: list[str] = []
+
+    @property
+    def limit_line(self) -> str:
+        return "limit = 100000\n" if self.source == "rqs" else ""
 
     def next_moment(self) -> str:
         """Moments are dealt from a shuffled deck: every kind comes up, in a seeded order."""
@@ -385,6 +396,8 @@ class Chaos:
         config.write_text(
             STUDY.format(
                 round=index,
+                source=self.source,
+                limit=self.limit_line,
                 start=start.isoformat(),
                 end=end.isoformat(),
                 regions=json.dumps(REGIONS),
@@ -437,7 +450,7 @@ class Chaos:
         """Every 200 page answer is checkpointed by some run, or was lost to a crash."""
         stats = sim.get("/_sim/stats")
         faults: dict[str, int] = stats["faults"]
-        answers = stats["responses"].get("rest.video_query", {})
+        answers = stats["responses"].get(PAGE_ENDPOINT[self.source], {})
         ok = int(answers.get("200", 0))
         events: Counter[str] = Counter()
         # A leaf taken up again must resume at its last checkpoint, never before it: pages a
@@ -452,7 +465,10 @@ class Chaos:
                 e = json.loads(line)
                 events[e["event"]] += 1
                 leaf = (log.parent.name, str(e.get("leaf")))
-                if e["event"] == "page_fetched":
+                if e["event"] == "page_fetched" and e.get("received") == 0 and e.get("has_more"):
+                    # An RQS task announcing its id before its results: no answer of a page.
+                    events["task_announced"] += 1
+                elif e["event"] == "page_fetched":
                     cursors[leaf] = int(e["cursor"])
                 elif e["event"] == "shard_split":
                     cursors.pop(leaf, None)
@@ -473,8 +489,9 @@ class Chaos:
         )
         r = self.report
         r.page_answers = ok
-        r.pages_checkpointed = events["page_fetched"]
-        r.pages_lost_to_crashes = max(0, ok - not_pages - events["page_fetched"])
+        pages = events["page_fetched"] - events["task_announced"]
+        r.pages_checkpointed = pages
+        r.pages_lost_to_crashes = max(0, ok - not_pages - pages)
         r.leaves_in_flight_at_kills = sum(k.leaves_in_flight for k in r.kills)
         r.requests = sum(int(n) for n in answers.values())
         r.faults = dict(sorted(faults.items()))
@@ -490,6 +507,8 @@ class Chaos:
                 config.write_text(
                     STUDY.format(
                         round=i,
+                        source=self.source,
+                        limit=self.limit_line,
                         start=start.isoformat(),
                         end=(start + timedelta(days=ROUND_DAYS - 1)).isoformat(),
                         regions=json.dumps(REGIONS),
@@ -503,7 +522,7 @@ class Chaos:
                 )
                 if done.returncode != 0:
                     raise AssertionError(f"clean run failed: {done.stderr[-2000:]}")
-            answers = sim.get("/_sim/stats")["responses"].get("rest.video_query", {})
+            answers = sim.get("/_sim/stats")["responses"].get(PAGE_ENDPOINT[self.source], {})
             self.report.clean_requests = sum(int(n) for n in answers.values())
             self.report.clean_page_answers = int(answers.get("200", 0))
         finally:
@@ -555,14 +574,21 @@ def oracle(sim: Simulator, start: date, end: date) -> set[int]:
     return {int(i) for i in answer["ids"]}
 
 
-def run_chaos(kills: int, seed: int, work: Path | None = None, *, say: Any = print) -> Report:
+def run_chaos(
+    kills: int,
+    seed: int,
+    work: Path | None = None,
+    *,
+    say: Any = print,
+    source: str = "research-api",
+) -> Report:
     """Kill `kills` runs; raise AssertionError at the first broken guarantee."""
-    say(f"chaos seed: {seed} (rerun with --seed {seed})")
+    say(f"chaos seed: {seed} (rerun with --seed {seed} --source {source})")
     if work is not None:
-        return Chaos(work, seed, kills, say=say).run()
+        return Chaos(work, seed, kills, say=say, source=source).run()
     folder = Path(tempfile.mkdtemp(prefix="harvester-chaos-"))
     try:
-        report = Chaos(folder, seed, kills, say=say).run()
+        report = Chaos(folder, seed, kills, say=say, source=source).run()
     except BaseException:
         say(f"chaos: work kept in {folder}")
         raise
@@ -576,9 +602,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: a random seed, printed")
     parser.add_argument("--work", type=Path, default=None, help="keep the work in this folder")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument(
+        "--source", choices=SOURCES, default="research-api", help="the API the studies use"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
-    report = run_chaos(args.kills, seed, args.work)
+    report = run_chaos(args.kills, seed, args.work, source=args.source)
     summary = report.summary()
     print(json.dumps(summary, indent=2))
     if args.json is not None:
