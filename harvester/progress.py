@@ -18,8 +18,6 @@ from rich.table import Table
 from harvester.state import utc_day
 
 if TYPE_CHECKING:
-    from anyio import CancelScope
-
     from harvester.orchestrator._run import Harvest
 
 __all__ = ["render_line", "show_progress"]
@@ -79,7 +77,7 @@ def _table(h: Harvest) -> Table:
     return t
 
 
-async def show_progress(h: Harvest, scope: CancelScope) -> None:
+async def show_progress(h: Harvest) -> None:
     """Until cancelled: a live table on a terminal, a plain line every 30 s elsewhere."""
     if sys.stderr.isatty():
         console = Console(file=sys.stderr)

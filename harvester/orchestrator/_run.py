@@ -191,7 +191,7 @@ class Harvest:
                 if self.options.progress:
                     from harvester.progress import show_progress
 
-                    tg.start_soon(show_progress, self, tg.cancel_scope)
+                    tg.start_soon(show_progress, self)
                 await self._drive(runner, tg)
                 tg.cancel_scope.cancel()  # the watchers
             if self._stop_code is not None and self.options.cancel_on_exit:

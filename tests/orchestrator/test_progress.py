@@ -129,7 +129,7 @@ class Ticker:
         """`show_progress` until the tick after the last one (it runs until cancelled)."""
         with anyio.CancelScope() as scope:
             self.scope = scope
-            await progress.show_progress(h, scope)
+            await progress.show_progress(h)
         assert scope.cancelled_caught, "the display returned on its own"
 
 
