@@ -3,16 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# Every library, its version and the hash of every file it may come from (all platforms,
+# Python 3.11 and up): two machines that run `make` get the same bytes. `make lock` refreshes it.
+LOCK   := requirements.lock
+# Only `make lock` needs uv (its resolver writes one lock valid on every platform).
+UV_VERSION := 0.13.9
 
-.PHONY: setup lint test test-fast demo bench chaos clean
+.PHONY: setup lint test test-fast demo bench chaos clean lock
 
-$(STAMP): pyproject.toml
+# The lock first (hashes required, so nothing unpinned slips in), then harvester itself with
+# the locked build backend and no dependency resolution of its own.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Resolves the newest versions pyproject.toml allows, then `make` installs exactly those.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --universal \
+		--python-version 3.11 --generate-hashes --upgrade --quiet \
+		--custom-compile-command 'make lock' --output-file $(LOCK)
 
 lint: setup
 	$(VENV)/bin/ruff check harvester tests scripts

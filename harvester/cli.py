@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from harvester._exceptions import HarvesterError, UserError
+from harvester._version import __version__
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -69,7 +70,9 @@ config_argument = click.argument("config", type=click.Path(path_type=Path))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="harvester")
+# From the package itself, not from installed metadata: the distribution's name is not the
+# import name, and a source checkout on PYTHONPATH has no metadata at all.
+@click.version_option(__version__, prog_name="harvester")
 def main() -> None:
     """Harvest TikTok research data into a complete, deduplicated, partitioned Parquet dataset."""
     with _loading():

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import structlog
 
-from harvester._version import __version__
+from harvester._version import __version__, written_by
 from harvester.config import Study
 from harvester.orchestrator._ledger import RunStats
 from harvester.plan import DAY, PlanShard
@@ -100,6 +100,7 @@ class Publisher:
                 else None
             ),
             "harvester_version": __version__,
+            "written_by": written_by(),
             "plan_shards": summary.plan_shards,
             "committed_plan_shards": summary.committed_plan_shards,
             "files": summary.files,

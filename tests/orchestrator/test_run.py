@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+import harvester
 from harvester import rqs
 from harvester.api import ApiSession, Credentials, RqsClient
 from harvester.orchestrator import EXIT_OK, Harvest, status_report, verify_study
@@ -137,6 +139,10 @@ async def test_every_reader_sees_the_same_schema_and_rows(tmp_path: Path) -> Non
     assert manifest["partition_by"] == ["create_date", "region_code"]
     assert manifest["rows"] == len(expected)
     assert manifest["committed_plan_shards"] == manifest["plan_shards"] == 3
+    # The versions that wrote these bytes, for whoever compares two datasets later.
+    assert manifest["written_by"]["harvester"] == harvester.__version__
+    assert manifest["written_by"]["pyarrow"] == pa.__version__
+    assert set(manifest["written_by"]) >= {"python", "orjson", "aiohttp"}
     table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
     assert set(table.column("_source").to_pylist()) == {"rqs"}
     with SqliteState(study.state_path) as state:
