@@ -159,6 +159,18 @@ def status(config: Path, as_json: bool) -> None:
 
 @main.command()
 @config_argument
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_guard
+def quota(config: Path, as_json: bool) -> None:
+    """Today's use of the study's quota (its pool's) by study and worker."""
+    from harvester.config import load_study
+    from harvester.orchestrator import quota_report
+
+    _emit(quota_report(load_study(config)), as_json)
+
+
+@main.command()
+@config_argument
 @_guard
 def verify(config: Path) -> None:
     """Check the dataset against state; exit 0 only if everything holds."""

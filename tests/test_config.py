@@ -160,6 +160,38 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("empty output path", toml(output__path='""'), "output.path", "is empty"),
     ("output holds config", toml(output__path='"."'), "output.path", "holds the study file"),
     ("state in output", toml(state__path='"out/t/s.sqlite"'), "state.path", "inside output.path"),
+    (
+        "password in state url",
+        toml(state__url='"postgresql://lab:s3cret@db:5432/lab"'),
+        "state.url",
+        "carries a password; remove it from the URL and set PGPASSWORD",
+    ),
+    (
+        "password in state url query",
+        toml(state__url='"postgresql://lab@db/lab?password=s3cret"'),
+        "state.url",
+        "carries a password",
+    ),
+    ("not a postgres url", toml(state__url='"mysql://db/lab"'), "state.url", "PostgreSQL URL"),
+    (
+        "state url and path",
+        toml(state__url='"postgresql://lab@db/lab"', state__path='"s.sqlite"'),
+        "state.url",
+        "keep one of them",
+    ),
+    ("pool without postgres", toml(quota__pool='"lab"'), "quota.pool", "set [state] url"),
+    (
+        "share without pool",
+        toml(quota__share="0.5", state__url='"postgresql://lab@db/lab"'),
+        "quota.share",
+        "name the pool",
+    ),
+    (
+        "share above one",
+        toml(quota__share="1.5", quota__pool='"lab"', state__url='"postgresql://lab@db/lab"'),
+        "quota.share",
+        "at most 1",
+    ),
 ]
 
 
@@ -185,6 +217,24 @@ def test_invalid_config_is_one_line(tmp_path: Path, text: str, key: str, expecte
         loads_study(text, tmp_path / "study.toml")
     _check_line(str(info.value), "study.toml", key, expected)
     assert _tree(tmp_path) == before, "loading must create nothing"
+
+
+def test_a_password_never_reaches_the_message(tmp_path: Path) -> None:
+    text = toml(state__url='"postgres://lab:s3cret@db:5432/lab"')
+    with pytest.raises(ConfigError) as info:
+        loads_study(text, tmp_path / "study.toml")
+    assert "s3cret" not in str(info.value)
+
+
+def test_state_in_postgres_and_a_pool(tmp_path: Path) -> None:
+    url = "postgresql://harvester@db.example.org:5432/lab"
+    study = loads_study(
+        toml(state__url=f'"{url}"', quota__pool='"our-lab"', quota__share="0.25"),
+        tmp_path / "study.toml",
+    )
+    assert study.state_url == url
+    assert (study.quota.pool, study.quota.share) == ("our-lab", 0.25)
+    assert loads_study(toml(), tmp_path / "study.toml").state_url is None  # SQLite by default
 
 
 def test_corpus_is_large_enough() -> None:

@@ -261,6 +261,15 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         raise Problem(state_key, f"{state} is inside output.path", "keep state beside the data")
     _creatable("output.path", output, folder=True)
     _creatable(state_key, state, folder=False)
+    state_url = _state_url(model.state.url, model.state.path)
+    if model.quota.pool is not None and state_url is None:
+        raise Problem(
+            "quota.pool",
+            "a pool is shared through PostgreSQL",
+            'set [state] url = "postgresql://user@host:5432/db" or remove pool',
+        )
+    if model.quota.share is not None and model.quota.pool is None:
+        raise Problem("quota.share", "is a share of a pool", 'name the pool: pool = "our-lab"')
 
     return Study(
         name=s.name,
@@ -293,13 +302,40 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             daily_requests=model.quota.daily_requests,
             daily_records=model.quota.daily_records or QUOTA_RECORDS[stage],
             on_exhausted=model.quota.on_exhausted,
+            pool=model.quota.pool,
+            share=model.quota.share,
         ),
         output_path=output,
         partition_by=_partitions(model.output.partition_by, fields),
         state_path=state,
         config_path=config_path,
         warnings=warnings,
+        state_url=state_url,
     )
+
+
+def _state_url(url: str | None, path: str | None) -> str | None:
+    """`[state] url`: a PostgreSQL URL without a password (that comes from PGPASSWORD or
+    ~/.pgpass, never from a file that is shared and versioned)."""
+    if url is None:
+        return None
+    if path is not None:
+        raise Problem("state.url", "and state.path are both given", "keep one of them")
+    parts = urlsplit(url)
+    # The password check comes first: no message may echo a URL that carries one.
+    if parts.password is not None or "password=" in parts.query:
+        raise Problem(
+            "state.url",
+            "carries a password",
+            "remove it from the URL and set PGPASSWORD or ~/.pgpass",
+        )
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise Problem(
+            "state.url",
+            f"{shown(url)} is not a PostgreSQL URL",
+            f"write it like {EXAMPLES['state.url']}",
+        )
+    return url
 
 
 def _queries(

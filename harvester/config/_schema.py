@@ -66,6 +66,8 @@ class _QuotaTable(_Table):
     daily_requests: Positive = 1000
     daily_records: Positive | None = None  # by stage: see _load.QUOTA_RECORDS
     on_exhausted: Literal["wait", "exit"] = "wait"
+    pool: str | None = None
+    share: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class _OutputTable(_Table):
@@ -75,6 +77,7 @@ class _OutputTable(_Table):
 
 class _StateTable(_Table):
     path: str | None = None
+    url: str | None = None
 
 
 class StudyFile(_Table):
@@ -120,7 +123,10 @@ EXAMPLES: Mapping[str, str] = {
     "quota.daily_records": "daily_records = 100000",
     "output.path": 'path = "data/nl-election"',
     "output.partition_by": 'partition_by = ["create_date"]',
+    "quota.pool": 'pool = "our-lab"',
+    "quota.share": "share = 0.5",
     "state.path": 'path = "data/nl-election.state.sqlite"',
+    "state.url": 'url = "postgresql://harvester@db.example.org:5432/lab"',
 }
 
 

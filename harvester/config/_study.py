@@ -38,6 +38,9 @@ class QuotaSettings:
     daily_requests: int
     daily_records: int
     on_exhausted: Literal["wait", "exit"]
+    #: A lab's shared daily ledger (PostgreSQL state only) and this study's cap on it.
+    pool: str | None = None
+    share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,9 @@ class Study:
     state_path: Path
     config_path: Path
     warnings: tuple[str, ...] = ()
+    #: `postgresql://user@host:port/db` when the state lives in PostgreSQL (no password);
+    #: `state_path` then only places the run logs.
+    state_url: str | None = None
 
     @property
     def fetch_fields(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from harvester.orchestrator._reports import (
         cancel_study,
         plan_report,
+        quota_report,
         status_report,
         verify_study,
     )
@@ -36,6 +37,7 @@ __all__ = [
     "default_log_file",
     "harvest",
     "plan_report",
+    "quota_report",
     "run_study",
     "staging_dir",
     "status_report",
@@ -60,6 +62,7 @@ _HOME = {
         "_reports": (
             "cancel_study",
             "plan_report",
+            "quota_report",
             "status_report",
             "verify_study",
         ),

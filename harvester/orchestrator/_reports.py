@@ -12,18 +12,25 @@ import anyio
 
 from harvester.config import Credentials, Study
 from harvester.plan import FinishedShard, estimate_plan, plan_study
-from harvester.state import SqliteState, utc_day
+from harvester.state import StateStore, open_store, store_location, utc_day
 
 # `verify` and `cancel` import the sink (Arrow) and the HTTP client where they need them:
 # `plan` and `status` must answer in well under a second.
 
-__all__ = ["cancel_study", "plan_report", "status_report", "verify_study"]
+__all__ = ["cancel_study", "plan_report", "quota_report", "status_report", "verify_study"]
 
 
-def _existing_state(study: Study) -> SqliteState | None:
-    if not study.state_path.exists():
-        return None
-    return SqliteState(study.state_path)
+def _existing_state(study: Study, *, pooled: bool = False) -> StateStore | None:
+    """The study's state if it was ever started; with `pooled`, a PostgreSQL state even if
+    not (the pool's ledger is there whether this study ran or not)."""
+    return open_store(
+        study.name,
+        path=study.state_path,
+        url=study.state_url,
+        pool=study.quota.pool,
+        share=study.quota.share,
+        existing=not (pooled and study.state_url is not None),
+    )
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
@@ -75,13 +82,67 @@ def plan_report(study: Study) -> dict[str, Any]:
     return report
 
 
+def quota_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
+    """Today's use of the study's ledger (its pool's, when it names one) by study and worker."""
+    day = utc_day(now)
+    quota = study.quota
+    ledger = f"pool {quota.pool}" if quota.pool else f"study {study.name}"
+    report: dict[str, Any] = {
+        "ledger": ledger,
+        "pool": quota.pool,
+        "share": quota.share,
+        "day": day,
+        "daily_requests": quota.daily_requests,
+        "daily_records": quota.daily_records,
+        "requests": 0,
+        "records": 0,
+        "exhausted": False,
+        "by_worker": [],
+    }
+    state = _existing_state(study, pooled=True)
+    if state is not None:
+        with state:
+            used, rows = state.usage(day), state.usage_by_worker(day)
+        report.update(requests=used.requests, records=used.records, exhausted=used.exhausted)
+        report["by_worker"] = [
+            {"study": u.study, "worker": u.worker, "requests": u.requests, "records": u.records}
+            for u in rows
+        ]
+    head = (
+        f"{ledger}, {day} UTC: {report['requests']:,} of {quota.daily_requests:,} requests, "
+        f"{report['records']:,} of {quota.daily_records:,} records"
+        + (" (exhausted)" if report["exhausted"] else "")
+    )
+    if quota.share is not None:
+        mine = sum(u["requests"] for u in report["by_worker"] if u["study"] == study.name)
+        head += (
+            f"\n{study.name} may take {quota.share:.0%} of it: "
+            f"{mine:,} of {int(quota.daily_requests * quota.share):,} requests used"
+        )
+    lines = [("study", "worker", "requests", "records")] + [
+        (u["study"], u["worker"] or "-", f"{u['requests']:,}", f"{u['records']:,}")
+        for u in report["by_worker"]
+    ]
+    widths = [max(len(r[i]) for r in lines) for i in range(4)]
+    table = "\n".join(
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in lines
+    )
+    report["text"] = head + ("\n" + table if report["by_worker"] else "\nno use yet today")
+    return report
+
+
 def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
     state = _existing_state(study)
     if state is None:
         return {
             "study": study.name,
             "started": False,
-            "text": f"{study.name}: not started (no state at {study.state_path})",
+            "text": f"{study.name}: not started (no state at "
+            f"{store_location(study.state_path, study.state_url)})",
         }
     with state:
         s = state.status(utc_day(now))

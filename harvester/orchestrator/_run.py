@@ -51,7 +51,7 @@ from harvester.sink import (
     cleanup_strays,
     layout,
 )
-from harvester.state import PlannedShard, SqliteState, StateStore
+from harvester.state import PlannedShard, StateStore, open_store
 
 log = structlog.get_logger("harvester.run")
 
@@ -87,12 +87,19 @@ def staging_dir(study: Study) -> Path:
     return study.state_path.with_name(study.state_path.name + ".staging")
 
 
-def open_state(study: Study) -> SqliteState:
-    return SqliteState(
-        study.state_path,
+def open_state(study: Study) -> StateStore:
+    """The study's state: in PostgreSQL with `[state] url`, else the SQLite file."""
+    store = open_store(
+        study.name,
+        path=study.state_path,
+        url=study.state_url,
         daily_requests=study.quota.daily_requests,
         daily_records=study.quota.daily_records,
+        pool=study.quota.pool,
+        share=study.quota.share,
     )
+    assert store is not None
+    return store
 
 
 def check_output_is_ours(study: Study, state: StateStore) -> None:
@@ -136,7 +143,7 @@ class Harvest:
             if options.retry_delay is not None
             else min(30.0, study.api.retry_wait_max_s)
         )
-        self.state: SqliteState = open_state(study)
+        self.state: StateStore = open_state(study)
         self.publisher = Publisher(study, self.state, self.layout, self.staging, self.stats)
 
     # -- start-up -------------------------------------------------------------------------------

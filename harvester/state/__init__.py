@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harvester.state._open import open_store, store_location
 from harvester.state.base import (
     STATUSES,
     FileLike,
@@ -14,6 +15,7 @@ from harvester.state.base import (
     Status,
     StatusSummary,
     Usage,
+    WorkerUsage,
     fingerprint,
 )
 from harvester.state.sqlite import SqliteState, utc_day
@@ -31,6 +33,9 @@ __all__ = [
     "Status",
     "StatusSummary",
     "Usage",
+    "WorkerUsage",
     "fingerprint",
+    "open_store",
+    "store_location",
     "utc_day",
 ]

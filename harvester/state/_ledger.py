@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from harvester.state._core import Core, utc_day
-from harvester.state.base import StatusSummary, Usage
+from harvester.state.base import StatusSummary, Usage, WorkerUsage
 
 __all__ = ["Ledger"]
 
@@ -64,6 +64,14 @@ class Ledger(Core):
             return Usage(day, 0, 0, False)
         requests, records, exhausted = rows[0]
         return Usage(day, int(requests), int(records), bool(exhausted))
+
+    def usage_by_worker(self, day: str) -> list[WorkerUsage]:
+        """The day's use as one line: a SQLite study runs on one machine and keeps no worker
+        names (a pool shared by workers needs PostgreSQL)."""
+        used = self.usage(day)
+        if not (used.requests or used.records):
+            return []
+        return [WorkerUsage(day, self.study, "", used.requests, used.records)]
 
     def status(self, day: str | None = None) -> StatusSummary:
         """Counts for `harvester status`: a few indexed aggregates, fast at 50,000 shards."""

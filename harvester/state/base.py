@@ -1,7 +1,8 @@
 """What the orchestrator needs from a state store, and the records it gets back.
 
-SQLite serves one machine (`SqliteState`); a PostgreSQL store for many workers will implement
-the same protocol, so the SQL stays standard and every operation is one short transaction.
+SQLite serves one machine (`SqliteState`); PostgreSQL serves a lab's workers on any machines
+(`PostgresState`). Both implement this protocol and pass one contract test suite; every
+operation is one short transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 __all__ = [
     "STATUSES",
@@ -24,6 +25,7 @@ __all__ = [
     "Status",
     "StatusSummary",
     "Usage",
+    "WorkerUsage",
     "fingerprint",
 ]
 
@@ -121,6 +123,17 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerUsage:
+    """One study's (and one worker's) part of a ledger's day, for `harvester quota`."""
+
+    day: str
+    study: str
+    worker: str
+    requests: int
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSummary:
     shards: Mapping[str, int]
     plan_shards: int
@@ -145,6 +158,10 @@ class StateStore(Protocol):
         """Take the run lock (StateError if another live process holds it)."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
     def add_plan_shards(self, shards: Iterable[PlannedShard]) -> int: ...
 
@@ -220,5 +237,7 @@ class StateStore(Protocol):
     def exhaust(self, day: str) -> None: ...
 
     def usage(self, day: str) -> Usage: ...
+
+    def usage_by_worker(self, day: str) -> list[WorkerUsage]: ...
 
     def status(self, day: str | None = None) -> StatusSummary: ...

@@ -87,6 +87,9 @@ def study_text(
     groups: list[dict[str, Any]] | None = None,
     max_concurrency: int = 3,
     output: str = "data/e2e",
+    state_url: str | None = None,
+    pool: str | None = None,
+    share: float | None = None,
 ) -> str:
     end = start + timedelta(days=days - 1)
     study: dict[str, Any] = {
@@ -105,6 +108,10 @@ def study_text(
         quota["daily_requests"] = daily_requests
     if daily_records is not None:
         quota["daily_records"] = daily_records
+    if pool is not None:
+        quota["pool"] = pool
+    if share is not None:
+        quota["share"] = share
     tables: dict[str, dict[str, Any]] = {
         "study": study,
         "api": {
@@ -116,6 +123,8 @@ def study_text(
         "quota": quota,
         "output": {"path": output, "partition_by": list(partition_by)},
     }
+    if state_url is not None:
+        tables["state"] = {"url": state_url}
     return tomli_w.dumps(tables)
 
 

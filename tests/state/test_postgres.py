@@ -1,0 +1,196 @@
+"""What only the PostgreSQL store does: URL rules, migrations, the advisory run lock, leases
+and a pool's shared ledger. The shared behaviour is in test_contract.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from harvester import StateError
+from harvester.state import PlannedShard, fingerprint
+from harvester.state._pgschema import SCHEMA_VERSION
+from harvester.state.postgres import LeaseLost, PostgresState
+
+pytestmark = pytest.mark.postgres
+
+DAY = 86_400
+JAN1 = 1_672_531_200
+FP = fingerprint({"query": "q"}, ["id"], "2023-01-01", "2023-01-07")
+WEEK = [PlannedShard(f"2023010{d}", JAN1 + (d - 1) * DAY, JAN1 + d * DAY) for d in range(1, 8)]
+
+
+def opened(url: str, study: str = "demo", **kw: object) -> PostgresState:
+    s = PostgresState(url, study=study, **kw)  # type: ignore[arg-type]
+    s.open_study(study, FP, "0.1.0")
+    return s
+
+
+def test_a_password_in_the_url_is_refused_in_one_line() -> None:
+    with pytest.raises(StateError) as info:
+        PostgresState("postgresql://me:hunter2@127.0.0.1:5432/lab", study="demo")
+    message = str(info.value)
+    assert "PGPASSWORD" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_an_unreachable_server_is_one_line_naming_it() -> None:
+    with pytest.raises(StateError) as info:
+        PostgresState("postgresql://postgres@127.0.0.1:1/lab", study="demo")
+    message = str(info.value)
+    assert message.startswith(
+        "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/lab"
+    )
+    assert "\n" not in message
+
+
+def test_schema_is_versioned_and_a_newer_one_refused(pg_url: str) -> None:
+    PostgresState(pg_url, study="demo").close()
+    PostgresState(pg_url, study="demo").close()  # reopening migrates nothing
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM harvester.schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+        conn.execute("UPDATE harvester.schema_version SET version = 99")
+    with pytest.raises(StateError, match="newer harvester"):
+        PostgresState(pg_url, study="demo")
+
+
+def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
+    script = (
+        "import sys\n"
+        "from harvester.state.postgres import PostgresState\n"
+        "PostgresState(sys.argv[1], study=sys.argv[2]).close()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, pg_url, f"s{i}"], stderr=subprocess.PIPE)
+        for i in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+HOLD = """
+import sys, time
+from harvester.state.postgres import PostgresState
+s = PostgresState(sys.argv[1], study="demo")
+s.lock()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_run_lock_is_released_when_its_holder_is_killed(pg_url: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, pg_url], stdout=subprocess.PIPE, text=True)
+    other = PostgresState(pg_url, study="demo")
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StateError, match="already being harvested"):
+            other.lock()
+        PostgresState(pg_url, study="another").lock()  # another study is not locked
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                other.lock()
+                break
+            except StateError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.kill()
+        other.close()
+
+
+def test_studies_in_one_database_are_apart(pg_url: str) -> None:
+    a, b = opened(pg_url, "a"), opened(pg_url, "b")
+    a.add_plan_shards(WEEK)
+    b.add_plan_shards(WEEK[:2])
+    a.start_leaf(WEEK[0].key)
+    a.checkpoint_page(WEEK[0].key, segment="x/000000.arrow", rows=5, cursor=1)
+    assert len(a.shards()) == 7 and len(b.shards()) == 2
+    assert b.shard(WEEK[0].key).status == "pending" and b.known_segments() == set()
+    a.reserve("2023-01-01")
+    assert b.usage("2023-01-01").requests == 0  # no pool: each study its own ledger
+    a.close()
+    b.close()
+
+
+def test_a_leaf_is_leased_and_taken_over_from_its_checkpoint(pg_url: str) -> None:
+    first = opened(pg_url, worker="w1", lease_seconds=0.5)
+    second = opened(pg_url, worker="w2", lease_seconds=30)
+    first.add_plan_shards(WEEK[:1])
+    key = WEEK[0].key
+    first.start_leaf(key)
+    first.checkpoint_page(key, segment=f"{key}/000000.arrow", rows=100, cursor=100)
+    with pytest.raises(StateError, match="running"):
+        second.start_leaf(key)  # the lease is live
+    assert second.claim_leaf() is None
+    assert second.reset_running() == 0  # not under the exclusive lock: a live lease stays
+    time.sleep(0.7)  # w1 stops renewing: it is presumed dead
+    taken = second.start_leaf(key)
+    assert (taken.cursor, taken.records, taken.pages) == (100, 100, 1)
+    # The presumed-dead worker wakes up: none of its writes land.
+    with pytest.raises(LeaseLost, match="w2"):
+        first.checkpoint_page(key, segment=f"{key}/000001.arrow", rows=100, cursor=200)
+    with pytest.raises(LeaseLost):
+        first.mark_done(key)
+    assert first.heartbeat() == [] and second.heartbeat() == [key]
+    second.checkpoint_page(key, segment=f"{key}/000001.arrow", rows=50, cursor=None)
+    second.mark_done(key)
+    assert [s.rows for s in second.segments(leaf_key=key)] == [100, 50]
+    assert second.shard(key).records == 150
+    first.close()
+    second.close()
+
+
+def test_concurrent_claims_never_hand_out_a_leaf_twice(pg_url: str) -> None:
+    setup = opened(pg_url)
+    shards = [PlannedShard(f"k{i:03d}", JAN1 + i * DAY, JAN1 + (i + 1) * DAY) for i in range(60)]
+    setup.add_plan_shards(shards)
+    claimed: dict[str, list[str]] = {}
+
+    def worker(name: str) -> None:
+        store = opened(pg_url, worker=name)
+        mine = claimed.setdefault(name, [])
+        while (leaf := store.claim_leaf()) is not None:
+            mine.append(leaf.key)
+            store.mark_done(leaf.key)
+        store.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [k for keys in claimed.values() for k in keys]
+    assert sorted(everything) == [s.key for s in shards]  # each leaf exactly once
+    assert setup.status().shards == {"done": 60}
+    setup.close()
+
+
+def test_a_pool_is_one_ledger_and_a_share_caps_one_study(pg_url: str) -> None:
+    big = opened(pg_url, "big", daily_requests=100, pool="lab", share=0.5, worker="b1")
+    small = opened(pg_url, "small", daily_requests=100, pool="lab", worker="s1")
+    alone = opened(pg_url, "alone", daily_requests=100)
+    day = "2023-01-01"
+    assert sum(big.reserve(day) for _ in range(80)) == 50  # its share of the pool's 100
+    assert sum(small.reserve(day) for _ in range(80)) == 50  # the rest of the pool
+    assert alone.reserve(day) and alone.usage(day).requests == 1  # no pool: its own ledger
+    big.settle(day, records=300)
+    assert big.usage(day) == small.usage(day) and small.usage(day).requests == 100
+    rows = [(u.study, u.worker, u.requests, u.records) for u in small.usage_by_worker(day)]
+    assert rows == [("big", "b1", 50, 300), ("small", "s1", 50, 0)]
+    recs = opened(pg_url, "recs", daily_requests=100, daily_records=1000, pool="r", share=0.3)
+    assert recs.reserve(day)
+    recs.settle(day, records=300)
+    assert not recs.reserve(day)  # 30 % of the pool's records are this study's
+    for s in (big, small, alone, recs):
+        s.close()
