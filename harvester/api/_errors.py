@@ -42,11 +42,22 @@ __all__ = [
 #: Kinds the HTTP layer retries itself. Search-id and task errors are retried by the clients,
 #: which know what "retry" means for them (restart a window, wait for a task).
 RETRYABLE_KINDS = frozenset(
-    {"5xx", "timeout", "connection", "bad_body", "rate_limited", "token_rejected"}
+    {
+        "5xx",
+        "timeout",
+        "connection",
+        "bad_body",
+        "rate_limited",
+        "token_rejected",
+        "token_unavailable",
+    }
 )
 
 _SEARCH_ID = re.compile(r"search[ _]?id\b.*\b(invalid|expired)|invalid count or cursor", re.I)
 _DAILY_QUOTA = re.compile(r"quota|daily|per day", re.I)
+#: The public API's code for a spent day (its error-code reference), and the one the RQS binding
+#: documents; a 429 without either is read from its message (a spent day names the quota).
+DAILY_QUOTA_CODES = frozenset({"daily_quota_limit_exceeded", "daily_quota_exceeded"})
 
 Redact = Callable[[str], str]
 
@@ -116,12 +127,11 @@ def _classify(
     text = redact(message) or (code or f"HTTP {status}")
     said = message.lower().replace("_", " ")
     kw: dict[str, Any] = {"status": status, "code": code, "log_id": log_id}
-    if status == 429 or code in {"rate_limit_exceeded", "daily_quota_exceeded"}:
-        if code == "too_many_running_tasks" or (
-            code != "daily_quota_exceeded" and "running task" in said
-        ):
+    daily = code in DAILY_QUOTA_CODES
+    if status == 429 or daily or code == "rate_limit_exceeded":
+        if code == "too_many_running_tasks" or (not daily and "running task" in said):
             return TooManyRunningTasks(text, **kw)
-        if code == "daily_quota_exceeded" or _DAILY_QUOTA.search(said):
+        if daily or _DAILY_QUOTA.search(said):
             return QuotaExhausted(text, **kw)
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return RateLimited(text, retry_after=retry_after, **kw)

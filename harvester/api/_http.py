@@ -243,6 +243,7 @@ class ApiSession:
         counted: bool = False,
         records_of: Callable[[dict[str, Any]], int] | None = None,
         attempts: int | None = None,
+        give_up_5xx: int | None = None,
         fast: Callable[[bytes], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         """POST a JSON body to a research endpoint and return the answer's `data`.
@@ -250,8 +251,10 @@ class ApiSession:
         `counted` says the API counts this call against the daily quota (hooks reserve and
         settle every attempt); `records_of` tells `settle` how many records the data holds;
         `attempts` lowers the policy's bound for a call whose caller has a cheaper way out;
-        `fast` decodes a 200 answer's body a cheaper way (a `PageDecoder`), or returns None to
-        leave it to the general decoder.
+        `give_up_5xx` ends the call after that many 5xx answers (a caller that splits a failing
+        window), while every other transient failure keeps the whole policy; `fast` decodes a
+        200 answer's body a cheaper way (a `PageDecoder`), or returns None to leave it to the
+        general decoder.
         """
         payload = orjson.dumps(body)
 
@@ -275,7 +278,7 @@ class ApiSession:
                 kind="token_rejected",
             )
 
-        return await self._retrying(endpoint, call, attempts)
+        return await self._retrying(endpoint, call, attempts, give_up_5xx)
 
     async def _once(
         self,
@@ -345,6 +348,20 @@ class ApiSession:
                 TOKEN_PATH, data=form, headers={"Cache-Control": "no-cache"}
             )
             return decode_token(status, headers, raw, self.redact)
+        except TransientError as exc:
+            if exc.kind != "5xx":
+                self.hooks.on_error(exc.kind)
+                raise
+            # A token endpoint in trouble says nothing about the window being fetched: never
+            # let its 5xx count towards splitting one.
+            self.hooks.on_error("token_unavailable")
+            raise TransientError(
+                f"token endpoint failed: {exc.message}",
+                status=exc.status,
+                code=exc.code,
+                log_id=exc.log_id,
+                kind="token_unavailable",
+            ) from None
         except ApiError as exc:
             self.hooks.on_error(exc.kind)
             raise
@@ -373,17 +390,27 @@ class ApiSession:
         raise failure
 
     async def _retrying(
-        self, endpoint: str, call: Callable[[], Awaitable[T]], attempts: int | None = None
+        self,
+        endpoint: str,
+        call: Callable[[], Awaitable[T]],
+        attempts: int | None = None,
+        give_up_5xx: int | None = None,
     ) -> T:
         policy = self.retry
         limit = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
         attempt_no = 0
+        answers_5xx = 0
 
         def backoff(exc: Exception) -> bool | float:
+            nonlocal answers_5xx
             if not isinstance(exc, ApiError) or exc.kind not in RETRYABLE_KINDS:
                 return False
             if attempt_no >= limit:
                 return False
+            if exc.kind == "5xx":
+                answers_5xx += 1
+                if give_up_5xx is not None and answers_5xx >= give_up_5xx:
+                    return False
             delay = policy.delay(exc, attempt_no)
             # Retries are the normal weather of this API: the JSON log and `status` count them;
             # only a request that finally fails is worth a warning on the console.

@@ -49,14 +49,20 @@ def _day(epoch: int) -> date:
 class ResearchApiClient:
     """`POST /v2/research/video/query/` over a shared `ApiSession`.
 
-    `search_id_retries` bounds how often a rejected search id (or "Invalid count or cursor") is
-    retried as-is before the window restarts from cursor 0 without it; `max_restarts` bounds the
-    restarts. `max_empty_pages` pages in a row with `has_more` but no videos (or no cursor
-    progress) are taken as a stall. `confirm_empty` asks a fresh search that found nothing once
-    more, since the API has been seen to answer a matching query with silence.
-    `split_attempts` bounds the attempts of a call over a window of several days, for a caller
-    that can split windows: some date ranges fail persistently while their halves succeed, so
-    splitting beats spending the whole retry budget (and its quota) on one.
+    A search id the API has just issued is sometimes rejected ("… invalid or expired", or
+    "Invalid count or cursor") and accepted seconds later: it is asked again after growing waits
+    (`search_id_wait`, doubled each time) for up to `search_id_budget` seconds in all before the
+    window restarts from cursor 0 without it, the last resort, which pages the window again. A
+    search id handed in to resume from (a checkpoint of an earlier run, maybe of an earlier day)
+    gets a single retry: ids do not survive the night, and waiting for an expired one only spends
+    quota. `max_restarts` bounds the restarts. `max_empty_pages` pages in a row with `has_more`
+    but no videos (or no cursor progress) are taken as a stall. `confirm_empty` asks a fresh
+    search that found nothing once more, since the API has been seen to answer a matching query
+    with silence. `split_after_5xx` ends a call over a window of several days after that many
+    5xx answers, for a caller that can split windows: some date ranges fail persistently while
+    their halves succeed, so splitting beats spending the whole retry budget (and its quota) on
+    one. Connection, TLS, timeout and token failures say nothing about the window: they keep the
+    session's whole retry policy.
     """
 
     def __init__(
@@ -65,22 +71,38 @@ class ResearchApiClient:
         *,
         max_count: int = 100,
         end_date_inclusive: bool = True,
-        search_id_retries: int = 2,
         search_id_wait: float = 1.0,
+        search_id_budget: float = 60.0,
         max_restarts: int = 2,
         max_empty_pages: int = 25,
         confirm_empty: bool = True,
-        split_attempts: int | None = None,
+        split_after_5xx: int | None = None,
     ) -> None:
         self.session = session
         self.max_count = max_count
         self.end_date_inclusive = end_date_inclusive
-        self.search_id_retries = search_id_retries
         self.search_id_wait = search_id_wait
+        self.search_id_budget = search_id_budget
         self.max_restarts = max_restarts
         self.max_empty_pages = max_empty_pages
         self.confirm_empty = confirm_empty
-        self.split_attempts = split_attempts
+        self.split_after_5xx = split_after_5xx
+
+    def search_id_waits(self, *, resumed: bool = False) -> list[float]:
+        """The waits before each retry of a rejected search id (their sum within the budget)."""
+        first, budget = self.search_id_wait, self.search_id_budget
+        if resumed:
+            return [min(first, budget)] if budget > 0 else []
+        waits: list[float] = []
+        if first <= 0:
+            return waits
+        total, wait = 0.0, first
+        while total < budget:
+            step = min(wait, budget - total)
+            waits.append(step)
+            total += step
+            wait *= 2
+        return waits
 
     def _dates(self, start_date: date, end_date: date) -> tuple[str, str, int | None]:
         """Wire dates, and the epoch records must stay below when end_date is sent exclusive."""
@@ -128,10 +150,12 @@ class ResearchApiClient:
         }
         params = {"fields": ",".join(wanted)}
         seen = set(seen_ids)
-        attempts = self.split_attempts if end_date > start_date else None
+        give_up_5xx = self.split_after_5xx if end_date > start_date else None
         failures = restarts = stuck = 0
         confirmed = False
         restarted = False
+        waits = self.search_id_waits(resumed=bool(search_id))
+        scale = self.session.retry.wait_scale
         while True:
             body = dict(base, cursor=cursor)
             if search_id:
@@ -143,13 +167,13 @@ class ResearchApiClient:
                     params=params,
                     counted=True,
                     records_of=lambda d: len(_videos(d)),
-                    attempts=attempts,
+                    give_up_5xx=give_up_5xx,
                 )
             except SearchIdInvalid as exc:
                 failures += 1
-                if failures <= self.search_id_retries:
-                    delay = self.search_id_wait * failures
-                    log.warning(
+                if failures <= len(waits):
+                    delay = waits[failures - 1]
+                    log.info(
                         "retry",
                         endpoint=VIDEO_QUERY,
                         kind=exc.kind,
@@ -159,7 +183,7 @@ class ResearchApiClient:
                         code=exc.code,
                     )
                     self.session.hooks.on_retry(exc.kind, failures, delay)
-                    await anyio.sleep(delay)
+                    await anyio.sleep(delay * scale)
                     continue
                 if restarts >= self.max_restarts:
                     raise
@@ -174,7 +198,13 @@ class ResearchApiClient:
                     restarts=restarts,
                 )
                 cursor, search_id, restarted, failures = 0, None, True, 0
+                waits = self.search_id_waits()
                 continue
+            if failures:
+                log.info("search_id_accepted", cursor=cursor, retries=failures)
+            if search_id is None or data.get("search_id") not in (None, "", search_id):
+                # A new search id is a fresh one: its rejections are waited out in full.
+                waits = self.search_id_waits()
             failures = 0
             videos = _videos(data)
             has_more = bool(data.get("has_more"))

@@ -297,6 +297,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             verify_tls=api.verify_tls,
             retry_wait_s=api.retry_wait_s,
             retry_wait_max_s=max(api.retry_wait_s, api.retry_wait_max_s),
+            search_id_wait_s=api.search_id_wait_s,
         ),
         quota=QuotaSettings(
             daily_requests=model.quota.daily_requests,

@@ -58,6 +58,7 @@ class ApiTable(_Table):
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_wait_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     retry_wait_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    search_id_wait_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     end_date_inclusive: bool = True
     verify_tls: bool = True
 
@@ -119,6 +120,7 @@ EXAMPLES: Mapping[str, str] = {
     "api.max_attempts": "max_attempts = 8",
     "api.retry_wait_s": "retry_wait_s = 1",
     "api.retry_wait_max_s": "retry_wait_max_s = 60",
+    "api.search_id_wait_s": "search_id_wait_s = 60",
     "quota.daily_requests": "daily_requests = 1000",
     "quota.daily_records": "daily_records = 100000",
     "output.path": 'path = "data/nl-election"',

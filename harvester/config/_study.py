@@ -31,6 +31,9 @@ class ApiSettings:
     #: Backoff between attempts of one request: the first wait and the longest.
     retry_wait_s: float = 1.0
     retry_wait_max_s: float = 60.0
+    #: How long, in total, a rejected fresh search id is waited for (growing waits from
+    #: `retry_wait_s`) before its window restarts from cursor 0.
+    search_id_wait_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

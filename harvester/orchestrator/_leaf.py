@@ -188,10 +188,11 @@ class LeafRunner:
         message = str(exc)
         leaf = state.shard(key)
         if isinstance(exc, TransientError):
-            # The public API fails less on small windows: split one that fails before it has
-            # delivered anything, or that fails again after delivering (some date ranges fail
-            # for hours; refetching its few pages is cheaper than parking it).
-            if self.rest and (leaf.pages == 0 or leaf.attempts >= 1):
+            # The public API fails less on small windows: split one whose query the server keeps
+            # failing (5xx), before it has delivered anything or again after delivering (some
+            # date ranges fail for hours; refetching its few pages is cheaper than parking it).
+            # Connection, DNS, TLS, timeout and token failures say nothing about the window.
+            if self.rest and exc.kind == "5xx" and (leaf.pages == 0 or leaf.attempts >= 1):
                 children = self._split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
                 if children:
                     return LeafOutcome(children=children)

@@ -59,6 +59,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_QUOTA = 0, 1, 75
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How often a leaf that failed with a transient error is tried again before it is parked.
 MAX_LEAF_ATTEMPTS = 5
+#: 5xx answers to one call over a multi-day window before the window is split. One: the 500s
+#: of a long window are mostly the window's (it matches many videos), every failed call costs a
+#: request of the day's quota, and a split costs at most a page more (`make bench`, flaky).
+SPLIT_AFTER_5XX = 1
 #: RQS result pages (up to 10,000 records, tens of MB decoded) held at once by the whole run.
 PAGES_IN_MEMORY = 2
 
@@ -265,13 +269,16 @@ class Harvest:
     def _backend(self, session: ApiSession) -> Backend[Any]:
         study = self.study
         if study.source == "research-api":
-            # A rejected search id is retried "briefly" (the spec): as briefly as any retry.
             return ResearchApiClient(
                 session,
                 end_date_inclusive=study.api.end_date_inclusive,
+                # A fresh search id the API rejects is waited for (users of every client see
+                # it accepted seconds later) before its window restarts.
                 search_id_wait=study.api.retry_wait_s,
-                # The orchestrator splits a failing multi-day window: fail fast on those.
-                split_attempts=3,
+                search_id_budget=study.api.search_id_wait_s,
+                # The orchestrator splits a multi-day window the server fails (5xx): give up
+                # on it after SPLIT_AFTER_5XX such answers, not after the whole policy.
+                split_after_5xx=SPLIT_AFTER_5XX,
             )
         # max_concurrency caps the tasks in flight (created, not yet seen finished); a leaf
         # that is paging results or writing files gives its slot to the next task.

@@ -213,9 +213,13 @@ class Simulator:
             )
         if counted:
             if self.ledger.check().exhausted is not None:
-                if endpoint.startswith("rest."):
-                    return error(429, "rate_limit_exceeded", "daily quota exceeded", self.log_id())
-                return error(429, "daily_quota_exceeded", "daily quota exceeded", self.log_id())
+                # The public API's documented code; the RQS binding documents its own.
+                code = (
+                    "daily_quota_limit_exceeded"
+                    if endpoint.startswith("rest.")
+                    else ("daily_quota_exceeded")
+                )
+                return error(429, code, "daily quota exceeded", self.log_id())
             self.ledger.count_request()
         fault = self.faults.server_fault(endpoint)
         if fault == "slow_response":

@@ -43,7 +43,11 @@ class FaultConfig:
     token_expiry: float = 0.0  # 401 access_token_invalid; the token is revoked
     rate_limited: float = 0.0  # 429 rate_limit_exceeded, Retry-After 1 (bursts at high rates)
     # Public API paging faults.
-    window_failure: float = 0.0  # share of days on which windows > 1 day fail (500) mostly
+    # Share of "bad" days: a window > 1 day touching one fails (500) with window_failure_prob,
+    # scaled down for a window matching fewer than window_failure_matches videos (the 500s
+    # come on queries that match many videos over a long date range; smaller windows fail far
+    # less often: research-tools facts, fact 2).
+    window_failure: float = 0.0
     search_id_rejected: float = 0.0  # 400 "Search Id … is invalid or expired" (≤ 2 per window)
     invalid_cursor: float = 0.0  # 400 "Invalid count or cursor" mid-crawl (≤ 2 per window)
     short_page: float = 0.0  # fewer than max_count videos (even 0), has_more true
@@ -68,6 +72,7 @@ class FaultConfig:
     # Shapes.
     http_500_max_run: int = 4
     window_failure_prob: float = 0.9
+    window_failure_matches: int = 1_000
     gateway_delay: float = 0.05
     slow_delay: float = 2.0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -144,13 +144,18 @@ class FaultInjector:
         rate = self.config.window_failure
         return rate > 0 and random.Random(f"bad-day:{self.seed}:{day}").random() < rate
 
-    def window_fails(self, first_day: int, last_day: int, endpoint: str) -> bool:
-        """Windows longer than one day that touch a bad day fail most of the time."""
-        if last_day <= first_day or self.config.window_failure <= 0:
+    def window_fails(
+        self, first_day: int, last_day: int, endpoint: str, matches: Callable[[], int]
+    ) -> bool:
+        """Windows longer than one day that touch a bad day fail most of the time when they
+        match many videos (`matches()` is asked only for such a window), less when fewer."""
+        c = self.config
+        if last_day <= first_day or c.window_failure <= 0:
             return False
         if not any(self.bad_day(d) for d in range(first_day, last_day + 1)):
             return False
-        if self.rng("window_failure").random() >= self.config.window_failure_prob:
+        share = min(1.0, matches() / c.window_failure_matches) if c.window_failure_matches else 1.0
+        if self.rng("window_failure").random() >= c.window_failure_prob * share:
             return False
         self.note("window_failure", endpoint)
         return True

@@ -131,7 +131,12 @@ async def video_query(sim: Simulator, request: web.Request) -> web.Response:
         return error(400, "invalid_params", str(e), sim.log_id())
     faults = sim.faults
     key = f"{query.fingerprint_json()}|{first}|{last}"
-    if faults.window_fails(first, last, ENDPOINT) or faults.poisoned(
+
+    def matched() -> int:
+        window = sim.corpus.videos(first * DAY, (last + 1) * DAY)
+        return sum(1 for v in window if query.matches(v))
+
+    if faults.window_fails(first, last, ENDPOINT, matched) or faults.poisoned(
         first * DAY, (last + 1) * DAY, ENDPOINT
     ):
         msg = "Something went wrong. Please try again later."

@@ -41,6 +41,9 @@ def same(s: str) -> str:
         (409, body("task_not_completed"), TaskNotCompleted, None),
         (429, body("rate_limit_exceeded", "daily quota exceeded"), QuotaExhausted, None),
         (429, body("daily_quota_exceeded"), QuotaExhausted, None),
+        # The public API's code decides even when the message says nothing of a quota.
+        (429, body("daily_quota_limit_exceeded", "limit reached"), QuotaExhausted, None),
+        (429, body("daily_quota_limit_exceeded", "running tasks"), QuotaExhausted, None),
         (429, body("too_many_running_tasks"), TooManyRunningTasks, None),
         (429, body("rate_limit_exceeded", "slow down"), RateLimited, "rate_limited"),
         (429, b"<html>Too Many</html>", RateLimited, "rate_limited"),

@@ -268,3 +268,39 @@ async def test_secrets_never_reach_logs_errors_or_reprs(
         assert SECRET not in text
         assert "clt.tok" not in text
     assert "[redacted]" in str(info.value)
+
+
+async def test_a_window_failing_on_the_server_gives_up_after_two_5xx(
+    fake: FakeApi, make_session: SessionFactory, hooks: RecordingHooks
+) -> None:
+    # A caller that can split the window asks to stop after two 5xx answers, not the policy's
+    # four attempts: each failed call still costs quota.
+    fake.defaults[EP] = err(500, "internal_error", "Something went wrong")
+    with pytest.raises(TransientError) as info:
+        await make_session().post(EP, {}, counted=True, give_up_5xx=2)
+    assert info.value.kind == "5xx"
+    assert fake.count(EP) == 2 and len(hooks.reserved) == 2
+
+
+async def test_connection_failures_keep_the_whole_policy_when_splitting_is_possible(
+    fake: FakeApi, make_session: SessionFactory, hooks: RecordingHooks
+) -> None:
+    # Resets say nothing about the window: they are retried as always, and only the server's
+    # own 5xx answers count towards giving the window up.
+    fake.script(EP, reset(), reset(), err(500, "internal_error", "x"))
+    fake.defaults[EP] = ok({"fine": True})
+    assert await make_session().post(EP, {}, give_up_5xx=2) == {"fine": True}
+    assert hooks.errors == ["connection", "connection", "5xx"]
+    fake.defaults[EP] = reset()
+    with pytest.raises(TransientError) as info:
+        await make_session().post(EP, {}, give_up_5xx=1)
+    assert info.value.kind == "connection" and fake.count(EP) == 4 + FAST.attempts
+
+
+async def test_a_failing_token_endpoint_is_not_the_windows_5xx(
+    fake: FakeApi, make_session: SessionFactory, hooks: RecordingHooks
+) -> None:
+    fake.script(TOKEN, raw(502, b""), raw(502, b""))
+    fake.defaults[EP] = ok({"fine": True})
+    assert await make_session().post(EP, {}, give_up_5xx=1) == {"fine": True}
+    assert hooks.errors == ["token_unavailable", "token_unavailable"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog
 
 from harvester._exceptions import QueryError, SearchIdInvalid, TransientError
-from harvester.api import Page, ResearchApiClient
+from harvester.api import ApiSession, Page, ResearchApiClient
 from harvester.query import RestQuery, parse_rest_query
 from tests.api.conftest import RecordingHooks, SessionFactory
 from tests.api.fakeapi import FakeApi, err, ok
@@ -147,7 +147,10 @@ async def test_invalid_search_id_is_retried_then_the_window_restarts(
         page(vids(1, 2), 2, True, sid="S2"),
         page(vids(3), 4, False, sid="S2"),
     )
-    client = ResearchApiClient(make_session(), max_count=2, search_id_wait=0.001)
+    # Waits of 1 ms then 2 ms spend the 3 ms budget: two retries, then the restart.
+    client = ResearchApiClient(
+        make_session(), max_count=2, search_id_wait=0.001, search_id_budget=0.003
+    )
     with structlog.testing.capture_logs() as logs:
         pages = await pages_of(client)
     calls = fake.calls(EP)
@@ -163,7 +166,30 @@ async def test_invalid_search_id_is_retried_then_the_window_restarts(
     # Ids delivered before the restart are not delivered again.
     assert [[r["id"] for r in p.records] for p in pages] == [[1, 2], [], [3]]
     assert [r[0] for r in hooks.retries] == ["search_id_invalid", "search_id_invalid"]
+    assert [r[2] for r in hooks.retries] == [0.001, 0.002]
     assert any(e["event"] == "window_restarted" for e in logs)
+
+
+def test_a_fresh_search_id_is_waited_for_about_a_minute() -> None:
+    client = ResearchApiClient(cast(ApiSession, None))  # the defaults: 1 s doubling to 60 s
+    waits = client.search_id_waits()
+    assert waits == [1, 2, 4, 8, 16, 29] and sum(waits) == 60
+    # An id resumed from a checkpoint may be a day old: one retry, then the restart.
+    assert client.search_id_waits(resumed=True) == [1]
+    assert ResearchApiClient(cast(ApiSession, None), search_id_budget=0).search_id_waits() == []
+
+
+async def test_a_fresh_search_id_accepted_after_waits_needs_no_restart(
+    fake: FakeApi, make_session: SessionFactory, hooks: RecordingHooks
+) -> None:
+    bad = err(400, "invalid_params", "Search Id 42 is invalid or expired")
+    # Rejected four times in a row (as fresh ids are, for seconds), then accepted.
+    fake.script(EP, page(vids(1, 2), 2, True), bad, bad, bad, bad, page(vids(3), 4, False))
+    client = ResearchApiClient(make_session(), max_count=2, search_id_wait=0.001)
+    pages = await pages_of(client)
+    assert [c.get("search_id") for c in fake.calls(EP)] == [None, "S1", "S1", "S1", "S1", "S1"]
+    assert not any(p.restarted for p in pages)
+    assert [r["id"] for p in pages for r in p.records] == [1, 2, 3]
 
 
 async def test_invalid_cursor_counts_as_a_rejected_search(
@@ -177,10 +203,13 @@ async def test_invalid_cursor_counts_as_a_rejected_search(
 
 async def test_restarts_are_bounded(fake: FakeApi, make_session: SessionFactory) -> None:
     fake.defaults[EP] = err(400, "invalid_params", "Search Id 1 is invalid or expired")
-    client = ResearchApiClient(make_session(), search_id_wait=0, max_restarts=1)
+    client = ResearchApiClient(
+        make_session(), search_id_wait=0.001, search_id_budget=0.003, max_restarts=1
+    )
     with pytest.raises(SearchIdInvalid):
         await pages_of(client, search_id="S0", cursor=100)
-    assert fake.count(EP) == 6  # (1 + 2 retries) before and after the one restart
+    # The resumed id: 1 + 1 retry; after the one restart, the fresh one: 1 + 2 retries.
+    assert fake.count(EP) == 5
 
 
 async def test_a_silent_empty_answer_is_asked_again(

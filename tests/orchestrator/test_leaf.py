@@ -112,6 +112,36 @@ async def test_failing_windows_are_parked_then_taken_up_with_retry_failed(tmp_pa
     assert status_report(study)["shards"].get("parked", 0) == 0
 
 
+async def test_a_window_the_server_fails_is_split_at_its_first_5xx(tmp_path: Path) -> None:
+    # Every window of two days or more fails (a bad day, many matches); days never do.
+    faults = {"window_failure": 1.0, "window_failure_prob": 1.0, "window_failure_matches": 1}
+    async with running_simulator("clean", **SIM, faults=faults) as sim:
+        study = make_study(tmp_path, sim.base_url, source="research-api", days=2, window=2)
+        assert await run(sim, study) == EXIT_OK
+        answers = sim.stats.responses["rest.video_query"]
+        expected = oracle(sim, study)
+    assert_equals_oracle(study, expected)
+    # One failed call (paid for), not the retry policy's six, then one page a day.
+    assert answers[500] == 1
+    assert status_report(study)["shards"].get("split") == 1
+
+
+async def test_connection_failures_never_split_a_window(tmp_path: Path) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        study = make_study(tmp_path, sim.base_url, source="research-api", days=2, window=2)
+        sim.set_faults(connection_reset=1.0)
+        with pytest.raises(HarvesterError, match="parked"):
+            await run(sim, study)
+        status = status_report(study)
+        # A network that fails says nothing about the window: it is kept whole and parked.
+        assert status["shards"].get("split", 0) == 0 and status["shards"].get("parked") == 1
+        assert {p["kind"] for p in status["parked"]} == {"connection"}
+        sim.set_faults(connection_reset=0.0)
+        assert await run(sim, study, retry_failed=True) == EXIT_OK
+        expected = oracle(sim, study)
+    assert_equals_oracle(study, expected)
+
+
 async def test_files_unknown_to_state_are_removed_at_start_up(tmp_path: Path) -> None:
     async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
         study = make_study(tmp_path, sim.base_url, source="rqs", days=3)

@@ -26,7 +26,8 @@ async def test_request_quota_counts_failed_calls_and_resets_at_midnight() -> Non
         c.sim.set_faults(http_500=0.0)
         assert (await c.query(NL, "20230301", "20230301")).status == 200
         spent = await c.query(NL, "20230301", "20230301")
-        assert spent.status == 429 and spent.code == "rate_limit_exceeded"
+        # The public API's documented code (research-tools facts, fact 6).
+        assert spent.status == 429 and spent.code == "daily_quota_limit_exceeded"
         assert spent.message == "daily quota exceeded" and "Retry-After" not in spent.headers
         rqs = await c.rqs("create", {"category": "video", "condition_groups": [], "fields": "id"})
         assert rqs.status == 429 and rqs.code == "daily_quota_exceeded"
@@ -54,7 +55,7 @@ async def test_record_quota_stops_delivery() -> None:
         assert second.status == 200
         third = await c.query(NL, "20230301", "20230310", max_count=100, cursor=200,
                               search_id=d["search_id"])  # fmt: skip
-        assert third.status == 429 and third.message == "daily quota exceeded"
+        assert third.status == 429 and third.code == "daily_quota_limit_exceeded"
         assert c.sim.stats.records_delivered == 200
 
 
