@@ -1,4 +1,4 @@
-"""The `harvester` command: run, plan, status, verify, cancel, simulate.
+"""The `harvester` command: run, plan, status, verify, cancel, aggregate, simulate.
 
 Exit codes are a contract for schedulers: 0 done, 1 failure, 2 bad config or query, 75 daily
 quota spent with `on_exhausted = "exit"`, 130/143 after a clean checkpoint on SIGINT/SIGTERM.
@@ -195,6 +195,34 @@ def cancel(config: Path) -> None:
 
 
 @main.command()
+@config_argument
+@click.argument("query", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the aggregate: .csv or .parquet.",
+)
+@click.option(
+    "--min-group-size",
+    default=10,
+    show_default=True,
+    type=int,
+    help="Rows standing for fewer videos (column n) are suppressed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_guard
+def aggregate(config: Path, query: Path, out: Path, min_group_size: int, as_json: bool) -> None:
+    """Run a DuckDB SELECT over the dataset (view `videos`) and write only its aggregate rows:
+    each must carry n >= --min-group-size videos, and no identifier or free-text column."""
+    from harvester.aggregate import run_aggregate
+    from harvester.config import load_study
+
+    report = run_aggregate(load_study(config), query, out, min_group_size=min_group_size)
+    _emit(report.as_dict(), as_json)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback unless told.")
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -205,6 +233,14 @@ def cancel(config: Path) -> None:
     type=click.Choice(["clean", "flaky", "quota", "hostile"]),
 )
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds a request.")
+@click.option(
+    "--stage",
+    default="execution",
+    show_default=True,
+    type=click.Choice(["execution", "test"]),
+    help="RQS stage: test answers random samples of creators with 25,000+ followers, "
+    "5,000 records a day.",
+)
 @click.option("--videos-per-day", default=None, type=int, help="Mean corpus size per day.")
 @click.option(
     "--set",
@@ -220,13 +256,19 @@ def simulate(
     seed: int,
     profile: str,
     latency: float,
+    stage: str,
     videos_per_day: int | None,
     settings: tuple[str, ...],
 ) -> None:
     """Serve the built-in simulator of both APIs (for demos, tests and benchmarks)."""
     from harvester.simulator import SimulatorConfig, run_forever
 
-    overrides: dict[str, Any] = {"seed": seed, "profile": profile, "latency": latency}
+    overrides: dict[str, Any] = {
+        "seed": seed,
+        "profile": profile,
+        "latency": latency,
+        "stage": stage,
+    }
     if videos_per_day is not None:
         overrides["videos_per_day"] = videos_per_day
     overrides.update(_simulator_settings(settings))

@@ -1,7 +1,8 @@
 """A drop-in for the pyrqs SDK: `from harvester import rqs; client = rqs.RQSClient()`.
 
 Same method names and blocking behaviour as `pyrqs.rqs.RQSClient`, so scripts written for the
-SDK run unchanged against the HTTP binding (or the simulator). The async client runs on a
+SDK run unchanged against the HTTP binding (or the simulator). Results come back as JSON
+text, as the SDK's documentation gives them (`json.loads` them). The async client runs on a
 private event loop in a daemon thread; each method blocks on it. Configuration comes from
 TIKTOK_API_BASE_URL, TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET.
 """
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
+import orjson
 import structlog
 from anyio.from_thread import BlockingPortal
 
@@ -119,8 +121,9 @@ class RQSClient:
         Cancelled."""
         return self._loop.call(lambda: self._client.status(task_id)).status
 
-    def get_query_task_result(self, task_id: int) -> list[Record]:
-        """Every record of a Completed task."""
+    def get_query_task_result(self, task_id: int) -> str:
+        """Every record of a Completed task, as JSON text (the seed gives the result the type
+        string): `json.loads(...)` gives the list of records."""
 
         async def collect() -> list[Record]:
             out: list[Record] = []
@@ -128,7 +131,7 @@ class RQSClient:
                 out.extend(page.records)
             return out
 
-        return self._loop.call(collect)
+        return _json_text(self._loop.call(collect))
 
     def cancel_query_task(self, task_id: int) -> bool:
         return self._loop.call(lambda: self._client.cancel(task_id))
@@ -139,10 +142,17 @@ class RQSClient:
         condition_groups: Any = None,
         fields: str | Sequence[str] = "",
         limit: int | None = None,
-    ) -> list[Record]:
-        """Create a task, wait for it and return its records."""
+    ) -> str:
+        """Create a task, wait for it and return its records as JSON text, like
+        `get_query_task_result`."""
         _check_category(category)
-        return self._loop.call(lambda: self._client.query(condition_groups or [], fields, limit))
+        records = self._loop.call(lambda: self._client.query(condition_groups or [], fields, limit))
+        return _json_text(records)
+
+
+def _json_text(records: list[Record]) -> str:
+    # Ids are 19 digits: JSON numbers, which `json.loads` reads back as exact ints.
+    return orjson.dumps(records).decode()
 
 
 def _quiet_logs_unless_configured() -> None:

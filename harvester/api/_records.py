@@ -9,6 +9,7 @@ import orjson
 import pyarrow as pa
 
 from harvester._exceptions import TransientError
+from harvester._names import canonical_names, has_aliases
 from harvester.api.types import Record
 from harvester.query import clean_string
 
@@ -40,13 +41,15 @@ def record_id(record: Record) -> int | None:
 
 
 def fresh_records(raw: Iterable[Any], seen: set[int], *, cleaned: bool = False) -> list[Record]:
-    """Cleaned records whose id is not in `seen` (which is updated). Records without an id
-    cannot be deduplicated and are kept. `cleaned`: the strings are clean already (the HTTP
+    """Cleaned records whose id is not in `seen` (which is updated), under the catalogue's
+    names. Records without an id cannot be deduplicated and are kept (the sink quarantines
+    them). `cleaned`: the strings are clean already (the HTTP
     session cleans every answer it decodes)."""
     out: list[Record] = []
     for item in raw:
         if not isinstance(item, dict):
             continue
+        item = canonical_names(item)  # `video_id`, `create_date`, ... as the catalogue says
         rid = record_id(item)
         if rid is not None:
             if rid in seen:
@@ -93,7 +96,7 @@ def coerce_records(answer: Any) -> list[Any]:
         for key in ("result", "data", "videos", "records"):
             if key in answer:
                 return coerce_records(answer[key])
-        return [answer] if "id" in answer else []
+        return [answer] if "id" in answer or has_aliases(answer) else []
     if isinstance(answer, list | tuple):
         return list(answer)
     if answer is None:

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pyarrow as pa
 
-from harvester._exceptions import TransientError
+from harvester._exceptions import ConfigError, InvalidRequest, TransientError
 from harvester.api._http import ApiSession
 from harvester.api._pages import PageDecoder
 from harvester.api._records import coerce_records, fresh_records, fresh_rows
@@ -22,6 +22,12 @@ CREATE = "/v2/research/query_task/create/"
 STATUS = "/v2/research/query_task/status/"
 RESULT = "/v2/research/query_task/result/"
 CANCEL = "/v2/research/query_task/cancel/"
+#: TikTok serves the Research Query Service only inside its VCE, through the pyrqs SDK.
+NO_PUBLIC_RQS = (
+    "the RQS HTTP binding is this project's own, served by `harvester simulate` or by a "
+    "gateway in front of the pyrqs SDK, not by TikTok; check api.base_url (inside TikTok's "
+    'VCE, use source = "pyrqs")'
+)
 
 
 def _as_int(value: Any) -> int | None:
@@ -99,7 +105,15 @@ class RqsClient(TaskRunner):
             "fields": ",".join(wanted),
             "limit": lim,
         }
-        data = await self.session.post(CREATE, body, counted=True)
+        try:
+            data = await self.session.post(CREATE, body, counted=True)
+        except InvalidRequest as exc:
+            if exc.status == 404:
+                raise ConfigError(
+                    f"{self.session.base_url} serves no RQS endpoint (404 on {CREATE}): "
+                    f"{NO_PUBLIC_RQS}"
+                ) from None
+            raise
         task_id = _as_int(data.get("task_id"))
         if task_id is None:
             raise TransientError("create answered without a task_id", kind="bad_body")

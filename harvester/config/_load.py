@@ -27,6 +27,7 @@ from harvester.config._study import ApiSettings, QuotaSettings, Study
 from harvester.fields import CATALOGUE, DEFAULT_FIELDS, STRING
 from harvester.plan.windows import parse_window
 from harvester.query import (
+    STAGE_LIMITS,
     RestQuery,
     SeedQuery,
     Translation,
@@ -133,7 +134,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _base_url(api: ApiTable) -> str:
+#: Why `rqs` has no default endpoint: TikTok serves the Research Query Service only inside its
+#: Virtual Compute Environment, through the pyrqs SDK; the HTTP binding is this project's own.
+RQS_ENDPOINT_HINT = (
+    "the RQS HTTP binding is served by `harvester simulate` or by a gateway in front of the "
+    'pyrqs SDK, not by TikTok (inside TikTok\'s VCE use source = "pyrqs")'
+)
+
+
+def _base_url(api: ApiTable, source: str) -> str:
+    if api.base_url is None and source == "rqs":
+        raise Problem(
+            "api.base_url",
+            'is required for source "rqs"',
+            f'give the binding\'s address, like base_url = "http://127.0.0.1:8765": '
+            f"{RQS_ENDPOINT_HINT}",
+        )
     url = api.base_url if api.base_url is not None else DEFAULT_BASE_URL
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -235,6 +251,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
     fields = tuple(f for f in _REQUIRED_FIELDS if f not in fields) + fields
 
     limit: int | None = None
+    test_stage = s.stage == "test" and s.source != "research-api"
     if s.source == "research-api":
         if s.limit is not None:
             raise Problem(
@@ -242,9 +259,19 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             )
     else:
         try:
-            limit = validate_limit(s.limit, s.stage)
+            # Test stage: unset means "no cap of the study's own": the day's record budget,
+            # spread over the windows, sets each task's limit (plan/sample.py).
+            given = STAGE_LIMITS["test"][1] if test_stage and s.limit is None else s.limit
+            limit = validate_limit(given, s.stage)
         except QueryError as e:
             raise _query_problem("study.limit", e) from None
+    day_cap = QUOTA_RECORDS["test"]
+    if test_stage and model.quota.daily_records is not None and model.quota.daily_records > day_cap:
+        raise Problem(
+            "quota.daily_records",
+            f"{model.quota.daily_records:,} is more than the test stage's {day_cap:,} a day",
+            f"use at most {day_cap}",
+        )
 
     stage = "execution" if s.source == "research-api" else s.stage
     seed, rest, translation, warnings = _queries(s)
@@ -286,7 +313,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         rest_query=rest,
         translation=translation,
         api=ApiSettings(
-            base_url=_base_url(api),
+            base_url=_base_url(api, s.source),
             client_key_env=_env_name("api.client_key_env", api.client_key_env),
             client_secret_env=_env_name("api.client_secret_env", api.client_secret_env),
             max_concurrency=api.max_concurrency,

@@ -81,6 +81,16 @@ class Study:
     state_url: str | None = None
 
     @property
+    def is_sample(self) -> bool:
+        """A VCE test-stage study: every task returns a random sample, never all matches."""
+        return self.stage == "test" and self.source != "research-api"
+
+    @property
+    def needs_credentials(self) -> bool:
+        """pyrqs authenticates inside TikTok's VCE: harvester holds no key or secret for it."""
+        return self.source != "pyrqs"
+
+    @property
     def fetch_fields(self) -> tuple[str, ...]:
         """`fields` plus what the local post-filter of a translated query needs."""
         extra = self.translation.extra_fields if self.translation else ()
@@ -104,6 +114,10 @@ class Study:
             "end_date": self.end_date.isoformat(),
             "limit": self.limit,
         }
+        if self.is_sample:
+            # A sample and a full harvest are different datasets: switching needs --replan.
+            # (Added only for the test stage, so every other study keeps its fingerprint.)
+            doc["stage"] = "test"
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -127,7 +141,13 @@ class Credentials:
 
 
 def resolve_credentials(study: Study, environ: Mapping[str, str] | None = None) -> Credentials:
-    """Read the client key and secret from the environment variables the study names."""
+    """Read the client key and secret from the environment variables the study names.
+
+    A pyrqs study needs none (the SDK authenticates inside the VCE): it gets empty ones and
+    the environment is not read.
+    """
+    if not study.needs_credentials:
+        return Credentials("", "")
     env = os.environ if environ is None else environ
     values = []
     for key, var, what in (

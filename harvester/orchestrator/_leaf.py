@@ -18,7 +18,9 @@ import structlog
 
 from harvester._exceptions import ApiError, AuthError, QuotaExhausted, TransientError
 from harvester.api import Page, Resume
+from harvester.orchestrator._sample import forget_quarantine, keep_sample, quarantine_page
 from harvester.plan import DAY, Window, split_window
+from harvester.plan.sample import sample_plan
 from harvester.sink import PageResult, normalise_page, normalise_rows, read_ids, write_segment
 from harvester.state import PlannedShard, ShardRecord
 
@@ -65,6 +67,9 @@ class LeafRunner:
             self.post_filter = None
         self.fetch_fields = study.fetch_fields
         self.strip = frozenset(self.fetch_fields) - frozenset(study.fields)
+        #: Test stage: a task's records are a sample of the window, never split, at most this many.
+        plan = sample_plan(study)
+        self.sample_limit = plan.limit_per_window if plan else None
 
     async def run(self, key: str) -> LeafOutcome:
         """Fetch the leaf; on quota exhaustion wait (or raise, with on_exhausted = "exit")."""
@@ -102,7 +107,7 @@ class LeafRunner:
             self.query, leaf.start, leaf.end, self.fetch_fields, resume=resume, seen_ids=seen
         )
         async for page in pages:
-            if page.saturated:
+            if page.saturated and self.sample_limit is None:
                 children = self._split(leaf, "saturated", min_seconds=1)
                 if children:
                     return LeafOutcome(children=children)
@@ -110,6 +115,9 @@ class LeafRunner:
             if page.restarted:
                 log.warning("window_restarted", leaf=key, task_id=page.task_id)
             result = await self._normalise(leaf, page)
+            if self.sample_limit is not None:
+                result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
+            quarantine_page(h.study.output_path, key, seq, result, page.fetched_at)
             segment = None
             if result.rows:
                 segment = write_segment(h.staging, key, seq, result.batch).path
@@ -178,6 +186,7 @@ class LeafRunner:
         for path in self.h.state.split(leaf.key, children):
             # The children fetch these records again; start-up would remove them anyway.
             (self.h.staging / path).unlink(missing_ok=True)
+        forget_quarantine(self.h.study.output_path, leaf.key)
         self.h.stats.splits += 1
         log.info("shard_split", leaf=leaf.key, reason=why, children=[c.key for c in children])
         return tuple(c.key for c in children)

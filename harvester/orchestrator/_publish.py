@@ -14,10 +14,12 @@ from typing import Any
 import anyio
 import structlog
 
+from harvester._quarantine import quarantine_info
 from harvester._version import __version__, written_by
 from harvester.config import Study
 from harvester.orchestrator._ledger import RunStats
 from harvester.plan import DAY, PlanShard
+from harvester.plan.sample import completeness
 from harvester.sink import (
     Layout,
     discard_compaction,
@@ -107,6 +109,8 @@ class Publisher:
             "rows": summary.dataset_rows,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        manifest.update(completeness(study, summary.committed_plan_shards))
+        manifest.update(quarantine_info(study.output_path))
         if shards is not None:
             manifest["windows"] = [s.key for s in shards]
         else:

@@ -10,8 +10,10 @@ from typing import Any
 
 import anyio
 
+from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
 from harvester.plan import FinishedShard, estimate_plan, plan_study
+from harvester.plan.sample import completeness, describe, sample_plan
 from harvester.state import StateStore, open_store, store_location, utc_day
 
 # `verify` and `cancel` import the sink (Arrow) and the HTTP client where they need them:
@@ -36,6 +38,11 @@ def _existing_state(study: Study, *, pooled: bool = False) -> StateStore | None:
 def _table(rows: list[tuple[str, Any]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _quarantine_row(study: Study, n: int) -> tuple[str, str]:
+    folder = study.output_path.with_name(study.output_path.name + ".quarantine")
+    return ("quarantined", f"{n:,} record(s) without a usable id, kept in {folder}")
 
 
 def plan_report(study: Study) -> dict[str, Any]:
@@ -76,7 +83,33 @@ def plan_report(study: Study) -> dict[str, Any]:
             f"and {study.quota.daily_records:,} records a day)",
         ),
     ]
-    if study.source != "research-api":
+    sample = sample_plan(study, len(plan))
+    if sample is not None:
+        # Test stage: one task a window, never split; the limit caps every window's records.
+        requests = 2 * sample.windows  # a create and one result page per window
+        days = max(sample.quota_days, -(-requests // study.quota.daily_requests))
+        records = min(est.records, sample.max_records)
+        report.update(
+            estimated_requests=requests,
+            estimated_tasks=sample.windows,
+            estimated_splits=0,
+            estimated_records=records,
+            quota_days=days,
+            completeness="sample",
+            limit_per_window=sample.limit_per_window,
+        )
+        rows[4:] = [
+            ("est. requests", f"{requests:,}"),
+            ("est. records", f"at most {records:,}"),
+            ("est. tasks", f"{sample.windows:,} (one per window, never split)"),
+            (
+                "sample",
+                f"at most {sample.limit_per_window:,} random videos per window "
+                f"({study.quota.daily_records:,} a day over {sample.windows:,} windows)",
+            ),
+            ("quota days", f"{days} (test stage)"),
+        ]
+    elif study.source != "research-api":
         rows.insert(5, ("est. tasks", f"{est.tasks:,} (+{est.splits:,} splits)"))
     report["text"] = _table(rows) + "".join(f"\nwarning: {w}" for w in study.warnings)
     return report
@@ -170,6 +203,8 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         "quota_exhausted_today": s.today.exhausted,
         "errors": dict(s.errors),
         "parked": parked,
+        **completeness(study, s.committed_plan_shards),
+        **quarantine_info(study.output_path),
     }
     by_state = ", ".join(f"{k} {v}" for k, v in sorted(s.shards.items())) or "none"
     rows = [
@@ -188,7 +223,10 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
             + (", exhausted" if s.today.exhausted else ""),
         ),
         ("errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"),
+        ("completeness", describe(report)),
     ]
+    if report["quarantined_records"]:
+        rows.append(_quarantine_row(study, report["quarantined_records"]))
     text = _table(rows)
     for p in parked[:10]:
         text += f"\nparked: {p['shard']} ({p['kind']}): {p['error']}"
@@ -218,12 +256,17 @@ def verify_study(study: Study) -> dict[str, Any]:
         "row_mismatches": {k: list(v) for k, v in r.row_mismatches.items()},
         "duplicate_ids": r.duplicate_ids,
         "schema_mismatches": list(r.schema_mismatches),
+        **completeness(study, summary.committed_plan_shards),
+        **quarantine_info(study.output_path),
     }
     lines = [
         f"{'ok' if r.ok else 'FAILED'}: {r.files:,} files, {r.rows:,} rows; "
         f"{summary.committed_plan_shards}/{summary.plan_shards} plan shards committed"
         + ("" if complete else " (harvest not complete)"),
+        f"completeness: {describe(report)}",
     ]
+    if report["quarantined_records"]:
+        lines.append(": ".join(_quarantine_row(study, report["quarantined_records"])))
     for what, items in (
         ("missing", r.missing),
         ("stray", r.strays),
@@ -242,8 +285,9 @@ def verify_study(study: Study) -> dict[str, Any]:
 
 def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     """Cancel the remote tasks of leaves not yet paged; their next run creates fresh ones."""
-    from harvester.api import ApiSession, RqsClient
+    from harvester.api import ApiSession, PyrqsBackend, RqsClient
     from harvester.api import Credentials as ApiCredentials
+    from harvester.orchestrator._run import sdk_client
 
     if study.source == "research-api":
         return {"cancelled": [], "text": "research-api studies have no remote tasks to cancel"}
@@ -261,7 +305,9 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
             async with ApiSession(
                 study.api.base_url, creds, request_timeout=study.api.timeout_s
             ) as session:
-                client = RqsClient(session)
+                client: RqsClient | PyrqsBackend = RqsClient(session)
+                if study.source == "pyrqs":  # through the SDK: it holds the VCE's credentials
+                    client = PyrqsBackend(sdk_client(study), anyio.CapacityLimiter(1))
                 for leaf in leaves:
                     assert leaf.task_id is not None
                     if await client.cancel(int(leaf.task_id)):

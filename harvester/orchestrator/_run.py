@@ -45,6 +45,7 @@ from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
 from harvester.plan import plan_study
+from harvester.plan.sample import sample_plan
 from harvester.sink import (
     MANIFEST,
     cleanup_staging,
@@ -89,6 +90,19 @@ class RunOptions:
 def staging_dir(study: Study) -> Path:
     """Staged pages live beside the state file, outside the dataset readers scan."""
     return study.state_path.with_name(study.state_path.name + ".staging")
+
+
+def sdk_client(study: Study) -> Any:
+    """TikTok's own `pyrqs.rqs.RQSClient`, for source = "pyrqs" (it exists only in the VCE)."""
+    try:
+        from pyrqs import rqs  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(
+            f'{study.config_path.name}: study.source: "pyrqs" needs TikTok\'s pyrqs SDK, which '
+            "installs only inside TikTok's Virtual Compute Environment; run there, or use "
+            'source = "rqs" with `harvester simulate` or a gateway'
+        ) from None
+    return rqs.RQSClient()
 
 
 def open_state(study: Study) -> StateStore:
@@ -207,7 +221,7 @@ class Harvest:
                 tg.cancel_scope.cancel()  # the watchers
             if self._stop_code is not None and self.options.cancel_on_exit:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                    await self._cancel_in_flight(session)
+                    await self._cancel_in_flight(runner.backend)
         if self._stop_code is None:
             await self.publisher.compact()
         self.publisher.write_manifest()
@@ -288,8 +302,10 @@ class Harvest:
         poll = self.options.poll or PollPolicy()
         if poll.rate is None:
             poll = replace(poll, rate=study.api.requests_per_second / 2)
+        sample = sample_plan(study)
         kw: dict[str, Any] = {
-            "limit": study.limit,
+            # Test stage: every task gets the day's budget spread over the windows.
+            "limit": sample.limit_per_window if sample else study.limit,
             "stage": study.stage,
             "task_slots": slots,
             "poll": poll,
@@ -300,17 +316,7 @@ class Harvest:
             return RqsClient(
                 session, page_slots=anyio.CapacityLimiter(PAGES_IN_MEMORY), arrow=True, **kw
             )
-        if self.options.sdk_client is None:
-            try:
-                from pyrqs import rqs  # type: ignore[import-not-found]
-            except ImportError:
-                raise ConfigError(
-                    f'{study.config_path.name}: study.source: "pyrqs" needs TikTok\'s pyrqs SDK '
-                    'installed in this environment; install it or use source = "rqs"'
-                ) from None
-            sdk = rqs.RQSClient()
-        else:
-            sdk = self.options.sdk_client
+        sdk = self.options.sdk_client or sdk_client(study)
         limiter = anyio.CapacityLimiter(study.api.max_concurrency)
         return PyrqsBackend(sdk, limiter, hooks=session.hooks, **kw)
 
@@ -385,10 +391,10 @@ class Harvest:
         if self.state.plan_ready(plan_key):
             await self.publisher.finalize(plan_key)
 
-    async def _cancel_in_flight(self, session: ApiSession) -> None:
-        if self.study.source == "research-api":
-            return
-        client = RqsClient(session)
+    async def _cancel_in_flight(self, backend: Backend[Any]) -> None:
+        if not isinstance(backend, RqsClient | PyrqsBackend):
+            return  # the public API has no remote tasks
+        client = backend  # the run's own: pyrqs cancels through the SDK, rqs over HTTP
         for leaf in self.state.shards(status="running"):
             if leaf.task_id and leaf.pages <= 1:  # created, results not yet paged
                 try:
@@ -411,5 +417,6 @@ __all__ = [
     "RunOptions",
     "check_output_is_ours",
     "open_state",
+    "sdk_client",
     "staging_dir",
 ]

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from harvester._exceptions import QueryError
 from harvester.query import SeedQuery, parse_seed_query, validate_fields, validate_limit
+from harvester.simulator import vce
 from harvester.simulator.responses import BadBody, error, ok, read_json
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ class TaskStore:
         return sum(1 for t in self.tasks.values() if self.status(t) in UNFINISHED)
 
     def ids(self, task: Task) -> tuple[int, ...]:
-        """The task's records: every match, or `limit` of them picked by a hash of the id."""
+        """The task's records: every match, or `limit` of them picked by a hash of the id.
+
+        Test stage: only videos of creators with enough followers, and a fresh random sample
+        of `limit` of them for every task (vce.py).
+        """
         if task.ids is None:
             sim = self.sim
             lo, hi = task.query.time_bounds()
@@ -97,7 +102,11 @@ class TaskStore:
             end = sim.corpus.end_day * 86_400 if hi is None else hi
             matches = task.query.matches
             found = [v["id"] for v in sim.corpus.videos(start, end) if matches(v)]
-            if len(found) > task.limit:
+            if sim.config.stage == "test":
+                corpus = sim.corpus
+                found = [i for i in found if (v := corpus.get(i)) and vce.eligible(corpus, v)]
+                found = vce.sample(found, task.limit, seed=sim.config.seed, task_id=task.task_id)
+            elif len(found) > task.limit:
                 salt = sim.config.seed * _MIX & _MASK
                 found.sort(key=lambda i: ((i ^ salt) * _MIX) & _MASK)
                 found = sorted(found[: task.limit])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harvester._arrow import CONTROL_CHARS, clean_strings
+from harvester._names import canonical_names, has_aliases
 from harvester.sink.partition import is_lossless
 from harvester.sink.schema import DERIVED_PARTITIONS, SOURCES, Layout
 
@@ -41,6 +42,9 @@ class PageResult:
     duplicates: int = 0
     uncoerced: int = 0
     unknown_fields: frozenset[str] = field(default_factory=frozenset)
+    #: The records counted in `invalid`, as received: without a usable id or create_time they
+    #: cannot enter the dataset, and are kept apart instead of lost (`sink.quarantine`).
+    rejected: tuple[object, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -268,6 +272,9 @@ def normalise_page(
     this page; coerce the rest to `layout.schema`."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
+    # The API layer renames already; a page handed here directly gets the same treatment.
+    if any(type(r) is dict and has_aliases(r) for r in records):
+        records = [canonical_names(r) if type(r) is dict else r for r in records]
     ids: list[int | None] = []
     times: list[int | None] = []
     for r in records:
@@ -284,6 +291,11 @@ def normalise_page(
         times.append(t)
     index, kept_ids, kept_times, invalid, outside, dups = _select(ids, times, window, seen)
     keep: list[dict[str, object]] = [records[i] for i in index]  # type: ignore[misc]
+    rejected = (
+        tuple(r for r, i, t in zip(records, ids, times, strict=True) if i is None or t is None)
+        if invalid
+        else ()
+    )
 
     extras: dict[int, dict[str, object]] = {}
     known = frozenset(layout.fields)
@@ -316,6 +328,7 @@ def normalise_page(
         dups,
         sum(1 for e in extras.values() for k in e if k in known),
         frozenset(unknown),
+        rejected,
     )
 
 
@@ -353,6 +366,11 @@ def normalise_rows(
     )
     kept = pc.sum(inside).as_py() or 0
     invalid, outside = received - usable, usable - kept
+    rejected: tuple[object, ...] = ()
+    if invalid:
+        # Null items are not records (nothing to keep); rows without id or create_time are.
+        unusable = rows.filter(pc.and_(rows.is_valid(), pc.invert(ok)))
+        rejected = tuple(unusable.to_pylist())
     if kept < received:
         rows = rows.filter(inside)
     dups = 0
@@ -392,4 +410,4 @@ def normalise_rows(
     # Only partition values a path cannot carry land in `_extra` here; counted as coercions,
     # as `normalise_page` counts them.
     uncoerced = sum(len(e) for e in extras.values())
-    return PageResult(batch, received, invalid, outside, dups, uncoerced)
+    return PageResult(batch, received, invalid, outside, dups, uncoerced, rejected=rejected)
