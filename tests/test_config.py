@@ -262,12 +262,37 @@ def test_valid_config_resolves_everything(tmp_path: Path) -> None:
 
 
 def test_defaults_for_rqs(tmp_path: Path) -> None:
-    text = toml(study__source=RQS, study__window=None, api=None, state__path='"/tmp/x.sqlite"')
+    text = toml(study__source=RQS, study__window=None, state__path='"/tmp/x.sqlite"')
     study = loads_study(text, tmp_path / "s.toml")
     assert study.limit == 1000 and study.rest_query is None and study.translation is None
     assert study.window_days == 7
-    assert study.api.base_url == "https://open.tiktokapis.com" and study.api.verify_tls
+    assert study.api.base_url == "http://127.0.0.1:8765" and study.api.verify_tls
     assert study.state_path == Path("/tmp/x.sqlite")
+    assert not study.is_sample
+
+
+def test_rqs_has_no_default_endpoint_at_tiktok(tmp_path: Path) -> None:
+    """Fact 10: TikTok serves the RQS only inside its VCE; our HTTP binding is our own."""
+    with pytest.raises(ConfigError) as info:
+        loads_study(toml(study__source=RQS, api=None), tmp_path / "s.toml")
+    message = str(info.value)
+    assert "api.base_url" in message and "harvester simulate" in message
+    assert 'source = "pyrqs"' in message and "\n" not in message
+    # pyrqs needs no endpoint, and the public API keeps its documented default.
+    pyrqs = loads_study(toml(study__source='"pyrqs"', api=None), tmp_path / "s.toml")
+    assert pyrqs.source == "pyrqs"
+    public = loads_study(toml(api=None), tmp_path / "s.toml")
+    assert public.api.base_url == "https://open.tiktokapis.com"
+
+
+def test_pyrqs_needs_no_credentials_of_ours(tmp_path: Path) -> None:
+    """The SDK authenticates inside the VCE: nothing is read from the environment."""
+    study = loads_study(toml(study__source='"pyrqs"'), tmp_path / "s.toml")
+    assert not study.needs_credentials
+    assert resolve_credentials(study, {}) == Credentials("", "")
+    rqs = loads_study(toml(study__source=RQS), tmp_path / "s.toml")
+    with pytest.raises(CredentialsError, match="TIKTOK_CLIENT_KEY"):
+        resolve_credentials(rqs, {})
 
 
 def test_id_and_create_time_are_always_fetched(tmp_path: Path) -> None:
@@ -400,6 +425,20 @@ def test_shipped_configs_exist() -> None:
 
 def test_test_stage_defaults(tmp_path: Path) -> None:
     study = loads_study(toml(study__source=RQS, study__stage='"test"'), tmp_path / "s.toml")
-    assert (study.limit, study.quota.daily_records) == (100, 5_000)
+    # No limit of the study's own: the day's 5,000 records spread over the windows decide.
+    assert (study.limit, study.quota.daily_records) == (5_000, 5_000)
+    assert study.is_sample
+    capped = loads_study(
+        toml(study__source=RQS, study__stage='"test"', study__limit="100"), tmp_path / "s.toml"
+    )
+    assert capped.limit == 100
+    # A sample and a full harvest of the same query are different datasets.
+    execution = loads_study(toml(study__source=RQS, study__limit="5000"), tmp_path / "s.toml")
+    assert execution.fingerprint() != study.fingerprint()
+    with pytest.raises(ConfigError, match="quota.daily_records: 6,000 is more than the test"):
+        loads_study(
+            toml(study__source=RQS, study__stage='"test"', quota__daily_records="6000"),
+            tmp_path / "s.toml",
+        )
     public = loads_study(toml(study__stage='"test"'), tmp_path / "s.toml")
     assert public.quota.daily_records == 100_000

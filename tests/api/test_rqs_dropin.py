@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -45,7 +46,7 @@ async def test_blocking_methods_from_a_thread() -> None:
     ]
     async with running_simulator("clean", seed=2) as sim:
 
-        def script() -> tuple[int, str, list[dict[str, object]], bool]:
+        def script() -> tuple[int, str, str, bool]:
             with rqs.RQSClient(environ={**ENV, "TIKTOK_API_BASE_URL": sim.base_url}) as client:
                 task = client.create_query_task("video", groups, "id,username,region_code", 50)
                 status = client.check_query_task_status(task)
@@ -56,9 +57,13 @@ async def test_blocking_methods_from_a_thread() -> None:
                 cancelled = client.cancel_query_task(task)
                 return task, status, records, cancelled
 
-        _task, status, records, cancelled = await anyio.to_thread.run_sync(script)
+        _task, status, text, cancelled = await anyio.to_thread.run_sync(script)
     assert status == "Completed"
+    # The seed gives the result the type string: JSON text of the records, ids exact.
+    assert isinstance(text, str)
+    records = json.loads(text)
     assert 0 < len(records) <= 50
+    assert all(isinstance(r["id"], int) and r["id"] > 2**62 for r in records)
     assert all(r["region_code"] == "NL" for r in records)
     assert cancelled is False  # a completed task cannot be cancelled
 
@@ -80,5 +85,6 @@ async def test_the_seed_sample_programs_run_unchanged() -> None:
 
         code, out, err = await _run_sample("sample_query.py", sim.base_url)
         assert code == 0, err
-        assert out.startswith("[{") and "'username'" in out and "video_sticker_id" in out
+        assert out.startswith("[{") and '"username"' in out and "video_sticker_id" in out
+        assert isinstance(json.loads(out), list)
         assert "sim-client-secret" not in out + err

@@ -79,6 +79,7 @@ def study_text(
     days: int = 3,
     window: int = 1,
     limit: int | None = None,
+    stage: str | None = None,
     daily_requests: int | None = None,
     daily_records: int | None = None,
     on_exhausted: str = "wait",
@@ -103,6 +104,8 @@ def study_text(
     }
     if limit is not None:
         study["limit"] = limit
+    if stage is not None:
+        study["stage"] = stage
     quota: dict[str, Any] = {"on_exhausted": on_exhausted}
     if daily_requests is not None:
         quota["daily_requests"] = daily_requests

@@ -30,6 +30,8 @@ start_date = "2023-01-01"
 end_date = "2023-03-31"
 window = "{window}"
 condition_groups = [{{operator = "and", conditions = [{{field = "region_code", operator = "eq", field_values = ["NL"]}}]}}]
+[api]
+base_url = "http://127.0.0.1:8765"
 [output]
 path = "out/p"
 """  # noqa: E501
