@@ -435,7 +435,7 @@ def test_test_stage_defaults(tmp_path: Path) -> None:
     # A sample and a full harvest of the same query are different datasets.
     execution = loads_study(toml(study__source=RQS, study__limit="5000"), tmp_path / "s.toml")
     assert execution.fingerprint() != study.fingerprint()
-    with pytest.raises(ConfigError, match="quota.daily_records: 6,000 is more than the test"):
+    with pytest.raises(ConfigError, match=r"quota\.daily_records: 6,000 is more than the test"):
         loads_study(
             toml(study__source=RQS, study__stage='"test"', quota__daily_records="6000"),
             tmp_path / "s.toml",

@@ -163,9 +163,7 @@ async def test_pyrqs_test_stage_needs_no_credentials_of_ours(tmp_path: Path) -> 
         )
         credentials = resolve_credentials(study, {})  # an empty environment: nothing asked
         with drop_in(sim) as sdk:
-            code = await harvest(
-                study, credentials, options(sdk_client=sdk), clock=sim.clock.now
-            )
+            code = await harvest(study, credentials, options(sdk_client=sdk), clock=sim.clock.now)
         assert code == 0
         assert_sampled(sim, study, limit=20)
         assert no_splits(study)
