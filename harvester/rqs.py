@@ -165,6 +165,23 @@ def _quiet_logs_unless_configured() -> None:
         )
 
 
+#: The VCE's other data categories (all queried with condition_groups); not harvested yet.
+OTHER_VCE_CATEGORIES = (
+    "comment",
+    "profile",
+    "liked_videos",
+    "pinned_videos",
+    "reposted_videos",
+    "followers_list",
+    "following_list",
+    "playlists",
+)
+
+
 def _check_category(category: str) -> None:
     if category != "video":
-        raise QueryError(f"category {category!r} is not supported; use 'video'")
+        known = "one of the VCE's categories, " if category in OTHER_VCE_CATEGORIES else ""
+        raise QueryError(
+            f"category {category!r} ({known}not the video category) is not supported by "
+            "harvester; use 'video'"
+        )

@@ -88,3 +88,12 @@ async def test_the_seed_sample_programs_run_unchanged() -> None:
         assert out.startswith("[{") and '"username"' in out and "video_sticker_id" in out
         assert isinstance(json.loads(out), list)
         assert "sim-client-secret" not in out + err
+
+
+def test_other_vce_categories_are_refused_before_any_request() -> None:
+    """Fact 14: the VCE has categories beyond video; harvester harvests videos only."""
+    from harvester import QueryError
+
+    with rqs.RQSClient(environ={**ENV, "TIKTOK_API_BASE_URL": "http://127.0.0.1:9"}) as client:
+        with pytest.raises(QueryError, match="'comment' \\(one of the VCE's categories"):
+            client.query(category="comment", condition_groups=[], fields="id")
