@@ -67,8 +67,7 @@ def total(study: Study) -> int:
     return int(study.config_path.with_name("truth.txt").read_text())
 
 
-@pytest.mark.anyio
-async def test_cli_writes_only_groups_of_at_least_k(harvested: Study, tmp_path: Path) -> None:
+def test_cli_writes_only_groups_of_at_least_k(harvested: Study, tmp_path: Path) -> None:
     out = tmp_path / "by-region.csv"
     done = subprocess.run(
         [sys.executable, "-m", "harvester.cli", "aggregate", str(harvested.config_path),

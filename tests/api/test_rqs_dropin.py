@@ -94,6 +94,9 @@ def test_other_vce_categories_are_refused_before_any_request() -> None:
     """Fact 14: the VCE has categories beyond video; harvester harvests videos only."""
     from harvester import QueryError
 
-    with rqs.RQSClient(environ={**ENV, "TIKTOK_API_BASE_URL": "http://127.0.0.1:9"}) as client:
-        with pytest.raises(QueryError, match="'comment' \\(one of the VCE's categories"):
-            client.query(category="comment", condition_groups=[], fields="id")
+    env = {**ENV, "TIKTOK_API_BASE_URL": "http://127.0.0.1:9"}
+    with (
+        rqs.RQSClient(environ=env) as client,
+        pytest.raises(QueryError, match="'comment' \\(one of the VCE's categories"),
+    ):
+        client.query(category="comment", condition_groups=[], fields="id")
