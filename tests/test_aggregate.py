@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
+import anyio
 import duckdb
 import pyarrow.parquet as pq
 import pytest
@@ -35,26 +35,26 @@ ORDER BY region_code, create_month;
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def harvested(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Study]:
+def harvested(tmp_path_factory: pytest.TempPathFactory) -> Study:
     """A small complete dataset (RQS, execution stage), harvested once for the module."""
     tmp = tmp_path_factory.mktemp("aggregate")
-    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
-        # Every video of two weeks across a month's end: rare regions make small groups.
-        study = make_study(
-            tmp, sim.base_url, source="rqs", days=14, window=7, start=date(2022, 1, 25),
-            groups=EVERYTHING, partition_by=("create_month",), fields=(
-                "id", "create_time", "username", "region_code", "view_count", "video_description",
-            ),
-        )  # fmt: skip
-        assert await run(sim, study) == 0
-        truth = sim.oracle(EVERYTHING, epoch(study.start_date), epoch(study.end_date) + DAY)
-        study.config_path.with_name("truth.txt").write_text(str(len(truth)))
-        yield study
+
+    async def harvest() -> Study:
+        async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+            # Every video of two weeks across a month's end: rare regions make small groups.
+            study = make_study(
+                tmp, sim.base_url, source="rqs", days=14, window=7, start=date(2022, 1, 25),
+                groups=EVERYTHING, partition_by=("create_month",), fields=(
+                    "id", "create_time", "username", "region_code", "view_count",
+                    "video_description",
+                ),
+            )  # fmt: skip
+            assert await run(sim, study) == 0
+            truth = sim.oracle(EVERYTHING, epoch(study.start_date), epoch(study.end_date) + DAY)
+            study.config_path.with_name("truth.txt").write_text(str(len(truth)))
+            return study
+
+    return anyio.run(harvest)
 
 
 def write(tmp: Path, sql: str) -> Path:
