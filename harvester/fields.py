@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "APPROXIMATE_REST_FIELDS",
     "CATALOGUE",
     "COMPARISONS",
     "DEFAULT_FIELDS",
     "REST_CONDITION_FIELDS",
     "REST_OPERATIONS",
+    "REST_RECORD_FIELDS",
     "REST_RETURNABLE",
     "RQS_RETURNABLE",
     "Field",
@@ -97,6 +99,7 @@ _FIELDS = (
     Field("voice_to_text", STRING, EQ_IN),
     # The seed lists `duration_type` as an int condition field the public API cannot return.
     Field("duration_type", INT64, COMPARISONS, rest=False),
+    # One reference page spells it `favourites_count`: read as this field (harvester.sink.records).
     Field("favorites_count", INT64),
     # The same flag is `is_stem_verified` in the public API and `stem_verified` in the seed.
     Field("is_stem_verified", BOOL),
@@ -117,9 +120,16 @@ _FIELDS = (
     Field(
         "sticker_info_list", ListOf(StructOf((("sticker_id", STRING), ("sticker_name", STRING))))
     ),
-    Field("effect_info_list", ListOf(StructOf((("effect_id", STRING), ("effect_name", STRING))))),
+    Field(
+        "effect_info_list",
+        ListOf(
+            StructOf((("effect_id", STRING), ("effect_name", STRING), ("effect_photo_url", STRING)))
+        ),
+    ),
     Field("video_mention_list", STRINGS),
     Field("video_label", StructOf((("content", STRING),))),
+    # A struct of type and number in the codebook, a list of them on one reference page: a list,
+    # and a lone struct is read as a list of one (see harvester.sink.records).
     Field("video_tag", ListOf(StructOf((("number", INT64), ("type", STRING))))),
     # Named only in the seed's second sample program; its type is not documented.
     Field("video_sticker_id", STRING, rest=False),
@@ -148,6 +158,28 @@ REST_CONDITION_FIELDS: Mapping[str, Literal["int64", "string", "date", "length"]
     "comment_count": "int64",
 }
 REST_OPERATIONS = COMPARISONS
+
+#: The public API's string conditions, which it matches approximately (fuzzy string search, as
+#: its query guide says, for no field in particular): what it returns for one is a superset of
+#: the true matches, and a `not` on one can exclude true matches.
+APPROXIMATE_REST_FIELDS = frozenset(
+    {"username", "region_code", "keyword", "hashtag_name", "music_id", "effect_id"}
+)
+
+#: The video field each public-API condition reads: what an exact re-check of the records needs.
+REST_RECORD_FIELDS: Mapping[str, str] = {
+    "create_date": "create_time",
+    "username": "username",
+    "region_code": "region_code",
+    "video_id": "id",
+    "hashtag_name": "hashtag_names",
+    "keyword": "video_description",
+    "music_id": "music_id",
+    "effect_id": "effect_ids",
+    "video_length": "video_duration",
+    "view_count": "view_count",
+    "comment_count": "comment_count",
+}
 
 #: `video_length` buckets of the public API, in seconds (lower inclusive, upper exclusive).
 VIDEO_LENGTHS: Mapping[str, tuple[int, int]] = {

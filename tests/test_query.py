@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 
 from harvester import QueryError
 from harvester.query import (
+    REGION_CODES,
+    check_region_codes,
     clean_string,
     parse_rest_query,
     parse_seed_query,
+    translate_rest,
     translate_to_rest,
     validate_fields,
     validate_limit,
@@ -299,17 +302,75 @@ def test_translation_pushes_down_and_post_filters_the_rest() -> None:
     assert {"operation": "IN", "field_name": "hashtag_name", "field_values": ["election"]} in (
         remote["and"]
     )
-    # exact NOT goes remote; a fuzzy one (keyword) would drop true matches, so it stays local
-    assert remote["not"] == [
-        {"operation": "IN", "field_name": "username", "field_values": ["spam1", "spam2"]}
-    ]
-    assert "like_count" in t.extra_fields
-    assert len(t.warnings) == 2 and all("quota" in w for w in t.warnings)
-    assert "like_count" in t.warnings[0] and "video_description" in t.warnings[1]
-    # The post-filter restores the exact seed semantics on what the API returns.
+    # Both NOTs are on approximately matched fields: sent, they could exclude true matches.
+    assert "not" not in remote
+    assert {"username", "region_code", "hashtag_names", "like_count", "video_description"} <= set(
+        t.extra_fields
+    )
+    assert len(t.warnings) == 3 and all("quota" in w for w in t.warnings)
+    assert sum("like_count" in w for w in t.warnings) == 1
+    assert sum(w.startswith("not condition username") for w in t.warnings) == 1
+    assert sum(w.startswith("not condition video_description") for w in t.warnings) == 1
+    # The post-filter is the seed query itself: exact on whatever the API returns.
+    assert t.post_filter == seed
     fuzzy_false_positive = {**VIDEO, "hashtag_names": ["elections2024"], "like_count": 5000}
     assert not t.post_filter.matches(fuzzy_false_positive)
     assert t.post_filter.matches({**VIDEO, "like_count": 5000})
+    assert not t.full_scan
+
+
+def test_translation_sends_a_not_only_on_exact_fields() -> None:
+    seed = parse_seed_query(
+        [
+            group("and", cond("region_code", "EQ", "NL")),
+            group("not", cond("id", "EQ", "7"), cond("view_count", "GT", "10")),
+        ]
+    )
+    t = translate_to_rest(seed)
+    assert [c.field_name for c in t.rest.not_] == ["video_id", "view_count"]
+    assert t.warnings == ()
+
+
+def test_rest_form_keeps_a_not_on_an_approximate_field_local() -> None:
+    query = parse_rest_query(
+        {
+            "and": [rest("hashtag_name", "EQ", "election")],
+            "not": [rest("username", "IN", "spam1"), rest("video_length", "EQ", "SHORT")],
+        }
+    )
+    t = translate_rest(query)
+    assert t.rest.and_ == query.and_
+    assert [c.field_name for c in t.rest.not_] == ["video_length"]
+    assert t.post_filter == query
+    assert set(t.extra_fields) == {"hashtag_names", "username", "video_duration"}
+    assert len(t.warnings) == 1 and t.warnings[0].startswith("not condition username")
+    assert not t.full_scan
+
+
+@pytest.mark.parametrize(
+    ("query", "full"),
+    [
+        ({"not": [rest("username", "EQ", "spam")]}, True),
+        ({"not": [rest("video_length", "EQ", "SHORT")]}, True),
+        ({"and": [rest("create_date", "GTE", "20230101")]}, True),
+        ({"and": [rest("region_code", "EQ", "NL")], "not": [rest("username", "EQ", "x")]}, False),
+        ({"or": [rest("view_count", "GT", "1000")]}, False),
+    ],
+)
+def test_full_scan_is_nothing_positive_sent(query: dict[str, Any], full: bool) -> None:
+    assert translate_rest(parse_rest_query(query)).full_scan is full
+
+
+def test_a_seed_query_with_only_local_or_negative_conditions_is_a_full_scan() -> None:
+    for groups in (
+        [group("not", cond("username", "EQ", "spam"))],
+        [group("and", cond("like_count", "GT", "100"))],
+        [group("and", cond("create_time", "GTE", "1672531200"))],
+        [],
+    ):
+        assert translate_to_rest(parse_seed_query(groups)).full_scan, groups
+    keep = [group("and", cond("hashtag_names", "CONTAINS", "vote"))]
+    assert not translate_to_rest(parse_seed_query(keep)).full_scan
 
 
 def test_translation_of_or_group_is_whole_or_local() -> None:
@@ -383,3 +444,67 @@ def test_translation_never_loses_a_match(fields: list[str], op: str) -> None:
             assert t.rest.matches(record) and t.post_filter.matches(record)
         else:
             assert not (t.rest.matches(record) and t.post_filter.matches(record))
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["username", "region_code", "hashtag_names", "video_description", "effect_ids", "id"]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from(["and", "or", "not"]),
+    st.sampled_from(["alic", "alice", "Alice", "alce", "alicex", "bob"]),
+)
+def test_an_approximate_api_never_costs_a_match(fields: list[str], op: str, name: str) -> None:
+    """Whatever the seed query, what the API returns for the sent query when it matches strings
+    approximately (the simulator's model) holds every true match, and the post-filter restores
+    the exact answer: a near-string `not` is never sent."""
+    from harvester.simulator.fuzzy import approximate_predicate
+
+    values = {
+        "username": ("EQ", name),
+        "region_code": ("IN", "NL", "BE"),
+        "hashtag_names": ("CONTAINS", "news"),
+        "video_description": ("LIKE", "%vote%"),
+        "effect_ids": ("CONTAINS", "1234"),
+        "id": ("EQ", str(VIDEO["id"])),
+    }
+    seed = parse_seed_query([group(op, *(cond(f, *values[f]) for f in fields))])
+    t = translate_to_rest(seed)
+    api = approximate_predicate(t.rest)
+    records = [
+        VIDEO,
+        {**VIDEO, "username": "alice"},
+        {**VIDEO, "username": "Alice", "region_code": "nl"},
+        {**VIDEO, "username": "alicex", "hashtag_names": ["newsroom"]},
+        {**VIDEO, "effect_ids": ["12345"], "video_description": "a voter guide"},
+    ]
+    for record in records:
+        if seed.matches(record):
+            assert api(record) and t.post_filter.matches(record)
+        else:
+            assert not (api(record) and t.post_filter.matches(record))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("UK", "did you mean 'GB'?"),
+        ("CA", "Canada is outside the Research API's scope"),
+        ("nl", "did you mean 'NL'?"),
+        ("ZZ", 'like "NL", "GB" or "US"'),
+    ],
+)
+def test_region_codes_come_from_the_codebook(value: str, message: str) -> None:
+    seed = parse_seed_query([group("and", cond("region_code", "IN", "NL", value))])
+    with pytest.raises(QueryError, match=r"condition_groups\[0\]\.conditions\[0\]: region code"):
+        check_region_codes(seed)
+    with pytest.raises(QueryError) as info:
+        check_region_codes(parse_rest_query({"not": [rest("region_code", "EQ", value)]}))
+    assert str(info.value).startswith(f"query.not[0]: region code {value!r}")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    for ok in ("GB", "NL", "XK", "US"):
+        check_region_codes(parse_seed_query([group("and", cond("region_code", "EQ", ok))]))
+    assert "CA" in REGION_CODES and "UK" not in REGION_CODES and len(REGION_CODES) > 200

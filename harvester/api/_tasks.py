@@ -25,7 +25,14 @@ from harvester._exceptions import (
 )
 from harvester.api._http import NoHooks, RequestHooks
 from harvester.api.types import Page, Record, Resume, TaskStatus
-from harvester.query import SeedQuery, Stage, parse_seed_query, validate_fields, validate_limit
+from harvester.query import (
+    SeedQuery,
+    Stage,
+    check_region_codes,
+    parse_seed_query,
+    validate_fields,
+    validate_limit,
+)
 
 __all__ = ["PollPolicy", "TaskClock", "TaskRunner"]
 
@@ -146,7 +153,9 @@ def as_seed_query(condition_groups: SeedQuery | Any) -> SeedQuery:
     """Accept a SeedQuery or the SDK's raw list of groups (validated before any request)."""
     if isinstance(condition_groups, SeedQuery):
         return condition_groups
-    return parse_seed_query(condition_groups)
+    query = parse_seed_query(condition_groups)
+    check_region_codes(query)  # "UK" or "CA" would cost a task and return nothing
+    return query
 
 
 class _Slot:

@@ -31,8 +31,10 @@ from harvester.query import (
     RestQuery,
     SeedQuery,
     Translation,
+    check_region_codes,
     parse_rest_query,
     parse_seed_query,
+    translate_rest,
     translate_to_rest,
     validate_fields,
     validate_limit,
@@ -309,6 +311,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         stage=s.stage,
         limit=limit,
         expected_records_per_day=s.expected_records_per_day,
+        allow_full_scan=s.allow_full_scan,
         seed_query=seed,
         rest_query=rest,
         translation=translation,
@@ -385,11 +388,15 @@ def _queries(
                 "write it as condition_groups instead",
             )
         try:
-            return None, parse_rest_query(s.query), None, ()
+            rest = parse_rest_query(s.query)
+            check_region_codes(rest)
         except QueryError as e:
             raise _query_problem("study.query", e) from None
+        translation = translate_rest(rest)
+        return None, rest, translation, translation.warnings
     try:
         seed = parse_seed_query(s.condition_groups)
+        check_region_codes(seed)
         if s.source != "research-api":
             return seed, None, None, ()
         translation = translate_to_rest(seed)

@@ -44,6 +44,9 @@ class StudyTable(_Table):
     limit: int | None = None
     stage: Literal["test", "execution"] = "execution"
     expected_records_per_day: Annotated[float, Field(ge=0)] | None = None
+    #: Harvest even when nothing positive can be sent to the public API (every video of the
+    #: study's dates is fetched and filtered locally); refused by default.
+    allow_full_scan: bool = False
     condition_groups: list[Any] | None = None
     query: dict[str, Any] | None = None
 
@@ -109,6 +112,7 @@ EXAMPLES: Mapping[str, str] = {
     "study.window": 'window = "7d"',
     "study.limit": "limit = 1000",
     "study.expected_records_per_day": "expected_records_per_day = 500",
+    "study.allow_full_scan": "allow_full_scan = true",
     "study.condition_groups": 'condition_groups = [{operator = "and", conditions = [...]}]',
     "study.query": 'query = {and = [{operation = "EQ", field_name = "region_code", ...}]}',
     "api.base_url": f'base_url = "{DEFAULT_BASE_URL}"',

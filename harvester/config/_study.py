@@ -51,9 +51,10 @@ class Study:
     """A validated study with every default applied and every path absolute.
 
     `seed_query` is the condition_groups form (None when the study gave a REST query);
-    `rest_query` is what the public API is asked (given, or translated from the seed form, with
-    `translation` holding the local post-filter); it is None for RQS sources. `limit` is the
-    RQS per-task limit (None for the public API).
+    `rest_query` is the REST form: as given, or translated from the seed form; it is None for
+    RQS sources. For the public API, `translation` holds what is really sent and the exact query
+    every returned record is checked against (see `harvester.query.translate_to_rest`).
+    `limit` is the RQS per-task limit (None for the public API).
     """
 
     name: str
@@ -66,6 +67,7 @@ class Study:
     stage: Stage
     limit: int | None
     expected_records_per_day: float | None
+    allow_full_scan: bool
     seed_query: SeedQuery | None
     rest_query: RestQuery | None
     translation: Translation | None

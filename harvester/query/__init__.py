@@ -17,11 +17,14 @@ from harvester.query._common import (
     validate_fields,
     validate_limit,
 )
+from harvester.query._regions import OUT_OF_SCOPE, REGION_CODES, check_region_codes
 from harvester.query._rest import RestCondition, RestQuery, parse_rest_query
 from harvester.query._seed import Condition, ConditionGroup, SeedQuery, parse_seed_query
-from harvester.query._translate import Translation, translate_to_rest
+from harvester.query._translate import Translation, translate_rest, translate_to_rest
 
 __all__ = [
+    "OUT_OF_SCOPE",
+    "REGION_CODES",
     "STAGE_LIMITS",
     "Condition",
     "ConditionGroup",
@@ -31,9 +34,11 @@ __all__ = [
     "Source",
     "Stage",
     "Translation",
+    "check_region_codes",
     "clean_string",
     "parse_rest_query",
     "parse_seed_query",
+    "translate_rest",
     "translate_to_rest",
     "validate_fields",
     "validate_limit",

@@ -1,4 +1,11 @@
-"""Seed form → public API: push down what the API can ask, post-filter the rest locally."""
+"""Study query → what the public API is asked, and the exact query every returned video must pass.
+
+The public API matches string conditions approximately (fuzzy string search), so whatever it
+returns is only a candidate list: every video is re-checked locally against the study's own
+query, whichever form it was written in, and what fails is dropped (and counted). Sending is
+therefore only about cost: push down every positive condition the API can ask, as a superset;
+keep a `not` on an approximate field local, since sent as is it could exclude true matches.
+"""
 
 from __future__ import annotations
 
@@ -7,50 +14,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harvester._exceptions import QueryError
-from harvester.fields import REST_RETURNABLE
+from harvester.fields import APPROXIMATE_REST_FIELDS, REST_RECORD_FIELDS, REST_RETURNABLE
 from harvester.query._rest import RestCondition, RestQuery
-from harvester.query._seed import Condition, ConditionGroup, SeedQuery
+from harvester.query._seed import Condition, SeedQuery
 
 
 @dataclass(frozen=True, slots=True)
 class Translation:
-    """A seed query as the public API can ask it.
+    """A study query as the public API can ask it.
 
-    `rest` selects a superset of the seed query's matches (within the study's dates);
-    `post_filter` is applied to downloaded records to get exactly the seed's matches, and needs
+    `rest` is sent and selects a superset of the study's matches (within its dates);
+    `post_filter` is the study's exact query, applied to every downloaded record, and needs
     `extra_fields` fetched even when the study did not ask for them.
     """
 
     rest: RestQuery
-    post_filter: SeedQuery
+    post_filter: SeedQuery | RestQuery
     extra_fields: tuple[str, ...]
     warnings: tuple[str, ...]
 
+    @property
+    def full_scan(self) -> bool:
+        """Nothing positive is sent: the API would return every video of the study's dates."""
+        return all(c.field_name == "create_date" for c in (*self.rest.and_, *self.rest.or_))
 
-# Seed field -> REST field_name, and whether the REST condition selects exactly the same records
-# (hashtag_name and keyword match fuzzily: the API returns false positives).
-_REST_EQUIV: Mapping[str, tuple[str, bool]] = {
-    "id": ("video_id", True),
-    "username": ("username", True),
-    "region_code": ("region_code", True),
-    "music_id": ("music_id", True),
-    "view_count": ("view_count", True),
-    "comment_count": ("comment_count", True),
-    "effect_ids": ("effect_id", True),
-    "hashtag_names": ("hashtag_name", False),
-    "video_description": ("keyword", False),
+
+# Seed field -> REST field_name.
+_REST_EQUIV: Mapping[str, str] = {
+    "id": "video_id",
+    "username": "username",
+    "region_code": "region_code",
+    "music_id": "music_id",
+    "view_count": "view_count",
+    "comment_count": "comment_count",
+    "effect_ids": "effect_id",
+    "hashtag_names": "hashtag_name",
+    "video_description": "keyword",
 }
 
 _LIKE_LITERALS = re.compile(r"(?:\\.|[^%_\\])+")
 
 
 def _rest_equivalent(c: Condition) -> tuple[RestCondition, bool] | None:
-    """The REST condition selecting a superset of `c`'s matches, and whether it is exact."""
+    """The REST condition selecting a superset of `c`'s matches, and whether it selects exactly
+    the same records (so that its negation may be sent too)."""
     if c.field not in _REST_EQUIV:
         return None
-    name, exact = _REST_EQUIV[c.field]
+    name = _REST_EQUIV[c.field]
     op = "IN" if c.operator == "CONTAINS" else c.operator
     values = c.values
+    exact = name not in APPROXIMATE_REST_FIELDS and c.operator != "LIKE"
     if c.operator == "LIKE":
         runs = _LIKE_LITERALS.findall(values[0])
         if not runs:
@@ -62,49 +75,47 @@ def _rest_equivalent(c: Condition) -> tuple[RestCondition, bool] | None:
     return RestCondition(op, name, values), exact
 
 
+def _kept_local(c: Condition | RestCondition) -> str:
+    what = f"{c.field_name} {c.operation} {list(c.values)!r}" if isinstance(c, RestCondition) else c
+    return (
+        f"not condition {what} is applied after download (the public Research API matches it "
+        "only approximately, so sent as is it could exclude true matches); quota is spent on "
+        "the records it drops"
+    )
+
+
 def translate_to_rest(seed: SeedQuery) -> Translation:
-    """Translate for the public API; conditions it cannot express become a local post-filter."""
+    """Translate the seed form for the public API; the whole seed query is the post-filter."""
     and_: list[RestCondition] = []
     or_: list[RestCondition] = []
     not_: list[RestCondition] = []
-    post: list[ConditionGroup] = []
     warnings: list[str] = []
     local: list[Condition] = []
     for g in seed.groups:
         pushed = [_rest_equivalent(c) for c in g.conditions]
         if g.operator == "not":
-            kept = []
+            # NOT of a superset would drop true matches: only exact conditions go remote. Each
+            # condition of a not group excludes on its own, so any subset of them may be sent.
             for c, eq in zip(g.conditions, pushed, strict=True):
-                # NOT of a superset would drop true matches: only exact conditions go remote.
                 if eq is not None and eq[1]:
                     not_.append(eq[0])
+                elif eq is not None:
+                    warnings.append(_kept_local(c))
                 else:
-                    kept.append(c)
-            if kept:
-                post.append(ConditionGroup("not", tuple(kept)))
-                local.extend(kept)
+                    local.append(c)
             continue
         if g.operator == "and":
-            inexact = False
             for c, eq in zip(g.conditions, pushed, strict=True):
                 if eq is None:
-                    inexact = True
                     local.append(c)
                 else:
                     and_.append(eq[0])
-                    inexact = inexact or not eq[1]
-            if inexact:
-                post.append(g)
             continue
         # An "or" group can go remote only whole, and the API has a single "or" list.
         if not or_ and all(eq is not None for eq in pushed):
             or_.extend(eq[0] for eq in pushed if eq is not None)
-            if not all(eq is not None and eq[1] for eq in pushed):
-                post.append(g)
         else:
-            post.append(g)
             local.extend(c for c, eq in zip(g.conditions, pushed, strict=True) if eq is None)
-    extra: list[str] = []
     for c in local:
         if c.field == "create_time":
             continue  # the study's windows carry the dates; the post-filter keeps it exact
@@ -118,15 +129,32 @@ def translate_to_rest(seed: SeedQuery) -> Translation:
             f"condition {c} is applied after download (the public Research API cannot ask it "
             "exactly); quota is spent on the records it drops"
         )
-        if c.field not in extra:
-            extra.append(c.field)
-    for g in post:
+    extra: list[str] = []
+    for g in seed.groups:
         for c in g.conditions:
-            if c.field not in extra:
+            if c.field not in ("id", "create_time") and c.field not in extra:
                 extra.append(c.field)
     return Translation(
         rest=RestQuery(tuple(and_), tuple(or_), tuple(not_)),
-        post_filter=SeedQuery(tuple(post)),
+        post_filter=seed,
         extra_fields=tuple(extra),
         warnings=tuple(warnings),
+    )
+
+
+def translate_rest(query: RestQuery) -> Translation:
+    """The REST form as it is sent: whole, but for `not` conditions on approximate fields,
+    which stay local; the whole query is the post-filter."""
+    sent_not = tuple(c for c in query.not_ if c.field_name not in APPROXIMATE_REST_FIELDS)
+    warnings = tuple(_kept_local(c) for c in query.not_ if c not in sent_not)
+    extra: list[str] = []
+    for c in (*query.and_, *query.or_, *query.not_):
+        name = REST_RECORD_FIELDS[c.field_name]
+        if name not in ("id", "create_time") and name not in extra:
+            extra.append(name)
+    return Translation(
+        rest=RestQuery(query.and_, query.or_, sent_not),
+        post_filter=query,
+        extra_fields=tuple(extra),
+        warnings=warnings,
     )
