@@ -13,14 +13,14 @@ from typing import Any, Self
 
 from harvester._exceptions import StateError, StudyChangedError
 from harvester.state._lock import RunLock
-from harvester.state._schema import SCHEMA, SCHEMA_VERSION
+from harvester.state._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from harvester.state.base import ShardRecord, Status
 
 __all__ = ["SHARD_COLS", "Core", "utc_day"]
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
-    "attempts, last_error, error_kind, records, pages, updated_at, committed_at"
+    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered"
 )
 
 
@@ -77,17 +77,21 @@ class Core:
             raise StateError(
                 f"state {self.path} was written by a newer harvester (schema {version}); upgrade"
             )
-        if version == 0:
-            with self._tx() as db:
-                # Read again under the write lock: another process (a run, a `status` beside
-                # it) may have created the schema since the first read.
-                (version,) = db.execute("PRAGMA user_version").fetchone()
-                if version != 0:
-                    return
+        if version == SCHEMA_VERSION:
+            return
+        with self._tx() as db:
+            # Read again under the write lock: another process (a run, a `status` beside it)
+            # may have created or migrated the schema since the first read.
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version == 0:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            else:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

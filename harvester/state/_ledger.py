@@ -78,9 +78,10 @@ class Ledger(Core):
         by_status = {
             s: int(n) for s, n in self._query("SELECT status, count(*) FROM shards GROUP BY status")
         }
-        plans, committed, records, pages = self._query(
+        plans, committed, records, pages, filtered = self._query(
             "SELECT sum(CASE WHEN parent_key IS NULL THEN 1 ELSE 0 END), count(committed_at), "
-            "coalesce(sum(records), 0), coalesce(sum(pages), 0) FROM shards"
+            "coalesce(sum(records), 0), coalesce(sum(pages), 0), coalesce(sum(filtered), 0) "
+            "FROM shards"
         )[0]
         files, rows = self._query("SELECT count(*), coalesce(sum(rows), 0) FROM files")[0]
         errors = {k: int(n) for k, n in self._query("SELECT kind, count FROM errors ORDER BY kind")}
@@ -94,4 +95,5 @@ class Ledger(Core):
             dataset_rows=int(rows),
             today=self.usage(day or utc_day()),
             errors=errors,
+            filtered=int(filtered),
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE meta (
@@ -29,6 +29,7 @@ CREATE TABLE shards (
     pages INTEGER NOT NULL DEFAULT 0,
     updated_at DOUBLE PRECISION NOT NULL,
     committed_at DOUBLE PRECISION,
+    filtered BIGINT NOT NULL DEFAULT 0,
     CHECK (start_ts < end_ts)
 );
 CREATE INDEX shards_status ON shards (status);
@@ -69,3 +70,10 @@ CREATE TABLE errors (
     count BIGINT NOT NULL
 );
 """
+
+#: Statements that bring a state of version `v - 1` to version `v`, by `v`: a state file written
+#: by an earlier harvester keeps working (and keeps every shard, file and quota day it holds).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Records the public API returned that the study's exact query dropped, per shard.
+    2: ("ALTER TABLE shards ADD COLUMN filtered BIGINT NOT NULL DEFAULT 0",),
+}

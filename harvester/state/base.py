@@ -72,6 +72,8 @@ class ShardRecord:
     pages: int
     updated_at: float
     committed_at: float | None = None
+    #: Records the public API returned for this leaf that the study's exact query dropped.
+    filtered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ class StatusSummary:
     dataset_rows: int
     today: Usage
     errors: Mapping[str, int] = field(default_factory=dict)
+    #: Records the public API returned that the study's exact query dropped (all leaves).
+    filtered: int = 0
 
 
 class StateStore(Protocol):
@@ -188,6 +192,7 @@ class StateStore(Protocol):
         cursor: int | None,
         search_id: str | None = None,
         task_id: str | None = None,
+        filtered: int = 0,
     ) -> None: ...
 
     def mark_done(self, leaf_key: str) -> None: ...

@@ -89,8 +89,9 @@ class SqliteState(Ledger):
             ]
             db.execute("DELETE FROM segments WHERE leaf_key = ?", (key,))
             db.execute(
-                "UPDATE shards SET status = 'split', records = 0, next_cursor = NULL, "
-                "search_id = NULL, task_id = NULL, updated_at = ? WHERE key = ?",
+                "UPDATE shards SET status = 'split', records = 0, filtered = 0, "
+                "next_cursor = NULL, search_id = NULL, task_id = NULL, updated_at = ? "
+                "WHERE key = ?",
                 (now, key),
             )
         return dropped
@@ -145,9 +146,11 @@ class SqliteState(Ledger):
         cursor: int | None,
         search_id: str | None = None,
         task_id: str | None = None,
+        filtered: int = 0,
     ) -> None:
-        """Record one fetched page: its staged segment (None when no row survived) and the
-        leaf's new position, together. A failure leaves the leaf exactly as before."""
+        """Record one fetched page: its staged segment (None when no row survived), the records
+        the exact filter dropped from it and the leaf's new position, together. A failure
+        leaves the leaf exactly as before."""
         with self._tx() as db:
             leaf = self._get(db, leaf_key)
             if leaf.status != "running":
@@ -161,10 +164,10 @@ class SqliteState(Ledger):
             elif rows:
                 raise StateError(f"page of {leaf_key} has {rows} rows but no segment")
             db.execute(
-                "UPDATE shards SET records = records + ?, pages = pages + 1, next_cursor = ?, "
-                "search_id = COALESCE(?, search_id), task_id = COALESCE(?, task_id), "
-                "updated_at = ? WHERE key = ?",
-                (rows, cursor, search_id, task_id, time.time(), leaf_key),
+                "UPDATE shards SET records = records + ?, filtered = filtered + ?, "
+                "pages = pages + 1, next_cursor = ?, search_id = COALESCE(?, search_id), "
+                "task_id = COALESCE(?, task_id), updated_at = ? WHERE key = ?",
+                (rows, filtered, cursor, search_id, task_id, time.time(), leaf_key),
             )
 
     def restart_leaf(self, leaf_key: str, *, task_id: str | None = None) -> None:

@@ -44,3 +44,54 @@ def test_two_processes_creating_the_schema_at_once_both_succeed(tmp_path: Path) 
     ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+def _version_1_state(path: Path) -> None:
+    """A state file as harvester wrote it before the exact-filter counter (schema 1)."""
+    from harvester.state._schema import SCHEMA
+
+    v1 = SCHEMA.replace("    filtered BIGINT NOT NULL DEFAULT 0,\n", "")
+    assert v1 != SCHEMA
+    db = sqlite3.connect(path)
+    db.executescript(v1)
+    db.execute("INSERT INTO meta (key, value) VALUES ('study', 'demo'), ('fingerprint', ?)", (FP,))
+    db.execute(
+        "INSERT INTO shards (key, plan_key, start_ts, end_ts, status, records, pages, "
+        "next_cursor, search_id, updated_at) VALUES (?, ?, ?, ?, 'running', 40, 2, 200, 's1', 0)",
+        (PLAN.key, PLAN.key, PLAN.start, PLAN.end),
+    )
+    db.execute("INSERT INTO quota (day, requests, records) VALUES ('2023-01-01', 7, 40)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_state_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _version_1_state(path)
+    with SqliteState(path) as state:
+        state.open_study("demo", FP, "0.2.0")  # the same study: no --replan needed
+        (version,) = state._db.execute("PRAGMA user_version").fetchone()
+        assert version == 2
+        leaf = state.shard(PLAN.key)
+        assert (leaf.records, leaf.pages, leaf.cursor, leaf.search_id) == (40, 2, 200, "s1")
+        assert leaf.filtered == 0
+        assert state.usage("2023-01-01").requests == 7
+        state.checkpoint_page(PLAN.key, segment="a.arrow", rows=3, cursor=300, filtered=5)
+        assert state.shard(PLAN.key).filtered == 5 and state.status().filtered == 5
+    with SqliteState(path) as again:  # opening a migrated file again is a no-op
+        assert again.shard(PLAN.key).filtered == 5
+
+
+def test_exact_filter_drops_are_counted_per_leaf_and_reset_by_a_split(
+    state: SqliteState,
+) -> None:
+    state.start_leaf(PLAN.key)
+    state.checkpoint_page(PLAN.key, segment=None, rows=0, cursor=100, filtered=4)
+    state.checkpoint_page(PLAN.key, segment="p1.arrow", rows=2, cursor=200, filtered=3)
+    assert state.shard(PLAN.key).filtered == 7 and state.status().filtered == 7
+    state.split(PLAN.key, [LEFT, RIGHT])  # the children fetch (and count) those pages again
+    assert state.shard(PLAN.key).filtered == 0 and state.status().filtered == 0
+    state.start_leaf(LEFT.key)
+    state.checkpoint_page(LEFT.key, segment=None, rows=0, cursor=100, filtered=2)
+    assert state.status().filtered == 2
