@@ -15,7 +15,7 @@ from harvester._arrow import use_lean_memory_pool
 from harvester._exceptions import HarvesterError
 from harvester.config import Credentials, Study
 from harvester.logs import configure_logging, register_secret
-from harvester.orchestrator._reports import status_report
+from harvester.orchestrator._reports import check_full_scan, status_report
 from harvester.orchestrator._run import (
     EXIT_OK,
     EXIT_QUOTA,
@@ -43,6 +43,7 @@ async def harvest(
 ) -> int:
     """Run `study` until complete or stopped; returns the exit code (0, 75, 130, 143)."""
     register_secret(credentials.client_secret)
+    check_full_scan(study)
     h = Harvest(study, credentials, options or RunOptions(), clock=clock)
     try:
         return await h.run()
@@ -63,6 +64,7 @@ def _first_harvester_error(exc: BaseException) -> HarvesterError | None:
 
 def run_study(study: Study, credentials: Credentials, options: RunOptions) -> int:
     """The CLI's `run`: logging set up, warnings shown, errors as one line (raised)."""
+    check_full_scan(study)  # before the log file and the warnings: a refusal is one line
     log_file = options.log_file or default_log_file(study)
     configure_logging(log_file)
     use_lean_memory_pool()
@@ -91,8 +93,14 @@ def _summary(study: Study, code: int, seconds: float) -> str:
     outcome = {EXIT_OK: "complete", EXIT_QUOTA: "stopped: daily quota spent"}.get(
         code, "stopped" if code else "complete"
     )
+    filtered = (
+        f"; the exact filter dropped {s['dropped_by_exact_filter']:,} returned records"
+        if study.source == "research-api"
+        else ""
+    )
     return (
         f"{study.name} {outcome} after {seconds:.1f} s: {s['committed_plan_shards']}/"
         f"{s['plan_shards']} shards committed, {s['dataset_rows']:,} rows in {s['files']:,} "
         f"files; quota today {s['requests_today']:,} requests, {s['records_today']:,} records"
+        + filtered
     )

@@ -1,7 +1,8 @@
 """One leaf (a window of the study) from its checkpoint to done, split or parked.
 
-Per page: post-filter, normalise, stage the segment, then checkpoint segment and resume point in
-one state transaction. A crash between staging and checkpoint leaves a segment state does not
+Per page: re-check against the study's exact query (the public API matches approximately),
+normalise, stage the segment, then checkpoint segment, drop count and resume point in one state
+transaction. A crash between staging and checkpoint leaves a segment state does not
 know (removed at start-up) and the page is fetched again: at most one page per leaf in flight.
 """
 
@@ -58,13 +59,14 @@ class LeafRunner:
         self.gate = gate
         study = harvest.study
         self.rest = study.source == "research-api"
+        self.post_filter: Any = None
         if self.rest:
-            self.query: Any = study.translation.rest if study.translation else study.rest_query
-            post = study.translation.post_filter if study.translation else None
-            self.post_filter = post if post else None
+            # Sent: the superset the API can ask; kept: only what passes the exact query.
+            assert study.translation is not None
+            self.query: Any = study.translation.rest
+            self.post_filter = study.translation.post_filter
         else:
             self.query = study.seed_query
-            self.post_filter = None
         self.fetch_fields = study.fetch_fields
         self.strip = frozenset(self.fetch_fields) - frozenset(study.fields)
         #: Test stage: a task's records are a sample of the window, never split, at most this many.
@@ -114,7 +116,7 @@ class LeafRunner:
                 log.warning("shard_saturated_unsplittable", leaf=key, total=page.total)
             if page.restarted:
                 log.warning("window_restarted", leaf=key, task_id=page.task_id)
-            result = await self._normalise(leaf, page)
+            result, filtered = await self._normalise(leaf, page)
             if self.sample_limit is not None:
                 result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
             quarantine_page(h.study.output_path, key, seq, result, page.fetched_at)
@@ -128,10 +130,12 @@ class LeafRunner:
                 cursor=page.cursor,
                 search_id=page.search_id,
                 task_id=str(page.task_id) if page.task_id is not None else None,
+                filtered=filtered,
             )
             seq += 1
             h.stats.pages += 1
             h.stats.records += result.rows
+            h.stats.filtered += filtered
             log.info(
                 "page_fetched",
                 leaf=key,
@@ -139,6 +143,7 @@ class LeafRunner:
                 received=page.raw_count,
                 dropped_outside=result.outside,
                 dropped_invalid=result.invalid,
+                dropped_by_exact_filter=filtered,
                 cursor=page.cursor,
                 has_more=page.has_more,
             )
@@ -151,7 +156,8 @@ class LeafRunner:
         log.info("shard_done", leaf=key, records=state.shard(key).records)
         return LeafOutcome(done=True)
 
-    async def _normalise(self, leaf: ShardRecord, page: Page) -> PageResult:
+    async def _normalise(self, leaf: ShardRecord, page: Page) -> tuple[PageResult, int]:
+        """The page normalised, and how many of its records failed the exact query."""
         h = self.h
         options: _PageOptions = {
             "leaf_key": leaf.key,
@@ -160,6 +166,7 @@ class LeafRunner:
             "retrieved_at": page.fetched_at,
         }
         rows = page.rows
+        filtered = 0
         work: Callable[[], PageResult]
         if rows is not None and self.post_filter is None:
             # Decoded into Arrow by the backend: typed and clean, only rows to drop (and the
@@ -169,14 +176,16 @@ class LeafRunner:
         else:
             records: list[Any] = page.as_records()
             if self.post_filter is not None:
+                returned = len(records)
                 records = [r for r in records if self.post_filter.matches(r)]
+                filtered = returned - len(records)
             if self.strip:
                 records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
             work = functools.partial(normalise_page, records, h.layout, **options)
             count = len(records)
         if count > THREAD_ROWS:
-            return await anyio.to_thread.run_sync(work)
-        return work()
+            return await anyio.to_thread.run_sync(work), filtered
+        return work(), filtered
 
     def _split(self, leaf: ShardRecord, why: str, *, min_seconds: int) -> tuple[str, ...]:
         halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)

@@ -31,6 +31,8 @@ class RunStats:
     started: float = 0.0
     requests: int = 0
     records: int = 0
+    #: Records the public API returned that the study's exact query dropped.
+    filtered: int = 0
     pages: int = 0
     splits: int = 0
     parked: int = 0

@@ -107,6 +107,8 @@ class Publisher:
             "committed_plan_shards": summary.committed_plan_shards,
             "files": summary.files,
             "rows": summary.dataset_rows,
+            # How approximate the public API was: returned records the exact query dropped.
+            "dropped_by_exact_filter": summary.filtered,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         manifest.update(completeness(study, summary.committed_plan_shards))

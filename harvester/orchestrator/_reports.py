@@ -10,16 +10,25 @@ from typing import Any
 
 import anyio
 
+from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
-from harvester.plan import FinishedShard, estimate_plan, plan_study
+from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
 from harvester.state import StateStore, open_store, store_location, utc_day
 
 # `verify` and `cancel` import the sink (Arrow) and the HTTP client where they need them:
 # `plan` and `status` must answer in well under a second.
 
-__all__ = ["cancel_study", "plan_report", "quota_report", "status_report", "verify_study"]
+__all__ = [
+    "cancel_study",
+    "check_full_scan",
+    "full_scan_line",
+    "plan_report",
+    "quota_report",
+    "status_report",
+    "verify_study",
+]
 
 
 def _existing_state(study: Study, *, pooled: bool = False) -> StateStore | None:
@@ -45,14 +54,57 @@ def _quarantine_row(study: Study, n: int) -> tuple[str, str]:
     return ("quarantined", f"{n:,} record(s) without a usable id, kept in {folder}")
 
 
-def plan_report(study: Study) -> dict[str, Any]:
+def _estimate(study: Study) -> tuple[Any, Estimate]:
     plan = plan_study(study)
     finished: list[FinishedShard] = []
     state = _existing_state(study)
     if state is not None:
         with state:
             finished = [FinishedShard(*cost) for cost in state.committed_costs()]
-    est = estimate_plan(plan, study, finished)
+    return plan, estimate_plan(plan, study, finished)
+
+
+def full_scan_line(study: Study, est: Estimate) -> str | None:
+    """One line saying that the public API would be asked for every video of the study's dates
+    (nothing positive is left to send), and what that costs; None when something positive is."""
+    if study.translation is None or not study.translation.full_scan:
+        return None
+    key = "study.condition_groups" if study.seed_query is not None else "study.query"
+    basis = {
+        "observed": "as observed so far",
+        "configured": "as expected_records_per_day says",
+        "prior": "a guess: set expected_records_per_day to the platform's rate for a real figure",
+    }[est.basis]
+    return (
+        f"{study.config_path.name}: {key}: nothing positive is left to send to the public API "
+        "(not conditions on approximately matched fields are applied locally), so it would "
+        f"return every video of {study.start_date}..{study.end_date} to be filtered here: "
+        f"about {est.requests:,} requests and {est.records:,} records, "
+        f"{est.quota_days:,.1f} days of quota at {est.records_per_day:,.0f} records a day "
+        f"({basis})"
+    )
+
+
+def check_full_scan(study: Study) -> None:
+    """Refuse (ConfigError, exit 2) a study that would harvest every video of its dates, unless
+    it says `allow_full_scan = true`."""
+    if study.translation is None or not study.translation.full_scan or study.allow_full_scan:
+        return
+    line = full_scan_line(study, _estimate(study)[1])
+    assert line is not None
+    raise ConfigError(
+        f"{line}; add a positive condition (region_code, hashtag_name, keyword, ...), "
+        "or set allow_full_scan = true in [study] to harvest it all and filter locally"
+    )
+
+
+def plan_report(study: Study) -> dict[str, Any]:
+    check_full_scan(study)
+    plan, est = _estimate(study)
+    warnings = list(study.warnings)
+    scan = full_scan_line(study, est)
+    if scan is not None:
+        warnings.insert(0, scan + " (allow_full_scan = true)")
     report: dict[str, Any] = {
         "study": study.name,
         "source": study.source,
@@ -68,7 +120,8 @@ def plan_report(study: Study) -> dict[str, Any]:
         "estimated_splits": est.splits,
         "quota_days": round(est.quota_days, 2),
         "first_shards": [s.key for s in plan.shards[:5]],
-        "warnings": list(study.warnings),
+        "full_scan": scan is not None,
+        "warnings": warnings,
     }
     rows = [
         ("study", f"{study.name} ({study.source})"),
@@ -111,7 +164,7 @@ def plan_report(study: Study) -> dict[str, Any]:
         ]
     elif study.source != "research-api":
         rows.insert(5, ("est. tasks", f"{est.tasks:,} (+{est.splits:,} splits)"))
-    report["text"] = _table(rows) + "".join(f"\nwarning: {w}" for w in study.warnings)
+    report["text"] = _table(rows) + "".join(f"\nwarning: {w}" for w in warnings)
     return report
 
 
@@ -192,6 +245,8 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         "committed_plan_shards": s.committed_plan_shards,
         "complete": s.plan_shards > 0 and s.committed_plan_shards == s.plan_shards,
         "records": s.records,
+        # Returned by the public API, then dropped by the exact re-check of the study's query.
+        "dropped_by_exact_filter": s.filtered,
         "pages": s.pages,
         "files": s.files,
         "dataset_rows": s.dataset_rows,
@@ -216,6 +271,7 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         ),
         ("shards by state", by_state),
         ("records", f"{s.records:,} fetched, {s.dataset_rows:,} in {s.files:,} files"),
+        *_exact_filter_row(study, s.records, s.filtered),
         (
             "quota today",
             f"{s.today.requests:,}/{quota.daily_requests:,} requests, "
@@ -232,6 +288,15 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         text += f"\nparked: {p['shard']} ({p['kind']}): {p['error']}"
     report["text"] = text
     return report
+
+
+def _exact_filter_row(study: Study, kept: int, dropped: int) -> list[tuple[str, str]]:
+    """How approximate the public API was: records it returned that the exact query dropped."""
+    if study.source != "research-api":
+        return []
+    returned = kept + dropped
+    share = f" ({dropped / returned:.1%})" if returned else ""
+    return [("exact filter", f"{dropped:,} of {returned:,} returned records dropped{share}")]
 
 
 def verify_study(study: Study) -> dict[str, Any]:

@@ -235,6 +235,7 @@ class Harvest:
             stop=self._stop_reason or None,
             requests=self.stats.requests,
             records=self.stats.records,
+            dropped_by_exact_filter=self.stats.filtered,
             committed=summary.committed_plan_shards,
             plan_shards=summary.plan_shards,
             parked=parked,

@@ -46,6 +46,23 @@ CLI_ONLY: list[tuple[str, str, str, str]] = [
     ("retry wait zero", toml(api__retry_wait_s="0"), "api.retry_wait_s", "more than 0"),
     ("attempts string", toml(api__max_attempts='"8"'), "api.max_attempts", "an integer"),
     ("date as number", toml(study__start_date="20230101"), "study.start_date", "YYYY-MM-DD"),
+    # Nothing positive left to send: the public API would return every video of the dates.
+    (
+        "full scan, rest form",
+        toml(
+            study__condition_groups=None,
+            study__query='{not = [{operation = "EQ", field_name = "username", '
+            'field_values = ["spam"]}]}',
+        ),
+        "study.query",
+        "nothing positive is left to send to the public API",
+    ),
+    (
+        "full scan, seed form",
+        toml(study__condition_groups=NL.replace('"and"', '"not"')),
+        "study.condition_groups",
+        "set allow_full_scan = true in [study]",
+    ),
 ]
 
 
