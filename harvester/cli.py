@@ -247,7 +247,8 @@ def aggregate(config: Path, query: Path, out: Path, min_group_size: int, as_json
     "settings",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Any other SimulatorConfig number, e.g. --set max_running_tasks=5 (repeatable).",
+    help="Any other SimulatorConfig number or switch, e.g. --set max_running_tasks=5 or "
+    "--set approximate_matching=0 (repeatable).",
 )
 @_guard
 def simulate(
@@ -275,8 +276,14 @@ def simulate(
     run_forever(SimulatorConfig(**overrides), host=host, port=port)
 
 
-def _simulator_settings(settings: tuple[str, ...]) -> dict[str, int | float]:
-    """`NAME=VALUE` pairs for numeric SimulatorConfig fields; anything else is a usage error."""
+#: SimulatorConfig switches `--set` takes as on/off (their default depends on the profile).
+_SWITCHES = ("approximate_matching",)
+_ON_OFF = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+
+
+def _simulator_settings(settings: tuple[str, ...]) -> dict[str, int | float | bool]:
+    """`NAME=VALUE` pairs for numeric SimulatorConfig fields and its on/off switches; anything
+    else is a usage error."""
     import dataclasses
 
     from harvester.simulator import SimulatorConfig
@@ -286,14 +293,23 @@ def _simulator_settings(settings: tuple[str, ...]) -> dict[str, int | float]:
         for f in dataclasses.fields(SimulatorConfig)
         if type(f.default) in (int, float)
     }
-    out: dict[str, int | float] = {}
+    out: dict[str, int | float | bool] = {}
     for item in settings:
         name, _, value = item.partition("=")
         name = name.strip().replace("-", "_")
+        if name in _SWITCHES:
+            switch = _ON_OFF.get(value.strip().lower())
+            if switch is None:
+                raise click.BadParameter(
+                    f"{item!r}: {value!r} is not on or off; use 1/0, true/false or on/off",
+                    param_hint="--set",
+                )
+            out[name] = switch
+            continue
         if name not in numeric:
             raise click.BadParameter(
-                f"{name!r} is not a numeric simulator setting; use one of "
-                + ", ".join(sorted(numeric)),
+                f"{name!r} is not a simulator setting; use one of "
+                + ", ".join(sorted([*numeric, *_SWITCHES])),
                 param_hint="--set",
             )
         try:

@@ -45,7 +45,7 @@ ENV = {
 #: A query every simulated video matches (all regions): CPU and memory runs take everything.
 ALL_REGIONS = [
     "US", "NL", "DE", "GB", "FR", "ES", "IT", "BE", "PL", "SE",
-    "CA", "BR", "MX", "JP", "IN", "TR", "ID", "AU", "NG", "EG",
+    "IE", "BR", "MX", "JP", "IN", "TR", "ID", "AU", "NG", "EG",
 ]  # fmt: skip
 NL_BE = ["NL", "BE"]
 BIG = 10**12  # quotas that never bind: what is measured is what the API counts

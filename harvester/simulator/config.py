@@ -61,6 +61,10 @@ class FaultConfig:
     wrong_types: float = 0.0  # per record: string counts, int usernames, null lists
     missing_fields: float = 0.0  # per record: a requested field left out
     extra_fields: float = 0.0  # per record: unknown extra fields
+    # Per record: a field in another documented shape (video_tag as one struct rather than a
+    # list, `favourites_count` for favorites_count) or with a key inside a struct the catalogue
+    # does not know (effect_info_list items, video_label).
+    field_variants: float = 0.0
     huge_page: float = 0.0  # a public API page far larger than max_count
     # Research Query Service.
     analysis_failed: float = 0.0  # a task ends AnalysisFailed (≤ 2 per query)
@@ -113,6 +117,7 @@ _FAULT_PRESETS: Mapping[Profile, FaultConfig] = {
         analysis_failed=0.05,
     ),
     "hostile": FaultConfig(
+        field_variants=0.1,
         control_chars=0.1,
         hostile_values=0.05,
         wrong_types=0.05,
@@ -123,6 +128,9 @@ _FAULT_PRESETS: Mapping[Profile, FaultConfig] = {
 }
 
 _UNSET_FAULTS = FaultConfig()
+
+#: Profiles in which the public API matches approximately unless told otherwise.
+_APPROXIMATE: frozenset[Profile] = frozenset({"flaky", "hostile"})
 
 #: Non-fault settings a profile changes.
 _CONFIG_PRESETS: Mapping[Profile, Mapping[str, Any]] = {
@@ -164,6 +172,9 @@ class SimulatorConfig:
     cache_records: int = 150_000
     #: Wall-clock epoch the simulator's clock starts at (None: the real time).
     clock_start: float | None = None
+    #: The public API matches string conditions approximately (near strings too, see
+    #: `harvester.simulator.fuzzy`). Left unset (None): on in the flaky and hostile profiles.
+    approximate_matching: bool | None = None
     #: Left unset, the profile's preset.
     faults: FaultConfig = _UNSET_FAULTS
 
@@ -174,6 +185,8 @@ class SimulatorConfig:
             raise ValueError(f"unknown profile {self.profile!r}; use one of {', '.join(PROFILES)}")
         if self.faults is _UNSET_FAULTS:
             object.__setattr__(self, "faults", _FAULT_PRESETS[self.profile])
+        if self.approximate_matching is None:
+            object.__setattr__(self, "approximate_matching", self.profile in _APPROXIMATE)
         for name, value in _CONFIG_PRESETS.get(self.profile, {}).items():
             if getattr(self, name) == _DEFAULTS[name]:
                 object.__setattr__(self, name, value)

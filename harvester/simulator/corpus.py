@@ -24,10 +24,11 @@ Video = dict[str, Any]
 DAY = 86_400
 INT64_MAX = 2**63 - 1
 
-#: Region codes with rough weights; the research audience is European and American.
+#: Region codes with rough weights; the research audience is European and American. All from
+#: the codebook's list, and no Canada: the Research Tools' data leaves it out.
 REGIONS: Mapping[str, float] = {
     "US": 20, "NL": 12, "DE": 10, "GB": 9, "FR": 8, "ES": 5, "IT": 5, "BE": 4, "PL": 3, "SE": 2,
-    "CA": 3, "BR": 4, "MX": 3, "JP": 2, "IN": 2, "TR": 2, "ID": 2, "AU": 2, "NG": 1, "EG": 1,
+    "IE": 3, "BR": 4, "MX": 3, "JP": 2, "IN": 2, "TR": 2, "ID": 2, "AU": 2, "NG": 1, "EG": 1,
 }  # fmt: skip
 
 HASHTAGS: tuple[str, ...] = (
@@ -50,7 +51,14 @@ _WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 _LABELS = ("", "", "", "", "Sensitive content", "Unverified content", "Election information")
-_TAG_TYPES = ("Anchor", "Location", "Poll", "Sticker", "Music")
+#: `video_tag` values as the API reference defines them: (number, type).
+_TAGS = (
+    (1, "AIGC Type"),
+    (2, "AIGC Type"),
+    (1, "Branded Type"),
+    (7, "Branded Type"),
+    (1, "AIGC Type"),
+)
 
 
 def _stats(rng: random.Random) -> tuple[int, int, int, int, int, int, int]:
@@ -137,9 +145,15 @@ class _Pools:
         effects: list[tuple[list[str], list[dict[str, str]]]] = [([], [])] * 12
         for _ in range(256):
             ids = [str(rng.randrange(100_000, 9_999_999)) for _ in range(rng.randint(1, 3))]
-            effects.append(
-                (ids, [{"effect_id": e, "effect_name": f"Effect {e[-3:]}"} for e in ids])
-            )
+            effect_infos: list[dict[str, str]] = [
+                {
+                    "effect_id": e,
+                    "effect_name": f"Effect {e[-3:]}",
+                    "effect_photo_url": f"https://effects.sim.invalid/{e}.png",
+                }
+                for e in ids
+            ]
+            effects.append((ids, effect_infos))
         self.effects = tuple(effects)
         stickers: list[list[dict[str, str]]] = [[]] * 8
         for _ in range(128):
@@ -149,7 +163,9 @@ class _Pools:
         self.labels = tuple({"content": c} for c in _LABELS)
         tags: list[list[dict[str, Any]]] = [[]] * 6
         for _ in range(64):
-            tags.append([{"number": rng.randint(1, 9), "type": rng.choice(_TAG_TYPES)}])
+            rng.randint(1, 9)  # drawn as before the documented tags: the corpus stays the same
+            number, kind = rng.choice(_TAGS)
+            tags.append([{"number": number, "type": kind}])
         self.tags = tuple(tags)
         mentions: list[list[str]] = [[]] * 12
         for _ in range(256):

@@ -169,9 +169,8 @@ class FaultInjector:
     def mutate_records(self, records: list[dict[str, Any]], fields: Iterable[str]) -> None:
         """Corrupt projected records in place, per the record-level rates."""
         c = self.config
-        if (
-            not (c.control_chars or c.hostile_values or c.wrong_types or c.missing_fields)
-            and not c.extra_fields
+        if not (c.control_chars or c.hostile_values or c.wrong_types or c.missing_fields) and not (
+            c.extra_fields or c.field_variants
         ):
             return
         wanted = tuple(fields)
@@ -194,6 +193,37 @@ class FaultInjector:
                 self.counts["extra_fields"] += 1
                 r = self.rng("extra_fields")
                 rec[f"unannounced_{r.randrange(100)}"] = r.choice((1, "x", None, [1], {"a": 1}))
+            if self.fires("field_variants") and self._variant(rec):
+                self.counts["field_variants"] += 1
+
+    def _variant(self, rec: dict[str, Any]) -> bool:
+        """One field of `rec` in another shape the documentation shows; False if it has none
+        of those fields. Values are copied: the corpus's own records are shared."""
+        r = self.rng("field_variants")
+        choices = []
+        tags = rec.get("video_tag")
+        if isinstance(tags, list) and len(tags) == 1:
+            choices.append("tag_struct")
+        if "favorites_count" in rec:
+            choices.append("favourites")
+        if isinstance(rec.get("video_label"), dict):
+            choices.append("label_key")
+        effects = rec.get("effect_info_list")
+        if isinstance(effects, list) and effects:
+            choices.append("effect_key")
+        if not choices:
+            return False
+        kind = r.choice(choices)
+        if kind == "tag_struct":
+            rec["video_tag"] = dict(tags[0])  # type: ignore[index]
+        elif kind == "favourites":
+            rec["favourites_count"] = rec.pop("favorites_count")
+        elif kind == "label_key":
+            rec["video_label"] = {**rec["video_label"], "label_id": r.randrange(1, 9)}
+        else:
+            first = {**effects[0], "effect_type": r.choice(("filter", "sticker"))}  # type: ignore[index]
+            rec["effect_info_list"] = [first, *effects[1:]]  # type: ignore[index]
+        return True
 
     def _control(self, rec: dict[str, Any]) -> None:
         r = self.rng("control_chars")

@@ -18,6 +18,7 @@ from aiohttp import web
 from harvester._exceptions import QueryError
 from harvester.query import RestQuery, parse_rest_query, validate_fields
 from harvester.simulator.corpus import DAY
+from harvester.simulator.fuzzy import approximate_predicate
 from harvester.simulator.responses import BadBody, error, ok, read_json
 
 if TYPE_CHECKING:
@@ -102,13 +103,28 @@ def _parse(
 
 
 def _matching(sim: Simulator, query: RestQuery, first: int, last: int, key: str) -> list[int]:
-    """Matches in [first, last] (days, inclusive), newest first, with fuzzy false positives."""
+    """Matches in [first, last] (days, inclusive), newest first, with fuzzy false positives:
+    near strings in approximate mode, and random extras at the `fuzzy_false_positive` rate."""
     start, end = first * DAY, (last + 1) * DAY
-    matches = query.matches
+    approximate = bool(sim.config.approximate_matching)
+    matches = approximate_predicate(query) if approximate else query.matches
+    exact = query.matches
     hits: list[int] = []
     misses: list[int] = []
+    near = lost = 0
     for v in sim.corpus.videos(start, end):
-        (hits if matches(v) else misses).append(v["id"])
+        if matches(v):
+            hits.append(v["id"])
+            if approximate and not exact(v):
+                near += 1
+        else:
+            misses.append(v["id"])
+            if approximate and exact(v):
+                lost += 1  # a true match an approximate `not` excluded
+    if near:
+        sim.faults.note("approximate_match", ENDPOINT, near)
+    if lost:
+        sim.faults.note("approximate_exclusion", ENDPOINT, lost)
     rate = sim.faults.config.fuzzy_false_positive
     fuzzy = any(c.field_name in FUZZY_FIELDS for c in (*query.and_, *query.or_))
     if rate > 0 and fuzzy and misses:
