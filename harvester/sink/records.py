@@ -3,7 +3,12 @@
 This is the pipeline's CPU hot path, so columns are built by Arrow from plain lists and only a
 column that fails Arrow's own type inference falls back to coercing value by value. Nothing is
 silently lost: a value that cannot be coerced becomes null and its raw form goes to `_extra`
-(JSON), together with any field the schema does not know.
+(JSON), together with any field the schema does not know, and a struct holding a key the schema
+does not know keeps its known keys in its column and its whole raw form in `_extra`.
+
+The documentation shows some fields in two shapes, and both are read: `favourites_count` is
+`favorites_count`, and a lone struct where a list of structs belongs (`video_tag`) is a list of
+one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from harvester.sink.schema import DERIVED_PARTITIONS, SOURCES, Layout
 __all__ = ["CONTROL_CHARS", "PageResult", "normalise_page", "normalise_rows", "to_json"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+#: Other spellings of catalogue fields that the API's documentation uses.
+_SPELLINGS = {"favourites_count": "favorites_count"}
 #: Derived partitions are prefixes of the ISO date: YYYY-MM-DD, YYYY-MM, YYYY.
 _DATE_WIDTH = {"create_date": 10, "create_month": 7, "create_year": 4}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -90,6 +97,8 @@ def _coerce(v: object, t: pa.DataType) -> tuple[object, bool]:
             return v.strip().lower() in ("true", "1"), True
         return None, False
     if pa.types.is_list(t):
+        if isinstance(v, dict) and pa.types.is_struct(t.value_type):
+            v = [v]  # one struct where a list of them belongs: a list of one, nothing lost
         if not isinstance(v, list | tuple):
             return None, False
         items, ok = [], True
@@ -154,6 +163,20 @@ def _column(
         if not ok:
             extras.setdefault(i, {})[name] = v
     return pa.array(out, type=t)
+
+
+def _respelled(record: dict[str, object]) -> dict[str, object]:
+    """`record` with the catalogue's spelling of its fields; a value that disagrees with the one
+    under the catalogue's own name keeps its spelling (and so lands in `_extra`)."""
+    out = dict(record)
+    for other, name in _SPELLINGS.items():
+        if other in out:
+            value = out.pop(other)
+            if out.get(name) is None:
+                out[name] = value
+            elif out[name] != value:
+                out[other] = value
+    return out
 
 
 def to_json(obj: object) -> str:
@@ -296,6 +319,9 @@ def normalise_page(
         if invalid
         else ()
     )
+    for idx, r in enumerate(keep):
+        if any(other in r for other in _SPELLINGS):
+            keep[idx] = _respelled(r)
 
     extras: dict[int, dict[str, object]] = {}
     known = frozenset(layout.fields)

@@ -351,6 +351,82 @@ def test_a_null_body_falls_back_without_crashing(raw: bytes) -> None:
     assert proc.stdout.strip() == "None"
 
 
+# --------------------------------------------------------------------------- documented variants
+
+_PHOTO = "https://effects.example/1.png"
+#: (a record in a shape some documentation page shows, the same record in the catalogue's shape,
+#:  what `_extra` keeps of the variant: None when nothing is left over).
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]] = {
+    "video_tag as one struct": (
+        video(1, video_tag={"number": 2, "type": "AIGC Type"}),
+        video(1, video_tag=[{"number": 2, "type": "AIGC Type"}]),
+        None,
+    ),
+    "favourites_count": (
+        {k if k != "favorites_count" else "favourites_count": v for k, v in video(1).items()},
+        video(1),
+        None,
+    ),
+    "both spellings, agreeing": ({**video(1), "favourites_count": 2}, video(1), None),
+    "both spellings, disagreeing": (
+        {**video(1), "favourites_count": 3},
+        video(1),
+        {"favourites_count": 3},
+    ),
+    "effect item with its photo": (
+        video(
+            1, effect_info_list=[{"effect_id": "1", "effect_name": "x", "effect_photo_url": _PHOTO}]
+        ),
+        video(
+            1, effect_info_list=[{"effect_id": "1", "effect_name": "x", "effect_photo_url": _PHOTO}]
+        ),
+        None,
+    ),
+    "unknown key in an effect item": (
+        video(1, effect_info_list=[{"effect_id": "1", "effect_name": "x", "effect_type": "f"}]),
+        video(1, effect_info_list=[{"effect_id": "1", "effect_name": "x"}]),
+        {"effect_info_list": [{"effect_id": "1", "effect_name": "x", "effect_type": "f"}]},
+    ),
+    "unknown key in video_label": (
+        video(1, video_label={"content": "lbl", "label_id": 4}),
+        video(1),
+        {"video_label": {"content": "lbl", "label_id": 4}},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("variant", "canonical", "extra"), list(VARIANTS.values()), ids=list(VARIANTS)
+)
+def test_documented_variants_read_as_the_catalogue_shape(
+    variant: dict[str, Any], canonical: dict[str, Any], extra: dict[str, Any] | None
+) -> None:
+    """Both decoders agree: the fast path leaves a variant to the general path, which stores it
+    in the catalogue's shape, and keeps whatever the catalogue has no place for in `_extra`."""
+    canonical_rows = assert_decodes_like_general(body([canonical]))
+    raw = body([variant])
+    if variant == canonical:
+        assert DECODER(raw) is not None
+        return
+    assert DECODER(raw) is None
+    records = fresh_records(coerce_records(general(raw)["result"]), set(), cleaned=True)
+    options: dict[str, Any] = {
+        "leaf_key": LEAF,
+        "window": (T0, T0 + 86_400),
+        "source": "rqs",
+        "retrieved_at": NOW,
+    }
+    got = normalise_page(records, LAYOUT, **options)
+    want = normalise_rows(fresh_rows(canonical_rows, set()), LAYOUT, **options)
+    assert got.rows == want.rows == 1
+    for name in LAYOUT.schema.names:
+        if name != "_extra":
+            assert got.batch.column(name).equals(want.batch.column(name)), name
+    kept = got.batch.column("_extra")[0].as_py()
+    assert (orjson.loads(kept) if kept is not None else None) == extra
+    assert not (got.unknown_fields - {"favourites_count"})
+
+
 # --------------------------------------------------------------------------- takes, same rows
 
 
@@ -583,7 +659,13 @@ def test_decoded_pages_dedupe_like_general_pages_across_a_seen_set() -> None:
 
 # --------------------------------------------------------------------------- simulator
 
-FAULTS = {"control_chars": 0.15, "wrong_types": 0.02, "missing_fields": 0.08, "extra_fields": 0.02}
+FAULTS = {
+    "control_chars": 0.15,
+    "wrong_types": 0.02,
+    "missing_fields": 0.08,
+    "extra_fields": 0.02,
+    "field_variants": 0.05,
+}
 SIM_START = 1_641_081_600  # 2022-01-02T00:00:00Z
 SIM_FIELDS: tuple[str, ...] = FIELDS
 
@@ -677,5 +759,6 @@ async def test_simulator_pages_decode_the_same_either_way() -> None:
             assert out[name] == data.get(name)
         assert_same_batches(rows, records, lay, window, (seen_fast, seen_general))
     assert {"control_chars", "wrong_types", "missing_fields", "extra_fields"} <= set(injected)
+    assert injected.get("field_variants")
     assert fast >= 3 and fell_back >= 3, (fast, fell_back)
     assert fast_dirty and fast_sparse, (fast_dirty, fast_sparse)
