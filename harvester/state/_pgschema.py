@@ -106,6 +106,11 @@ CREATE TABLE quota_use (
 CREATE INDEX quota_use_study ON quota_use (ledger, day, study);
 """
 
+#: Records the public API returned that the study's exact query dropped, per shard.
+_V2 = """
+ALTER TABLE shards ADD COLUMN filtered BIGINT NOT NULL DEFAULT 0
+"""
+
 #: MIGRATIONS[n] upgrades version n to n + 1 (0: an empty database).
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -56,7 +56,7 @@ __all__ = ["LeaseLost", "PostgresState", "describe_url", "worker_name"]
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
-    "attempts, last_error, error_kind, records, pages, updated_at, committed_at"
+    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered"
 )
 #: The database's clock, so leases of workers on different machines compare on one clock.
 DB_NOW = "extract(epoch from clock_timestamp())"
@@ -397,9 +397,9 @@ class PostgresState:
                 ).fetchall()
             ]
             cur.execute(
-                "UPDATE shards SET status = 'split', records = 0, next_cursor = NULL, "
-                "search_id = NULL, task_id = NULL, lease_owner = NULL, lease_until = NULL, "
-                "updated_at = %s WHERE study = %s AND key = %s",
+                "UPDATE shards SET status = 'split', records = 0, filtered = 0, "
+                "next_cursor = NULL, search_id = NULL, task_id = NULL, lease_owner = NULL, "
+                "lease_until = NULL, updated_at = %s WHERE study = %s AND key = %s",
                 (now, self._study, key),
             )
         return sorted(dropped)
@@ -497,9 +497,11 @@ class PostgresState:
         cursor: int | None,
         search_id: str | None = None,
         task_id: str | None = None,
+        filtered: int = 0,
     ) -> None:
-        """Record one fetched page: its staged segment (None when no row survived) and the
-        leaf's new position, together; renews the lease. A failure leaves the leaf as before."""
+        """Record one fetched page: its staged segment (None when no row survived), the records
+        the exact filter dropped from it and the leaf's new position, together; renews the
+        lease. A failure leaves the leaf as before."""
         with self._tx() as cur:
             leaf = self._get(cur, leaf_key, lock=True)
             if leaf.status != "running":
@@ -514,11 +516,13 @@ class PostgresState:
             elif rows:
                 raise StateError(f"page of {leaf_key} has {rows} rows but no segment")
             cur.execute(
-                "UPDATE shards SET records = records + %s, pages = pages + 1, next_cursor = %s, "
+                "UPDATE shards SET records = records + %s, filtered = filtered + %s, "
+                "pages = pages + 1, next_cursor = %s, "
                 "search_id = COALESCE(%s, search_id), task_id = COALESCE(%s, task_id), "
                 f"updated_at = %s, lease_until = {DB_NOW} + %s WHERE study = %s AND key = %s",
                 (
                     rows,
+                    filtered,
                     cursor,
                     search_id,
                     task_id,
@@ -854,9 +858,10 @@ class PostgresState:
                 "SELECT status, count(*) FROM shards WHERE study = %s GROUP BY status", (study,)
             )
         }
-        plans, committed, records, pages = self._query(
+        plans, committed, records, pages, filtered = self._query(
             "SELECT count(*) FILTER (WHERE parent_key IS NULL), count(committed_at), "
-            "coalesce(sum(records), 0), coalesce(sum(pages), 0) FROM shards WHERE study = %s",
+            "coalesce(sum(records), 0), coalesce(sum(pages), 0), coalesce(sum(filtered), 0) "
+            "FROM shards WHERE study = %s",
             (study,),
         )[0]
         files, rows = self._query(
@@ -878,4 +883,5 @@ class PostgresState:
             dataset_rows=int(rows),
             today=self.usage(day or utc_day()),
             errors=errors,
+            filtered=int(filtered),
         )

@@ -241,3 +241,17 @@ def test_no_secret_is_ever_stored(tmp_path: Path, state: Store) -> None:
     blobs = stored_text(state, tmp_path)
     assert b"s/000000.arrow" in blobs  # the dump does see what was stored
     assert secret.encode() not in blobs and b"client_secret" not in blobs
+
+
+def test_exact_filter_drops_are_counted_per_leaf_and_reset_by_a_split(
+    state: Store,
+) -> None:
+    state.start_leaf(PLAN.key)
+    state.checkpoint_page(PLAN.key, segment=None, rows=0, cursor=100, filtered=4)
+    state.checkpoint_page(PLAN.key, segment="p1.arrow", rows=2, cursor=200, filtered=3)
+    assert state.shard(PLAN.key).filtered == 7 and state.status().filtered == 7
+    state.split(PLAN.key, [LEFT, RIGHT])  # the children fetch (and count) those pages again
+    assert state.shard(PLAN.key).filtered == 0 and state.status().filtered == 0
+    state.start_leaf(LEFT.key)
+    state.checkpoint_page(LEFT.key, segment=None, rows=0, cursor=100, filtered=2)
+    assert state.status().filtered == 2

@@ -61,6 +61,29 @@ def test_schema_is_versioned_and_a_newer_one_refused(pg_url: str) -> None:
         PostgresState(pg_url, study="demo")
 
 
+def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> None:
+    from harvester.state._pgschema import PG_SCHEMA
+
+    old = opened(pg_url)
+    old.add_plan_shards(WEEK[:1])
+    old.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # back to what version 1 held
+        conn.execute(f"UPDATE {PG_SCHEMA}.schema_version SET version = 1")
+        conn.execute(f"ALTER TABLE {PG_SCHEMA}.shards DROP COLUMN filtered")
+    again = opened(pg_url)
+    try:
+        assert again.shard(WEEK[0].key).filtered == 0
+        again.start_leaf(WEEK[0].key)
+        again.checkpoint_page(WEEK[0].key, segment=None, rows=0, cursor=100, filtered=9)
+        assert again.status().filtered == 9
+    finally:
+        again.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute(f"SELECT version FROM {PG_SCHEMA}.schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+
+
 def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
     script = (
         "import sys\n"

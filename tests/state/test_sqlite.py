@@ -81,17 +81,3 @@ def test_a_version_1_state_is_migrated_and_keeps_everything(tmp_path: Path) -> N
         assert state.shard(PLAN.key).filtered == 5 and state.status().filtered == 5
     with SqliteState(path) as again:  # opening a migrated file again is a no-op
         assert again.shard(PLAN.key).filtered == 5
-
-
-def test_exact_filter_drops_are_counted_per_leaf_and_reset_by_a_split(
-    state: SqliteState,
-) -> None:
-    state.start_leaf(PLAN.key)
-    state.checkpoint_page(PLAN.key, segment=None, rows=0, cursor=100, filtered=4)
-    state.checkpoint_page(PLAN.key, segment="p1.arrow", rows=2, cursor=200, filtered=3)
-    assert state.shard(PLAN.key).filtered == 7 and state.status().filtered == 7
-    state.split(PLAN.key, [LEFT, RIGHT])  # the children fetch (and count) those pages again
-    assert state.shard(PLAN.key).filtered == 0 and state.status().filtered == 0
-    state.start_leaf(LEFT.key)
-    state.checkpoint_page(LEFT.key, segment=None, rows=0, cursor=100, filtered=2)
-    assert state.status().filtered == 2
