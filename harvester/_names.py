@@ -2,8 +2,9 @@
 
 The seed's query fields say `region_code` and `create_time`, its result list `country_code` and
 `create_date`; a newer VCE page names `video_id`, `video_length` and `video_tags`; the codebook
-calls the id `item_id` too. Whatever a result page calls a field, it is stored under the
-catalogue's name, so one study has one schema whichever page the service follows.
+calls the id `item_id` too, and one API reference page spells `favorites_count` the British way.
+Whatever a result page calls a field, it is stored under the catalogue's name, so one study has
+one schema whichever page the service follows.
 
 A value is only renamed, never guessed at, except a creation *date* standing in for
 `create_time`: a date (`20230115`, `"2023-01-15"`) becomes 00:00 UTC of that day, an epoch stays
@@ -28,6 +29,7 @@ RESULT_ALIASES: Mapping[str, str] = {
     "country_code": "region_code",
     "video_length": "video_duration",
     "video_tags": "video_tag",
+    "favourites_count": "favorites_count",
 }
 _ALIASES = frozenset(RESULT_ALIASES)
 _YYYYMMDD = re.compile(r"(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")

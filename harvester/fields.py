@@ -99,7 +99,7 @@ _FIELDS = (
     Field("voice_to_text", STRING, EQ_IN),
     # The seed lists `duration_type` as an int condition field the public API cannot return.
     Field("duration_type", INT64, COMPARISONS, rest=False),
-    # One reference page spells it `favourites_count`: read as this field (harvester.sink.records).
+    # One reference page spells it `favourites_count`: read as this field (harvester._names).
     Field("favorites_count", INT64),
     # The same flag is `is_stem_verified` in the public API and `stem_verified` in the seed.
     Field("is_stem_verified", BOOL),

@@ -6,9 +6,9 @@ silently lost: a value that cannot be coerced becomes null and its raw form goes
 (JSON), together with any field the schema does not know, and a struct holding a key the schema
 does not know keeps its known keys in its column and its whole raw form in `_extra`.
 
-The documentation shows some fields in two shapes, and both are read: `favourites_count` is
-`favorites_count`, and a lone struct where a list of structs belongs (`video_tag`) is a list of
-one.
+The documentation shows some fields in two shapes, and both are read: a lone struct where a list
+of structs belongs (`video_tag`) is a list of one (other names of fields, such as
+`favourites_count`, are `harvester._names`' business).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from harvester.sink.schema import DERIVED_PARTITIONS, SOURCES, Layout
 __all__ = ["CONTROL_CHARS", "PageResult", "normalise_page", "normalise_rows", "to_json"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-#: Other spellings of catalogue fields that the API's documentation uses.
-_SPELLINGS = {"favourites_count": "favorites_count"}
 #: Derived partitions are prefixes of the ISO date: YYYY-MM-DD, YYYY-MM, YYYY.
 _DATE_WIDTH = {"create_date": 10, "create_month": 7, "create_year": 4}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,20 +161,6 @@ def _column(
         if not ok:
             extras.setdefault(i, {})[name] = v
     return pa.array(out, type=t)
-
-
-def _respelled(record: dict[str, object]) -> dict[str, object]:
-    """`record` with the catalogue's spelling of its fields; a value that disagrees with the one
-    under the catalogue's own name keeps its spelling (and so lands in `_extra`)."""
-    out = dict(record)
-    for other, name in _SPELLINGS.items():
-        if other in out:
-            value = out.pop(other)
-            if out.get(name) is None:
-                out[name] = value
-            elif out[name] != value:
-                out[other] = value
-    return out
 
 
 def to_json(obj: object) -> str:
@@ -319,9 +303,6 @@ def normalise_page(
         if invalid
         else ()
     )
-    for idx, r in enumerate(keep):
-        if any(other in r for other in _SPELLINGS):
-            keep[idx] = _respelled(r)
 
     extras: dict[int, dict[str, object]] = {}
     known = frozenset(layout.fields)
