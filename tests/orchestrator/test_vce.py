@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,14 @@ import pytest
 
 from harvester import rqs
 from harvester.config import Study, load_study, resolve_credentials
-from harvester.orchestrator import EXIT_QUOTA, harvest, status_report, verify_study
+from harvester.orchestrator import (
+    EXIT_QUOTA,
+    Harvest,
+    cancel_study,
+    harvest,
+    status_report,
+    verify_study,
+)
 from harvester.simulator import Simulator, vce
 from harvester.simulator.testing import running_simulator
 from harvester.sink import MANIFEST
@@ -38,6 +46,7 @@ from tests.orchestrator.conftest import (
     oracle,
     run,
 )
+from tests.orchestrator.test_leaf import run_until_pages
 
 pytestmark = pytest.mark.anyio
 TEST_STAGE: dict[str, Any] = {**SIM, **FAST_TASKS, "stage": "test"}
@@ -223,6 +232,34 @@ async def test_pyrqs_results_under_other_names_and_rows_without_an_id(tmp_path: 
     assert info["quarantined_records"] == 3 and info["quarantine"] == f"../{kept.name}"
     assert "3 record(s) without a usable id" in status_report(study)["text"]
     assert not list(study.output_path.rglob("*.jsonl"))  # readers never see them
+
+
+async def test_cancel_reaches_pyrqs_tasks_through_the_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}  # a run cut short leaves them in flight
+    async with running_simulator("clean", **SIM, **tasks) as sim:
+        # Nothing listens at the study's base_url: pyrqs never goes there, the SDK does the work.
+        study = make_study(tmp_path, "http://127.0.0.1:9", source="pyrqs", days=3)
+        credentials = resolve_credentials(study, {})
+        with drop_in(sim) as sdk:
+            h = Harvest(study, credentials, options(sdk_client=sdk), clock=sim.clock.now)
+            assert await run_until_pages(h, 3)
+        with SqliteState(study.state_path) as state:
+            in_flight = [int(s.task_id) for s in state.shards() if s.task_id]
+        assert len(in_flight) == 3
+        # `harvester cancel` opens TikTok's SDK (here: a module standing for it).
+        clients: list[rqs.RQSClient] = []
+        standin = types.ModuleType("pyrqs")
+        standin.rqs = types.SimpleNamespace(  # type: ignore[attr-defined]
+            RQSClient=lambda: clients.append(drop_in(sim)) or clients[-1]
+        )
+        monkeypatch.setitem(sys.modules, "pyrqs", standin)
+        report = await anyio.to_thread.run_sync(cancel_study, study, credentials)
+        for client in clients:
+            client.close()
+        assert len(report["cancelled"]) == 3
+        assert {sim.tasks.status(sim.tasks.tasks[t]) for t in in_flight} == {"Cancelled"}
 
 
 # --------------------------------------------------------------------------- the CLI

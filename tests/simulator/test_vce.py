@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import date
 from typing import Any
 
+import anyio
 import pytest
 
 from harvester.simulator import vce
@@ -74,3 +82,48 @@ async def test_five_thousand_records_a_day_then_429() -> None:
         await c.login()
         a = await c.rqs("result", {"task_id": task, "cursor": cursor, "max_count": 10_000})
         assert a.status == 200 and len(a.data["result"]) == 1_000
+
+
+def _simulate_test_stage_process() -> tuple[int, int]:
+    """`harvester simulate --stage test` in its own process: (status of a create over the test
+    stage's 5,000 limit, status of one at it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harvester.cli", "simulate", "--port", str(port), "--stage", "test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert b"listening on" in proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        form = urllib.parse.urlencode(
+            {"client_key": "sim-client-key", "client_secret": "sim-client-secret",
+             "grant_type": "client_credentials"}
+        ).encode()  # fmt: skip
+        with urllib.request.urlopen(base + "/v2/oauth/token/", form) as r:
+            token = json.loads(r.read())["access_token"]
+        codes = []
+        for limit in (5_001, 5_000):
+            body = {"category": "video", "condition_groups": window(MAR1, MAR1 + DAY),
+                    "fields": "id", "limit": limit}  # fmt: skip
+            request = urllib.request.Request(
+                base + "/v2/research/query_task/create/",
+                data=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request) as r:
+                    codes.append(r.status)
+            except urllib.error.HTTPError as e:
+                codes.append(e.code)
+        return codes[0], codes[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_harvester_simulate_serves_the_test_stage() -> None:
+    assert await anyio.to_thread.run_sync(_simulate_test_stage_process) == (400, 200)
