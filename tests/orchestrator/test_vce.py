@@ -250,10 +250,13 @@ async def test_cancel_reaches_pyrqs_tasks_through_the_sdk(
         assert len(in_flight) == 3
         # `harvester cancel` opens TikTok's SDK (here: a module standing for it).
         clients: list[rqs.RQSClient] = []
+
+        def sdk_client() -> rqs.RQSClient:
+            clients.append(drop_in(sim))
+            return clients[-1]
+
         standin = types.ModuleType("pyrqs")
-        standin.rqs = types.SimpleNamespace(  # type: ignore[attr-defined]
-            RQSClient=lambda: clients.append(drop_in(sim)) or clients[-1]
-        )
+        standin.rqs = types.SimpleNamespace(RQSClient=sdk_client)  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "pyrqs", standin)
         report = await anyio.to_thread.run_sync(cancel_study, study, credentials)
         for client in clients:
