@@ -1,4 +1,5 @@
-"""`make demo`: start the built-in simulator, harvest the two demo studies, show what landed.
+"""`make demo`: start the built-in simulator, harvest the two demo studies, show what landed;
+then the VCE's two stages: a test-stage sample of every window, and an aggregate for release.
 
 Everything runs offline on this machine: the simulator serves both TikTok APIs on loopback,
 the harvester runs exactly as it would against the real API (`harvester run configs/...`).
@@ -20,6 +21,7 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8765  # the demo configs point at it
+VCE_PORT = 8766  # configs/demo-vce.toml: a simulator in the VCE's test stage
 STUDIES = ("configs/demo.toml", "configs/demo-rqs.toml")
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
 
@@ -38,17 +40,17 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def start_simulator(log: Path) -> subprocess.Popen[bytes]:
-    if not port_free(PORT):
-        sys.exit(f"demo: port {PORT} is in use; stop what listens there and run make demo again")
+def start_simulator(log: Path, port: int = PORT, *extra: str) -> subprocess.Popen[bytes]:
+    if not port_free(port):
+        sys.exit(f"demo: port {port} is in use; stop what listens there and run make demo again")
     sim = subprocess.Popen(
-        [HARVESTER, "simulate", "--port", str(PORT), "--seed", "7", "--latency", "0.005"],
+        [HARVESTER, "simulate", "--port", str(port), "--seed", "7", "--latency", "0.005", *extra],
         cwd=ROOT,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
-    while port_free(PORT):
+    while port_free(port):
         if sim.poll() is not None or time.monotonic() > deadline:
             sys.exit(f"demo: the simulator did not start; see {log.relative_to(ROOT)}")
         time.sleep(0.1)
@@ -118,10 +120,36 @@ def main() -> None:
     finally:
         sim.terminate()
         sim.wait(timeout=10)
+    vce_stages(demo, env)
     say("Summary")
     for config, rows, requests, wall in summary:
         print(f"{config:24} {rows:>8,} videos  {requests:>5} counted requests  {wall:5.1f} s")
     print("\nThe datasets are in .demo/; run `make demo` again to start over.")
+
+
+def vce_stages(demo: Path, env: dict[str, str]) -> None:
+    """The test stage samples every window; the execution stage releases only aggregates."""
+    config = "configs/demo-vce.toml"
+    say(f"The VCE's test stage: {config} (simulator on 127.0.0.1:{VCE_PORT}, --stage test)")
+    sim = start_simulator(demo / "simulator-test-stage.log", VCE_PORT, "--stage", "test")
+    try:
+        sh("plan", config, env=env)
+        code = sh("run", config, env=env)
+        if code != 0:
+            sys.exit(f"demo: harvester run {config} exited {code}")
+        sh("verify", config, env=env)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    per_window = duckdb.connect().sql(
+        "SELECT _shard AS window, count(*) AS videos FROM "
+        "read_parquet('.demo/demo-vce/**/*.parquet') GROUP BY 1 ORDER BY 1 LIMIT 4"
+    )
+    print(per_window)
+    say("The execution stage releases only aggregates: harvester aggregate")
+    out = ".demo/demo-rqs-by-region.csv"
+    sh("aggregate", "configs/demo-rqs.toml", "configs/demo-aggregate.sql", "--out", out, env=env)
+    print(Path(out).read_text(), end="")
 
 
 def _count_rows(path: Path) -> int:
