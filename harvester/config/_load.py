@@ -342,6 +342,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         config_path=config_path,
         warnings=warnings,
         state_url=state_url,
+        lease_s=model.state.lease_s,
     )
 
 

@@ -82,6 +82,7 @@ class _OutputTable(_Table):
 class _StateTable(_Table):
     path: str | None = None
     url: str | None = None
+    lease_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class StudyFile(_Table):
@@ -133,6 +134,7 @@ EXAMPLES: Mapping[str, str] = {
     "quota.share": "share = 0.5",
     "state.path": 'path = "data/nl-election.state.sqlite"',
     "state.url": 'url = "postgresql://harvester@db.example.org:5432/lab"',
+    "state.lease_s": "lease_s = 60",
 }
 
 

@@ -81,6 +81,8 @@ class Study:
     #: `postgresql://user@host:port/db` when the state lives in PostgreSQL (no password);
     #: `state_path` then only places the run logs.
     state_url: str | None = None
+    #: How long a worker keeps a leaf without a sign of life (PostgreSQL state only).
+    lease_s: float = 60.0
 
     @property
     def is_sample(self) -> bool:

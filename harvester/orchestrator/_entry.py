@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ log = structlog.get_logger("harvester")
 def default_log_file(study: Study) -> Path:
     """One JSON log per run, beside the state: `<state>.logs/run-<UTC time>.jsonl`."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if study.state_url is not None:
+        stamp += f"-{os.getpid()}"  # workers of one study may start in the same second
     return study.state_path.with_name(study.state_path.name + ".logs") / f"run-{stamp}.jsonl"
 
 

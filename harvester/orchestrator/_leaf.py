@@ -122,7 +122,7 @@ class LeafRunner:
             quarantine_page(h.study.output_path, key, seq, result, page.fetched_at)
             segment = None
             if result.rows:
-                segment = write_segment(h.staging, key, seq, result.batch).path
+                segment = write_segment(h.staging, key, seq, result.batch, tag=h.segment_tag).path
             state.checkpoint_page(
                 key,
                 segment=segment,

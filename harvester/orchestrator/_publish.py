@@ -21,6 +21,7 @@ from harvester.orchestrator._ledger import RunStats
 from harvester.plan import DAY, PlanShard
 from harvester.plan.sample import completeness
 from harvester.sink import (
+    DatasetFile,
     Layout,
     discard_compaction,
     finalize_plan_shard,
@@ -131,25 +132,34 @@ class Publisher:
             return
         self._finalizing.add(plan_key)
         try:
-            segments = [s.path for s in self.state.segments(plan_key=plan_key)]
-            files = await anyio.to_thread.run_sync(
-                finalize_plan_shard,
-                self.study.output_path,
-                self.staging,
-                self.layout,
-                plan_key,
-                segments,
-                limiter=self._writer,
-            )
-            leaves = self.state.commit_plan_shard(plan_key, files)
-            remove_leaves(self.staging, leaves)
-            self.stats.plan_committed += 1
-            self.stats.plan_committed_this_run += 1
-            for f in files:
-                log.info("file_committed", shard=plan_key, path=f.path, rows=f.rows)
+            # Workers sharing the study: one finalizes a plan shard, the others leave it.
+            with self.state.exclusive(f"finalize:{plan_key}") as mine:
+                if mine and self.state.plan_ready(plan_key):
+                    files = await self._finalize(plan_key)
+                else:
+                    return
         finally:
             self._finalizing.discard(plan_key)
         await self.compact({f.partition for f in files})
+
+    async def _finalize(self, plan_key: str) -> list[DatasetFile]:
+        segments = [s.path for s in self.state.segments(plan_key=plan_key)]
+        files = await anyio.to_thread.run_sync(
+            finalize_plan_shard,
+            self.study.output_path,
+            self.staging,
+            self.layout,
+            plan_key,
+            segments,
+            limiter=self._writer,
+        )
+        leaves = self.state.commit_plan_shard(plan_key, files)
+        remove_leaves(self.staging, leaves)
+        self.stats.plan_committed += 1
+        self.stats.plan_committed_this_run += 1
+        for f in files:
+            log.info("file_committed", shard=plan_key, path=f.path, rows=f.rows)
+        return files
 
     async def compact(self, touched: set[str] | None = None) -> None:
         """Merge partitions that several plan shards wrote into (coarse partitions), so readers
@@ -159,6 +169,12 @@ class Publisher:
         committed plan shard covers are merged: nothing will write into them again. Without it
         (the end of a run) every partition is.
         """
+        if touched is None and not self.state.alone:
+            # Other workers may still write into any partition (the swap replaces the whole
+            # partition folder): until every plan shard is committed, only complete ones.
+            summary = self.state.status()
+            if summary.committed_plan_shards < summary.plan_shards:
+                touched = {f.partition for f in self.state.files()}
         candidates = {f.partition for f in self.state.files()} if touched is None else touched
         for partition in sorted(candidates):
             if partition in self._compacting:
@@ -173,7 +189,11 @@ class Publisher:
                 continue
             self._compacting.add(partition)
             try:
-                await self.compact_one(partition, paths)
+                with self.state.exclusive(f"compact:{partition}") as mine:
+                    # Read again under the lock: another worker may have merged it meanwhile.
+                    paths = [f.path for f in self.state.files(partition)]
+                    if mine and len(paths) >= 2:
+                        await self.compact_one(partition, paths)
             finally:
                 self._compacting.discard(partition)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
@@ -48,11 +49,12 @@ from harvester.plan import plan_study
 from harvester.plan.sample import sample_plan
 from harvester.sink import (
     MANIFEST,
+    STAGING,
     cleanup_staging,
     cleanup_strays,
     layout,
 )
-from harvester.state import PlannedShard, StateStore, open_store
+from harvester.state import LeaseHeld, LeaseLost, PlannedShard, StateStore, open_store
 
 log = structlog.get_logger("harvester.run")
 
@@ -88,7 +90,11 @@ class RunOptions:
 
 
 def staging_dir(study: Study) -> Path:
-    """Staged pages live beside the state file, outside the dataset readers scan."""
+    """Staged pages live beside the state file, outside the dataset readers scan; with the
+    state in PostgreSQL, workers on other machines must reach them: they live in the dataset,
+    under `_staging/`, which readers skip (docs/design.md)."""
+    if study.state_url is not None:
+        return study.output_path / STAGING
     return study.state_path.with_name(study.state_path.name + ".staging")
 
 
@@ -115,6 +121,7 @@ def open_state(study: Study) -> StateStore:
         daily_records=study.quota.daily_records,
         pool=study.quota.pool,
         share=study.quota.share,
+        lease_seconds=study.lease_s,
     )
     assert store is not None
     return store
@@ -162,6 +169,8 @@ class Harvest:
             else min(30.0, study.api.retry_wait_max_s)
         )
         self.state: StateStore = open_state(study)
+        #: Workers sharing a study name their staged pages apart (see `write_segment`).
+        self.segment_tag = uuid.uuid4().hex[:12] if study.state_url is not None else ""
         self.publisher = Publisher(study, self.state, self.layout, self.staging, self.stats)
 
     # -- start-up -------------------------------------------------------------------------------
@@ -182,16 +191,20 @@ class Harvest:
         )
         if added:
             log.info("study_planned", study=study.name, shards=len(plan), added=added)
-        state.reset_running()
+        state.reset_running()  # when others work on the study too: only leases that ran out
         if self.options.retry_failed:
             log.info("parked_retried", shards=state.retry_parked())
-        self.publisher.recover_compactions()
-        removed = cleanup_strays(study.output_path, state.known_files())
-        removed += cleanup_staging(self.staging, state.known_segments())
-        if removed:
-            log.warning("stray_files_removed", count=len(removed), files=removed[:20])
+        if state.alone:
+            # With other workers at work, their unrecorded files are work in progress, not a
+            # crash's leftovers: only a worker alone with the study sweeps.
+            self.publisher.recover_compactions()
+            removed = cleanup_strays(study.output_path, state.known_files())
+            removed += cleanup_staging(self.staging, state.known_segments())
+            if removed:
+                log.warning("stray_files_removed", count=len(removed), files=removed[:20])
         self.stats.plan_total = len(plan)
         self.publisher.write_manifest(plan.shards)
+        state.open_to_others()
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -213,6 +226,8 @@ class Harvest:
             runner = LeafRunner(self, self._backend(session), gate)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
+                if not self.state.alone:
+                    tg.start_soon(self._heartbeat)
                 if self.options.progress:
                     from harvester.progress import show_progress
 
@@ -323,8 +338,39 @@ class Harvest:
 
     # -- scheduling ------------------------------------------------------------------------------
 
+    async def _heartbeat(self) -> None:
+        """Renew this worker's leases while it lives (a checkpoint renews one too)."""
+        while True:
+            await anyio.sleep(self.study.lease_s / 4)
+            await anyio.to_thread.run_sync(self.state.heartbeat)
+
     async def _drive(self, runner: LeafRunner, tg: TaskGroup) -> None:
         leaves = [s.key for s in self.state.shards(status="pending")]
+        while True:
+            await self._drive_keys(runner, tg, leaves)
+            if self.state.alone or self._stop_code is not None:
+                return
+            # Other workers share the study: take up what they leave (leaves they split, leaves
+            # of a worker that died), and stay until no leaf is running anywhere.
+            leaves = await self._claim_more()
+            if not leaves:
+                return
+
+    async def _claim_more(self) -> list[str]:
+        batch = max(1, self.study.api.max_concurrency)
+        while self._stop_code is None:
+            claimed: list[str] = []
+            while len(claimed) < batch and (leaf := self.state.claim_leaf()) is not None:
+                claimed.append(leaf.key)
+            if claimed:
+                log.info("leaves_claimed", leaves=claimed)
+                return claimed
+            if not self.state.status().shards.get("running"):
+                return []
+            await anyio.sleep(min(5.0, self.study.lease_s / 4))
+        return []
+
+    async def _drive_keys(self, runner: LeafRunner, tg: TaskGroup, leaves: list[str]) -> None:
         if not leaves:
             return
         send, receive = anyio.create_memory_object_stream[str](math.inf)
@@ -362,6 +408,10 @@ class Harvest:
     async def _run_one(self, runner: LeafRunner, key: str, tg: TaskGroup) -> LeafOutcome:
         try:
             return await runner.run(key)
+        except (LeaseHeld, LeaseLost) as exc:
+            # Another worker has the leaf (or took it over from us): it is theirs to finish.
+            log.info("leaf_left_to_another_worker", leaf=key, reason=str(exc))
+            return LeafOutcome()
         except QuotaExhausted as exc:
             # on_exhausted = "exit": leave cleanly with 75; the next run continues.
             log.warning("quota_exhausted", leaf=key, reason=str(exc))
@@ -396,7 +446,11 @@ class Harvest:
         if not isinstance(backend, RqsClient | PyrqsBackend):
             return  # the public API has no remote tasks
         client = backend  # the run's own: pyrqs cancels through the SDK, rqs over HTTP
+        # Only this worker's tasks: other workers sharing the study go on with theirs.
+        mine = None if self.state.alone else set(self.state.heartbeat())
         for leaf in self.state.shards(status="running"):
+            if mine is not None and leaf.key not in mine:
+                continue
             if leaf.task_id and leaf.pages <= 1:  # created, results not yet paged
                 try:
                     cancelled = await client.cancel(int(leaf.task_id))

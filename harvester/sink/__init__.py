@@ -15,6 +15,7 @@ from harvester.sink.compaction import (
 from harvester.sink.dataset import (
     MANIFEST,
     ROW_GROUP_ROWS,
+    STAGING,
     DatasetFile,
     cleanup_strays,
     finalize_plan_shard,
@@ -39,6 +40,7 @@ __all__ = [
     "MANIFEST",
     "PROVENANCE",
     "ROW_GROUP_ROWS",
+    "STAGING",
     "Compaction",
     "DatasetFile",
     "Layout",

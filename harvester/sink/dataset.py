@@ -26,6 +26,7 @@ from harvester.sink.staging import read_segments
 __all__ = [
     "MANIFEST",
     "ROW_GROUP_ROWS",
+    "STAGING",
     "DatasetFile",
     "cleanup_strays",
     "finalize_plan_shard",
@@ -34,6 +35,16 @@ __all__ = [
 ]
 
 MANIFEST = "_harvest.json"
+#: Where workers that share a study stage their pages: inside the dataset, which every worker
+#: reaches, under a name readers skip (pyarrow ignores `_` prefixes; globs ask for *.parquet).
+STAGING = "_staging"
+
+
+def reader_visible(rel: str) -> bool:
+    """Whether a path under the dataset root is part of the dataset readers see."""
+    return rel != MANIFEST and not rel.startswith(STAGING + "/")
+
+
 #: Big enough for scans to be efficient, small enough that one buffered group stays in budget:
 #: a group closes at whichever limit comes first.
 ROW_GROUP_ROWS = 128 * 1024
@@ -237,7 +248,8 @@ def cleanup_strays(root: Path, known: set[str]) -> list[str]:
     Never touches anything outside `root`: no symlink is followed.
     """
     with sink_errors(f"clean dataset {root}"):
-        return remove_unknown(root, known, keep=lambda rel: rel == MANIFEST)
+        # The staging area has its own sweep (`cleanup_staging`), against the segments.
+        return remove_unknown(root, known, keep=lambda rel: not reader_visible(rel))
 
 
 def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:

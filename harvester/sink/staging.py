@@ -40,9 +40,16 @@ class Segment:
     rows: int
 
 
-def write_segment(staging: Path, leaf_key: str, seq: int, batch: pa.RecordBatch) -> Segment:
-    """Stage `batch` as `<leaf_key>/<seq:06d>.arrow`, durably; rewriting a seq replaces it."""
-    rel = f"{check_key(leaf_key)}/{seq:06d}.arrow"
+def write_segment(
+    staging: Path, leaf_key: str, seq: int, batch: pa.RecordBatch, *, tag: str = ""
+) -> Segment:
+    """Stage `batch` as `<leaf_key>/<seq:06d>.arrow`, durably; rewriting a seq replaces it.
+
+    With `tag` (a worker's, when workers share the staging) the name is
+    `<seq:06d>-<tag>.arrow`: a worker presumed dead that writes late can never replace the
+    segment of the worker that took its leaf over.
+    """
+    rel = f"{check_key(leaf_key)}/{seq:06d}{'-' + check_key(tag) if tag else ''}.arrow"
     final = staging / rel
     tmp = final.with_name(f".{final.name}.tmp")
     with sink_errors(f"stage page {seq} of {leaf_key}"):

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvester.sink._files import sink_errors
-from harvester.sink.dataset import MANIFEST
+from harvester.sink.dataset import reader_visible
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -64,7 +64,7 @@ def verify(
         present = sorted(
             p.relative_to(root).as_posix()
             for p in root.rglob("*")
-            if (p.is_file() or p.is_symlink()) and p.relative_to(root).as_posix() != MANIFEST
+            if (p.is_file() or p.is_symlink()) and reader_visible(p.relative_to(root).as_posix())
         )
         strays = tuple(p for p in present if p not in expected)
         missing = tuple(sorted(p for p in expected if p not in set(present)))

@@ -177,6 +177,26 @@ class Core:
         """Take the run lock for this study (StateError while another live run holds it)."""
         self._lock.acquire(self.study)
 
+    # One runner per SQLite study (the flock above): it is always alone, finalizes and compacts
+    # with nobody to race, and its queue holds every leaf (nothing to claim or to heartbeat).
+
+    @property
+    def alone(self) -> bool:
+        return True
+
+    def open_to_others(self) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        yield True
+
+    def heartbeat(self) -> list[str]:
+        return []
+
+    def claim_leaf(self) -> ShardRecord | None:
+        return None
+
     def close(self) -> None:
         with self._mutex:
             self._lock.release()

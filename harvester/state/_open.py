@@ -19,6 +19,7 @@ def open_store(
     daily_records: int | None = None,
     pool: str | None = None,
     share: float | None = None,
+    lease_seconds: float = 60.0,
     existing: bool = False,
 ) -> StateStore | None:
     """Open the study's state at `url` (PostgreSQL) or `path` (SQLite). With `existing`, None
@@ -37,6 +38,7 @@ def open_store(
         daily_records=daily_records,
         pool=pool,
         share=share,
+        lease_seconds=lease_seconds,
     )
     if existing and not store.started():
         store.close()

@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Self
+
+from harvester._exceptions import StateError
 
 __all__ = [
     "STATUSES",
     "FileLike",
     "FileRecord",
+    "LeaseHeld",
+    "LeaseLost",
     "PendingCompaction",
     "PlannedShard",
     "SegmentRecord",
@@ -28,6 +33,16 @@ __all__ = [
     "WorkerUsage",
     "fingerprint",
 ]
+
+
+class LeaseLost(StateError):
+    """Another worker took the leaf over (this worker's lease ran out): stop working on it."""
+
+
+class LeaseHeld(StateError):
+    """The leaf is not this worker's to run: another live worker runs it, or has already
+    finished, split or parked it."""
+
 
 Status = Literal["pending", "running", "done", "split", "parked"]
 STATUSES: tuple[Status, ...] = ("pending", "running", "done", "split", "parked")
@@ -159,7 +174,29 @@ class StateStore(Protocol):
         """Create or reopen the study's state; a different fingerprint → StudyChangedError."""
 
     def lock(self) -> None:
-        """Take the run lock (StateError if another live process holds it)."""
+        """Take the run lock (StateError if another live process holds it); with PostgreSQL,
+        join the study's other workers (exclusively when alone, until `open_to_others`)."""
+
+    @property
+    def alone(self) -> bool:
+        """Whether no other worker can be running this study (start-up may then recover from
+        a crash: reset every running leaf, sweep files the state does not know)."""
+        ...
+
+    def open_to_others(self) -> None:
+        """Start-up recovery is done: other workers may join from now on."""
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether this worker may do job `name` now (False while another worker does it)."""
+        ...
+
+    def heartbeat(self) -> list[str]:
+        """Renew the leases of the leaves this worker runs; returns their keys."""
+        ...
+
+    def claim_leaf(self) -> ShardRecord | None:
+        """Lease the next leaf no live worker holds (pending, or its lease ran out)."""
+        ...
 
     def close(self) -> None: ...
 

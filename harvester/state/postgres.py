@@ -25,9 +25,12 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
+
+import structlog
 
 from harvester._exceptions import StateError, StudyChangedError
 from harvester.state._core import utc_day
@@ -35,6 +38,8 @@ from harvester.state._pgschema import MIGRATIONS, PG_SCHEMA, SCHEMA_VERSION
 from harvester.state.base import (
     FileLike,
     FileRecord,
+    LeaseHeld,
+    LeaseLost,
     PendingCompaction,
     PlannedShard,
     SegmentRecord,
@@ -52,7 +57,9 @@ try:
 except ImportError:  # pragma: no cover - the optional dependency is missing
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["LeaseLost", "PostgresState", "describe_url", "worker_name"]
+log = structlog.get_logger("harvester.state")
+
+__all__ = ["LeaseHeld", "LeaseLost", "PostgresState", "describe_url", "worker_name"]
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
@@ -62,12 +69,10 @@ SHARD_COLS = (
 DB_NOW = "extract(epoch from clock_timestamp())"
 #: A leaf's lease lasts this long unless renewed (checkpoints and heartbeats renew it).
 LEASE_SECONDS = 60.0
+#: How long a worker waits to join a study another worker is starting up (or replanning).
+JOIN_WAIT = 120.0
 #: Serialises schema creation and migrations between processes opening a fresh database.
 _MIGRATE_LOCK = 0x6861727665737472  # "harvestr"
-
-
-class LeaseLost(StateError):
-    """Another worker took the leaf over (this worker's lease ran out): stop working on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +123,12 @@ def _one(cur: psycopg.Cursor[Any], sql: str, args: Sequence[Any] = ()) -> tuple[
 
 
 def worker_name() -> str:
-    """Who holds a lease or used quota: `HARVESTER_WORKER`, or `<host>:<pid>`."""
-    return os.environ.get("HARVESTER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lease or used quota: `HARVESTER_WORKER` (unique per process), or
+    `<host>:<pid>-<token>` (the token tells apart two stores of one process, as in tests)."""
+    return (
+        os.environ.get("HARVESTER_WORKER")
+        or f"{socket.gethostname()}:{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    )
 
 
 def _lock_key(*parts: str) -> int:
@@ -143,6 +152,7 @@ class PostgresState:
         worker: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
         max_connections: int = 4,
+        join_wait: float = JOIN_WAIT,
     ) -> None:
         if psycopg is None:  # pragma: no cover
             raise StateError(
@@ -158,6 +168,7 @@ class PostgresState:
         self.ledger = f"pool:{pool}" if pool else f"study:{study}"
         self.worker = worker or worker_name()
         self.lease_seconds = lease_seconds
+        self.join_wait = join_wait
         self._kwargs: dict[str, Any] = {
             "options": f"-c search_path={PG_SCHEMA}",
             "application_name": f"harvester {study}"[:63],
@@ -166,6 +177,8 @@ class PostgresState:
         self._mutex = threading.Lock()
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._exclusive = False
+        #: Leaves `claim_leaf` leased to this worker that `start_leaf` has not taken up yet.
+        self._claimed: dict[str, bool] = {}
         self._migrate()
         self._pool = ConnectionPool(
             url,
@@ -292,6 +305,10 @@ class PostgresState:
                     "dates); pass --replan to start over, or name the study differently"
                 )
             if row is not None and row[0] != fingerprint:
+                if self._lock_conn is not None and not self._exclusive:
+                    raise StateError(
+                        f"other workers are harvesting study '{study}'; stop them before --replan"
+                    )
                 for table in ("compactions", "files", "segments", "errors"):
                     cur.execute(f"DELETE FROM {table} WHERE study = %s", (study,))
                 cur.execute("UPDATE shards SET parent_key = NULL WHERE study = %s", (study,))
@@ -304,27 +321,78 @@ class PostgresState:
             )
 
     def lock(self) -> None:
-        """Take the study's run lock (StateError while another live run holds it): an advisory
-        lock on a connection of its own, which the server drops with the connection."""
-        self._take_lock(exclusive=True)
-
-    def _take_lock(self, *, exclusive: bool) -> None:
+        """Join the study's workers. The first one alone takes the run lock exclusively (so its
+        start-up may recover from any earlier crash: reset every running leaf, sweep files the
+        state does not know) until `open_to_others`; later ones share it. An advisory lock on a
+        connection of its own: the server drops it when the holder's connection goes (a
+        SIGKILLed worker, a lost machine), so nothing ever needs clearing by hand."""
         if self._lock_conn is not None:
             return
         conn = self._connect(autocommit=True)
-        fn = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+        key = _lock_key("run", self._study)
         try:
-            row = conn.execute(f"SELECT {fn}(%s)", (_lock_key("run", self._study),)).fetchone()
+            deadline = time.monotonic() + self.join_wait
+            while True:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                if row and row[0]:
+                    self._exclusive = True
+                    break
+                # Another worker is in its start-up, or at work: share the lock with it.
+                row = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (key,)).fetchone()
+                if row and row[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise StateError(
+                        f"study '{self._study}' stays locked by another worker's start-up or "
+                        "--replan; wait for it or stop it"
+                    )
+                time.sleep(0.2)
         except psycopg.Error as e:
             conn.close()
             raise StateError(f"cannot lock study at {self.where}: {_line(e)}") from None
-        if not row or not row[0]:
+        except BaseException:
             conn.close()
-            raise StateError(
-                f"study '{self._study}' is already being harvested by another process; "
-                "wait for it or stop it"
-            )
-        self._lock_conn, self._exclusive = conn, exclusive
+            raise
+        self._lock_conn = conn
+
+    @property
+    def alone(self) -> bool:
+        """Whether this worker holds the study exclusively (no other worker can be running)."""
+        return self._exclusive
+
+    def open_to_others(self) -> None:
+        """Start-up is over: let other workers join (the exclusive lock becomes a shared one)."""
+        if self._lock_conn is None or not self._exclusive:
+            return
+        key = _lock_key("run", self._study)
+        try:
+            self._lock_conn.execute("SELECT pg_advisory_lock_shared(%s)", (key,))
+            self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except psycopg.Error as e:
+            raise StateError(f"cannot share the study's lock at {self.where}: {_line(e)}") from None
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this worker may do `name` (finalize a plan shard, compact a partition) now:
+        False while another worker does it. Held until the block ends."""
+        conn = self._lock_conn
+        if conn is None:
+            yield True
+            return
+        key = _lock_key("job", self._study, name)
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except psycopg.Error as e:
+            raise StateError(f"cannot lock {name} at {self.where}: {_line(e)}") from None
+        if not row or not row[0]:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def close(self) -> None:
         with self._mutex:
@@ -429,16 +497,24 @@ class PostgresState:
         with self._tx() as cur:
             shard = self._get(cur, key, lock=True)
             if shard.status == "running":
-                (expired,) = _one(
+                expired, owner = _one(
                     cur,
-                    f"SELECT lease_until IS NULL OR lease_until < {DB_NOW} "
+                    f"SELECT lease_until IS NULL OR lease_until < {DB_NOW}, lease_owner "
                     "FROM shards WHERE study = %s AND key = %s",
                     (self._study, key),
                 )
-                if not expired:
+                if not expired and owner != self.worker:
+                    raise LeaseHeld(f"shard {key} is running under worker {owner}")
+                if not expired and not self._claimed.pop(key, False):
                     raise StateError(f"shard {key} is running, not pending")
+                if expired:
+                    log.warning(
+                        "leaf_taken_over", leaf=key, previous_worker=owner, pages=shard.pages
+                    )
             elif shard.status != "pending":
-                raise StateError(f"shard {key} is {shard.status}, not pending")
+                # Listed pending when this worker started, since then done, split or parked by
+                # another worker: not this worker's to run.
+                raise LeaseHeld(f"shard {key} is {shard.status}, not pending")
             cur.execute(
                 "UPDATE shards SET status = 'running', lease_owner = %s, "
                 f"lease_until = {DB_NOW} + %s, updated_at = %s WHERE study = %s AND key = %s",
@@ -451,16 +527,25 @@ class PostgresState:
         claiming at this instant: `FOR UPDATE SKIP LOCKED` never waits on another claim."""
         with self._tx() as cur:
             row = cur.execute(
-                f"UPDATE shards SET status = 'running', lease_owner = %s, "
-                f"lease_until = {DB_NOW} + %s, updated_at = %s "
-                "WHERE study = %s AND key = ("
-                "  SELECT key FROM shards WHERE study = %s AND (status = 'pending' OR "
-                f"  (status = 'running' AND (lease_until IS NULL OR lease_until < {DB_NOW}))) "
-                "  ORDER BY start_ts, end_ts DESC LIMIT 1 FOR UPDATE SKIP LOCKED"
-                f") RETURNING {SHARD_COLS}",
-                (self.worker, self.lease_seconds, time.time(), self._study, self._study),
+                "WITH free AS ("
+                "  SELECT key, status AS was, lease_owner AS holder FROM shards "
+                "  WHERE study = %s AND (status = 'pending' OR (status = 'running' AND "
+                f"  (lease_until IS NULL OR lease_until < {DB_NOW}))) "
+                "  ORDER BY start_ts, end_ts DESC LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "UPDATE shards s SET status = 'running', lease_owner = %s, "
+                f"lease_until = {DB_NOW} + %s, updated_at = %s FROM free "
+                "WHERE s.study = %s AND s.key = free.key "
+                f"RETURNING {', '.join('s.' + c.strip() for c in SHARD_COLS.split(','))}, "
+                "free.was, free.holder",
+                (self._study, self.worker, self.lease_seconds, time.time(), self._study),
             ).fetchone()
-        return None if row is None else ShardRecord(*row)
+        if row is None:
+            return None
+        leaf = ShardRecord(*row[:-2])
+        if row[-2] == "running":
+            log.warning("leaf_taken_over", leaf=leaf.key, previous_worker=row[-1], pages=leaf.pages)
+        self._claimed[leaf.key] = True
+        return leaf
 
     def heartbeat(self) -> list[str]:
         """Renew the lease of every leaf this worker runs; returns their keys."""
@@ -482,10 +567,15 @@ class PostgresState:
         lease ran out are."""
         stale = "TRUE" if self._exclusive else f"(lease_until IS NULL OR lease_until < {DB_NOW})"
         rows = self._query(
-            "UPDATE shards SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
-            f"updated_at = %s WHERE study = %s AND status = 'running' AND {stale} RETURNING key",
-            (time.time(), self._study),
+            "WITH stale AS (SELECT key, lease_owner AS holder FROM shards "
+            f"  WHERE study = %s AND status = 'running' AND {stale} FOR UPDATE SKIP LOCKED) "
+            "UPDATE shards s SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
+            "updated_at = %s FROM stale WHERE s.study = %s AND s.key = stale.key "
+            "RETURNING s.key, stale.holder, s.pages",
+            (self._study, time.time(), self._study),
         )
+        for key, holder, pages in rows:
+            log.warning("leaf_taken_over", leaf=key, previous_worker=holder, pages=pages)
         return len(rows)
 
     def checkpoint_page(

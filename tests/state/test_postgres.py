@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from harvester import StateError
-from harvester.state import PlannedShard, fingerprint
+from harvester.state import LeaseLost, PlannedShard, fingerprint
 from harvester.state._pgschema import SCHEMA_VERSION
-from harvester.state.postgres import LeaseLost, PostgresState
+from harvester.state.postgres import PostgresState
 
 pytestmark = pytest.mark.postgres
 
@@ -103,30 +103,61 @@ import sys, time
 from harvester.state.postgres import PostgresState
 s = PostgresState(sys.argv[1], study="demo")
 s.lock()
-print("locked", flush=True)
+print("alone" if s.alone else "joined", flush=True)
+if sys.argv[2] == "open":
+    s.open_to_others()
+    print("open", flush=True)
 time.sleep(60)
 """
 
 
-def test_the_run_lock_is_released_when_its_holder_is_killed(pg_url: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, pg_url], stdout=subprocess.PIPE, text=True)
-    other = PostgresState(pg_url, study="demo")
+def test_the_first_worker_starts_alone_then_others_join(pg_url: str) -> None:
+    """Start-up recovery (reset every running leaf, sweep unknown files) needs the study to
+    itself; once it is over, any number of workers share it."""
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD, pg_url, "open"], stdout=subprocess.PIPE, text=True
+    )
+    other = PostgresState(pg_url, study="demo", join_wait=30)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StateError, match="already being harvested"):
+        assert first.stdout is not None and first.stdout.readline().strip() == "alone"
+        assert first.stdout.readline().strip() == "open"
+        other.lock()
+        assert not other.alone
+        other.open_study("demo", "fp", "0.1.0")
+        with pytest.raises(StateError, match="stop them before --replan"):
+            other.open_study("demo", "changed", "0.1.0", replan=True)
+        with other.exclusive("finalize:x") as mine:
+            assert mine
+            with PostgresState(pg_url, study="demo") as third:
+                third.lock()
+                with third.exclusive("finalize:x") as theirs:
+                    assert not theirs  # one worker finalizes a plan shard at a time
+    finally:
+        first.kill()
+        first.wait(10)
+        other.close()
+
+
+def test_a_starting_worker_holds_the_study_until_it_is_killed(pg_url: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, pg_url, "hold"], stdout=subprocess.PIPE, text=True
+    )
+    other = PostgresState(pg_url, study="demo", join_wait=0.5)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "alone"
+        with pytest.raises(StateError) as info:
             other.lock()
-        PostgresState(pg_url, study="another").lock()  # another study is not locked
+        assert str(info.value) == (
+            "study 'demo' stays locked by another worker's start-up or --replan; "
+            "wait for it or stop it"
+        )
+        with PostgresState(pg_url, study="another") as elsewhere:
+            elsewhere.lock()  # another study is not locked
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                other.lock()
-                break
-            except StateError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        other.join_wait = 10
+        other.lock()  # the server dropped the dead worker's lock with its connection
+        assert other.alone
     finally:
         proc.kill()
         other.close()
