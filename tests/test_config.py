@@ -262,7 +262,7 @@ def test_state_in_postgres_and_a_pool(tmp_path: Path) -> None:
         toml(state__url=f'"{url}"', quota__pool='"our-lab"', quota__share="0.25"),
         tmp_path / "study.toml",
     )
-    assert study.state_url == url
+    assert study.state_url == url and study.lease_s == 60.0
     assert (study.quota.pool, study.quota.share) == ("our-lab", 0.25)
     assert loads_study(toml(), tmp_path / "study.toml").state_url is None  # SQLite by default
 

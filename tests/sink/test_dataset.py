@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvester.sink import (
+    STAGING,
     DatasetFile,
     cleanup_strays,
     finalize_plan_shard,
@@ -102,6 +103,24 @@ def test_crash_before_the_state_commit_is_cleaned_up(tmp_path: Path) -> None:
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
         "create_date=2023-01-01", files[0].path,
     ]  # fmt: skip
+
+
+def test_staging_inside_the_dataset_is_invisible_to_readers(tmp_path: Path) -> None:
+    """Workers sharing a study stage pages under `<dataset>/_staging/`: no reader, no verify and
+    no stray sweep of the dataset may take them for part of it."""
+    root, _, files = build(tmp_path)
+    shared = root / STAGING
+    segs = stage_pages(shared, FULL, "20230105-20230106", (JAN1 + 4 * DAY, JAN1 + 5 * DAY),
+                       [[video(10_000 + i, JAN1 + 4 * DAY + i) for i in range(7)]])  # fmt: skip
+    assert segs and all((shared / s).is_file() for s in segs)
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == 300
+    assert duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{root}/**/*.parquet')"
+    ).fetchall() == [(300,)]
+    assert pl.scan_parquet(str(root / "**" / "*.parquet")).collect().height == 300
+    assert verify(root, {f.path: f.rows for f in files}).ok
+    assert cleanup_strays(root, {f.path for f in files}) == []
+    assert all((shared / s).is_file() for s in segs)
 
 
 def test_cleanup_never_leaves_the_root(tmp_path: Path) -> None:
