@@ -29,6 +29,7 @@ from harvester.config._schema import DEFAULT_BASE_URL
 from harvester.config._study import (
     ApiSettings,
     Credentials,
+    Enrichment,
     QuotaSettings,
     Study,
     resolve_credentials,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_REST_WINDOW_DAYS",
     "ApiSettings",
     "Credentials",
+    "Enrichment",
     "QuotaSettings",
     "Study",
     "load_study",

@@ -23,7 +23,7 @@ from harvester.config._schema import (
     pydantic_problem,
     shown,
 )
-from harvester.config._study import ApiSettings, QuotaSettings, Study
+from harvester.config._study import ApiSettings, Enrichment, QuotaSettings, Study
 from harvester.fields import CATALOGUE, DEFAULT_FIELDS, STRING
 from harvester.plan.windows import parse_window
 from harvester.query import (
@@ -222,6 +222,53 @@ def _partitions(values: list[str], fields: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(values)
 
 
+#: The video field each kind's targets are read from.
+_TARGET_FIELD = {"comments": "id", "playlists": "playlist_id"}
+
+
+def _enrichments(
+    model: StudyFile, base: Path, output: Path, state: Path, fields: tuple[str, ...]
+) -> tuple[Enrichment, ...]:
+    out: list[Enrichment] = []
+    seen: dict[Path, int] = {}
+    for i, e in enumerate(model.enrich):
+        key = f"enrich[{i}]"
+        needed = _TARGET_FIELD.get(e.kind, "username")
+        if needed not in fields:
+            raise Problem(
+                f"{key}.kind",
+                f"{e.kind} needs the videos' {needed}",
+                f"add {needed!r} to study.fields",
+            )
+        if e.replies and e.kind != "comments":
+            raise Problem(f"{key}.replies", "applies to comments only", "remove it")
+        if e.where is not None and not e.where.strip():
+            raise Problem(
+                f"{key}.where", "is empty", "remove it or write SQL like comment_count >= 5"
+            )
+        path = (
+            _path(base, f"{key}.path", e.path)
+            if e.path is not None
+            else output.with_name(f"{output.name}.{e.kind}")
+        )
+        if path == output or path.is_relative_to(output) or output.is_relative_to(path):
+            raise Problem(
+                f"{key}.path", f"{path} overlaps output.path", "give each dataset its own folder"
+            )
+        if state.is_relative_to(path):
+            raise Problem(f"{key}.path", f"{path} holds the state", "choose another folder")
+        if path in seen:
+            raise Problem(
+                f"{key}.path",
+                f"{path} is also enrich[{seen[path]}]'s dataset",
+                "give each enrichment its own path",
+            )
+        seen[path] = i
+        _creatable(f"{key}.path", path, folder=True)
+        out.append(Enrichment(e.kind, e.where, e.max_per_target, e.replies, path))
+    return tuple(out)
+
+
 def _resolve(model: StudyFile, config_path: Path) -> Study:
     s, api, base = model.study, model.api, config_path.parent
     if not _NAME_RE.fullmatch(s.name):
@@ -299,6 +346,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         )
     if model.quota.share is not None and model.quota.pool is None:
         raise Problem("quota.share", "is a share of a pool", 'name the pool: pool = "our-lab"')
+    enrichments = _enrichments(model, base, output, state, fields)
 
     return Study(
         name=s.name,
@@ -340,6 +388,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         partition_by=_partitions(model.output.partition_by, fields),
         state_path=state,
         config_path=config_path,
+        enrichments=enrichments,
         warnings=warnings,
         state_url=state_url,
         lease_s=model.state.lease_s,

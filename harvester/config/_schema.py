@@ -85,12 +85,26 @@ class _StateTable(_Table):
     lease_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
+class EnrichTable(_Table):
+    """One `[[enrich]]` block: a kind of data fetched about the harvested videos."""
+
+    kind: Literal[
+        "comments", "users", "followers", "following", "liked_videos", "pinned_videos",
+        "reposted_videos", "playlists",
+    ]  # fmt: skip
+    where: str | None = None
+    max_per_target: Positive | None = None
+    replies: bool = False
+    path: str | None = None
+
+
 class StudyFile(_Table):
     study: StudyTable
     api: ApiTable = ApiTable()
     quota: _QuotaTable = _QuotaTable()
     output: _OutputTable
     state: _StateTable = _StateTable()
+    enrich: list[EnrichTable] = []
 
 
 _TABLES: Mapping[str, type[_Table]] = {
@@ -99,6 +113,7 @@ _TABLES: Mapping[str, type[_Table]] = {
     "quota": _QuotaTable,
     "output": _OutputTable,
     "state": _StateTable,
+    "enrich": EnrichTable,
 }
 
 # An example line per key: the fix for a missing key or a wrong type.
@@ -135,6 +150,11 @@ EXAMPLES: Mapping[str, str] = {
     "state.path": 'path = "data/nl-election.state.sqlite"',
     "state.url": 'url = "postgresql://harvester@db.example.org:5432/lab"',
     "state.lease_s": "lease_s = 60",
+    "enrich.kind": 'kind = "comments"',
+    "enrich.where": 'where = "comment_count >= 5"',
+    "enrich.max_per_target": "max_per_target = 1000",
+    "enrich.replies": "replies = true",
+    "enrich.path": 'path = "data/nl-election.comments"',
 }
 
 

@@ -47,6 +47,18 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Enrichment:
+    """One `[[enrich]]` block, resolved: what to fetch about which harvested videos, and where
+    its dataset goes. `where` is SQL over the video dataset (DuckDB), None for every video."""
+
+    kind: str
+    where: str | None
+    max_per_target: int | None
+    replies: bool
+    output_path: Path
+
+
+@dataclass(frozen=True, slots=True)
 class Study:
     """A validated study with every default applied and every path absolute.
 
@@ -83,6 +95,8 @@ class Study:
     state_url: str | None = None
     #: How long a worker keeps a leaf without a sign of life (PostgreSQL state only).
     lease_s: float = 60.0
+    #: `[[enrich]]` blocks; not part of the fingerprint (adding one never replans the videos).
+    enrichments: tuple[Enrichment, ...] = ()
 
     @property
     def is_sample(self) -> bool:

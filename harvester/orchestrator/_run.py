@@ -240,6 +240,13 @@ class Harvest:
         if self._stop_code is None:
             await self.publisher.compact()
         self.publisher.write_manifest()
+        if self._stop_code is None and self.study.enrichments:
+            # After the videos: comments, users, ... about them (orchestrator/_enrich.py).
+            from harvester.orchestrator._enrich import run_enrichments
+
+            code = await run_enrichments(self, ledger)
+            if code is not None:
+                self._stop_code, self._stop_reason = code, "enrichment"
         return self._finish()
 
     def _finish(self) -> int:

@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from harvester.query import RestQuery, SeedQuery, parse_rest_query, parse_seed_query
-from harvester.simulator import control, rest, rqs
+from harvester.simulator import control, enrich, rest, rqs
 from harvester.simulator.clock import Clock
 from harvester.simulator.config import SimulatorConfig
 from harvester.simulator.corpus import Corpus
@@ -63,6 +63,13 @@ class Simulator:
         self.ledger = QuotaLedger(
             self.clock, config.daily_requests, daily_records, config.quota_grace
         )
+        #: The followers/following lists' own daily pool (20,000 calls, 2M records).
+        self.follow_ledger = QuotaLedger(
+            self.clock,
+            config.follow_daily_requests,
+            config.follow_daily_records,
+            config.quota_grace,
+        )
         self.rate = RateWindow(self.clock, config.rate_limit_per_minute)
         self.faults = FaultInjector(config.seed, config.faults, self.stats.faults)
         self.rng = random.Random(f"simulator:{config.seed}")
@@ -70,6 +77,7 @@ class Simulator:
         self.tokens: dict[str, float] = {}
         self.searches = rest.SearchCache(self)
         self.tasks = rqs.TaskStore(self)
+        self.enrich = enrich.EnrichCorpus(self)
         self._log_ids = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -92,6 +100,7 @@ class Simulator:
             "/v2/research/query_task/cancel/",
             self.research("rqs.cancel", rqs.cancel, counted=False),
         )
+        enrich.add_routes(app, self)
         control.add_routes(app, self)
         return app
 
@@ -177,11 +186,12 @@ class Simulator:
     # ------------------------------------------------------------------ the gate
 
     def research(self, endpoint: str, handler: Callable[..., Awaitable[web.Response]], *,
-                 counted: bool = True) -> Handler:  # fmt: skip
-        """Wrap `handler(sim, request)` in latency, auth, limits, quota and server faults."""
+                 counted: bool = True, ledger: QuotaLedger | None = None) -> Handler:  # fmt: skip
+        """Wrap `handler(sim, request)` in latency, auth, limits, quota and server faults;
+        `ledger` is the daily pool the endpoint draws from (the research pool by default)."""
 
         async def route(request: web.Request) -> web.Response:
-            resp = await self._gate(request, endpoint, handler, counted)
+            resp = await self._gate(request, endpoint, handler, counted, ledger or self.ledger)
             self.stats.response(endpoint, resp.status)
             return resp
 
@@ -193,6 +203,7 @@ class Simulator:
         endpoint: str,
         handler: Callable[..., Awaitable[web.Response]],
         counted: bool,
+        ledger: QuotaLedger,
     ) -> web.Response:
         cfg = self.config
         if cfg.latency > 0:
@@ -212,7 +223,7 @@ class Simulator:
                 headers={"Retry-After": str(int(wait))},
             )
         if counted:
-            if self.ledger.check().exhausted is not None:
+            if ledger.check().exhausted is not None:
                 # The public API's documented code; the RQS binding documents its own.
                 code = (
                     "daily_quota_limit_exceeded"
@@ -220,7 +231,7 @@ class Simulator:
                     else ("daily_quota_exceeded")
                 )
                 return error(429, code, "daily quota exceeded", self.log_id())
-            self.ledger.count_request()
+            ledger.count_request()
         fault = self.faults.server_fault(endpoint)
         if fault == "slow_response":
             await asyncio.sleep(self.faults.config.slow_delay)

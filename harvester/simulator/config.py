@@ -66,6 +66,10 @@ class FaultConfig:
     # does not know (effect_info_list items, video_label).
     field_variants: float = 0.0
     huge_page: float = 0.0  # a public API page far larger than max_count
+    # Per-target verdicts of the enrichment endpoints: shares of accounts the API refuses.
+    account_private: float = 0.0  # 400 "… has a private account"
+    account_deleted: float = 0.0  # 400 "… does not exist or has been deleted"
+    account_under_18: float = 0.0  # 400 "… is under 18"
     # Research Query Service.
     analysis_failed: float = 0.0  # a task ends AnalysisFailed (≤ 2 per query)
     # The one unbounded fault: every research call whose window touches [poison_start,
@@ -115,6 +119,9 @@ _FAULT_PRESETS: Mapping[Profile, FaultConfig] = {
         fuzzy_false_positive=0.05,
         control_chars=0.02,
         analysis_failed=0.05,
+        account_private=0.03,
+        account_deleted=0.02,
+        account_under_18=0.01,
     ),
     "hostile": FaultConfig(
         field_variants=0.1,
@@ -155,6 +162,9 @@ class SimulatorConfig:
     #: After 00:00 UTC a spent day keeps answering "quota exceeded" this many seconds.
     quota_grace: float = 0.0
     rate_limit_per_minute: int = 600
+    #: The followers/following lists' own daily pool.
+    follow_daily_requests: int = 20_000
+    follow_daily_records: int = 2_000_000
     result_ttl: float = 86_400.0
     token_ttl: float = 7_200.0
     search_ttl: float = 3_600.0

@@ -26,6 +26,7 @@ _FAULT_FIELDS = frozenset(f.name for f in dataclasses.fields(FaultConfig))
 def add_routes(app: web.Application, sim: Simulator) -> None:
     async def stats(request: web.Request) -> web.Response:
         snap = sim.stats.snapshot(sim.ledger)
+        snap["follow_quota"] = sim.follow_ledger.snapshot()
         snap["clock"] = sim.clock.now()
         snap["running_tasks"] = sim.tasks.running()
         return json_response(snap)

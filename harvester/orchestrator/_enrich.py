@@ -1,0 +1,473 @@
+"""The enrichment run: after the videos, fetch what each `[[enrich]]` block asks about them.
+
+Targets are read from the harvested video dataset with DuckDB (the block's `where`, deduplicated)
+and added to the enrichment state; targets already known keep their progress, so a scheduled
+study only fetches what is new. Each target is a leaf: its pages are staged and checkpointed
+with its cursor in one transaction, so a run killed at any instant resumes every target where it
+stopped, without loss or duplicates. A target the API refuses (private, deleted, under 18) gets
+that verdict as its outcome and the run goes on. Done targets are published in batches as files
+of the kind's own dataset beside the videos. Requests go through the run's quota ledgers: the
+video query's pool, or the followers/following lists' own.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import duckdb
+import structlog
+from anyio.abc import TaskGroup
+
+from harvester._exceptions import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    HarvesterError,
+    QuotaExhausted,
+)
+from harvester._version import __version__
+from harvester.api import ApiSession, RetryPolicy
+from harvester.api.enrich import EnrichClient, TargetUnavailable
+from harvester.config import Enrichment, Study
+from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS, Kind
+from harvester.sink import cleanup_staging, cleanup_strays, write_manifest
+from harvester.sink.enrich import (
+    normalise_targets,
+    publish_batch,
+    segment_keys,
+    stage_page,
+)
+from harvester.sink.staging import read_segments
+from harvester.state import utc_day
+from harvester.state.enrich import EnrichState, TargetRow
+
+if TYPE_CHECKING:
+    from harvester.orchestrator._run import Harvest
+
+__all__ = [
+    "EnrichStats",
+    "enrich_staging",
+    "enrich_state_path",
+    "open_enrich_state",
+    "read_targets",
+    "run_enrichments",
+]
+
+log = structlog.get_logger("harvester.enrich")
+
+DAY = 86_400
+#: Attempts of a target failing with transient errors before it is parked as failed.
+MAX_TARGET_ATTEMPTS = 5
+#: Done targets gathered before their rows are written as one file per partition.
+PUBLISH_EVERY = 500
+EXIT_QUOTA = 75
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def enrich_state_path(study: Study) -> Path:
+    return study.state_path.with_name(study.state_path.name + ".enrich.sqlite")
+
+
+def enrich_staging(study: Study) -> Path:
+    return study.state_path.with_name(study.state_path.name + ".enrich-staging")
+
+
+def open_enrich_state(study: Study) -> EnrichState:
+    return EnrichState(
+        enrich_state_path(study),
+        daily_requests=FOLLOWERS_DAILY_REQUESTS,
+        daily_records=FOLLOWERS_DAILY_RECORDS,
+    )
+
+
+@dataclass(slots=True)
+class EnrichStats:
+    """This run's counts per kind: requests sent, pages, rows, targets by outcome, errors."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    pages: Counter[str] = field(default_factory=Counter)
+    rows: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def read_targets(study: Study, e: Enrichment) -> list[str]:
+    """The block's targets in the video dataset, deduplicated, as text (ids in decimal)."""
+    kind = KINDS[e.kind]
+    root = study.output_path
+    if not any(root.rglob("*.parquet")):
+        return []
+    col = kind.source_column
+    glob = str(root / "**" / "*.parquet").replace("'", "''")
+    sql = (
+        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM read_parquet('{glob}', "
+        f"hive_partitioning = true, union_by_name = true) WHERE {col} IS NOT NULL"
+    )
+    if kind.source_column == "playlist_id":
+        sql += f" AND {col} <> 0"
+    if kind.target_type == "string":
+        sql += f" AND {col} <> ''"
+    if e.where:
+        sql += f" AND ({e.where})"
+    index = study.enrichments.index(e)
+    try:
+        with duckdb.connect() as db:
+            rows = db.execute(sql + " ORDER BY 1").fetchall()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{study.config_path.name}: enrich[{index}].where: DuckDB cannot run it over the "
+            f"video dataset ({first}); write SQL over its columns, like comment_count >= 5"
+        ) from None
+    return [str(r[0]) for r in rows]
+
+
+class _PoolHooks:
+    """`RequestHooks` that charge each endpoint to its own pool: the followers/following lists
+    to the enrichment state's ledger, everything else to the run's (shared with the videos)."""
+
+    def __init__(
+        self,
+        research: Any,
+        es: EnrichState,
+        clock: Callable[[], float],
+        harvest: Harvest,
+        stats: EnrichStats,
+    ) -> None:
+        self.research = research
+        self.es = es
+        self.clock = clock
+        self.h = harvest
+        self.stats = stats
+        self.follow = {k.endpoint for k in KINDS.values() if k.pool == "followers"}
+        self.kind_of = {k.endpoint: k.name for k in KINDS.values()}
+
+    async def reserve(self, endpoint: str) -> None:
+        if endpoint in self.follow:
+            day = utc_day(self.clock())
+            if not self.es.reserve(day):
+                used = self.es.usage(day)
+                raise QuotaExhausted(
+                    f"the followers/following daily quota for {day} (UTC) is spent: "
+                    f"{used.requests:,} of {self.es.daily_requests:,} requests",
+                    kind="quota_local",
+                )
+            self.h.stats.requests += 1
+        else:
+            await self.research.reserve(endpoint)
+        self.stats.requests[self.kind_of.get(endpoint, endpoint)] += 1
+
+    def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
+        if endpoint in self.follow:
+            if records:
+                self.es.settle(utc_day(self.clock()), records=records)
+        else:
+            self.research.settle(endpoint, ok=ok, records=records)
+
+    def on_retry(self, kind: str, attempt: int, delay: float) -> None:
+        self.research.on_retry(kind, attempt, delay)
+
+    def on_error(self, kind: str) -> None:
+        self.research.on_error(kind)
+
+
+class EnrichmentRun:
+    """Every `[[enrich]]` block of a study, after its video harvest."""
+
+    def __init__(self, harvest: Harvest, research_hooks: Any) -> None:
+        self.h = harvest
+        self.study = harvest.study
+        self.clock = harvest.clock
+        self.es = open_enrich_state(self.study)
+        self.staging = enrich_staging(self.study)
+        self.stats = EnrichStats()
+        self.hooks = _PoolHooks(research_hooks, self.es, self.clock, harvest, self.stats)
+        self.stop_code: int | None = None
+        self._tg: TaskGroup | None = None
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        es = self.es
+        es.reset_running()
+        known_segments = es.known_segments()
+        removed = cleanup_staging(self.staging, known_segments)
+        for e in self.study.enrichments:
+            e.output_path.mkdir(parents=True, exist_ok=True)
+            removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
+            added = es.add_targets(e.kind, read_targets(self.study, e))
+            log.info("enrich_targets", kind=e.kind, added=added)
+        if removed:
+            log.warning("stray_files_removed", count=len(removed), files=removed[:20])
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> int | None:
+        self.prepare()
+        for e in self.study.enrichments:
+            self.publish(e)
+        api = self.study.api
+        retry = self.h.options.retry or RetryPolicy(
+            attempts=api.max_attempts,
+            wait_initial=api.retry_wait_s,
+            wait_jitter=api.retry_wait_s,
+            wait_max=api.retry_wait_max_s,
+        )
+        async with (
+            ApiSession(
+                api.base_url,
+                self.h._credentials,
+                requests_per_second=api.requests_per_second,
+                request_timeout=api.timeout_s,
+                retry=retry,
+                hooks=self.hooks,
+            ) as session,
+            anyio.create_task_group() as tg,
+        ):
+            self._tg = tg
+            tg.start_soon(self._watch_signals)
+            for e in self.study.enrichments:
+                if self.stop_code is not None:
+                    break
+                await self._run_kind(session, e)
+                if self.stop_code is None:
+                    self.publish(e)
+            tg.cancel_scope.cancel()
+        for e in self.study.enrichments:
+            self.write_manifest(e)
+        self._log_summary()
+        return self.stop_code
+
+    def _stop(self, code: int) -> None:
+        if self.stop_code is None:
+            self.stop_code = code
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("run_interrupted", signal=signal.Signals(signum).name)
+                self._stop(EXIT_SIGNAL[signal.Signals(signum)])
+                return
+
+    async def _run_kind(self, session: ApiSession, e: Enrichment) -> None:
+        kind = KINDS[e.kind]
+        client = EnrichClient(session, kind)
+        send, receive = anyio.create_memory_object_stream[str](float("inf"))
+        outstanding = 0
+        for row in self.es.targets(e.kind, "pending"):
+            send.send_nowait(row.target)
+            outstanding += 1
+        if not outstanding:
+            return
+        state = {"outstanding": outstanding}
+
+        async def worker() -> None:
+            async for target in receive:
+                try:
+                    children = await self._target(client, kind, e, target)
+                    for child in children:
+                        state["outstanding"] += 1
+                        send.send_nowait(child)
+                    if len(self.es.unpublished(e.kind)) >= PUBLISH_EVERY:
+                        self.publish(e)
+                finally:
+                    state["outstanding"] -= 1
+                    if state["outstanding"] <= 0:
+                        send.close()
+
+        async with anyio.create_task_group() as workers:
+            for _ in range(max(1, self.study.api.max_concurrency)):
+                workers.start_soon(worker)
+
+    def _target_value(self, kind: Kind, row: TargetRow) -> Any:
+        raw = row.parent if row.parent is not None else row.target
+        return int(raw) if kind.target_type == "int64" else raw
+
+    async def _target(
+        self, client: EnrichClient, kind: Kind, e: Enrichment, target: str
+    ) -> list[str]:
+        """Fetch one target to its end (or its verdict); returns reply targets it added."""
+        while True:
+            try:
+                return await self._fetch(client, kind, e, target)
+            except TargetUnavailable as exc:
+                for path in self.es.refuse(kind.name, target, exc.kind, exc.message):
+                    (self.staging / path).unlink(missing_ok=True)
+                self.stats.outcomes[(kind.name, exc.kind)] += 1
+                log.info("target_unavailable", kind=kind.name, target=target, verdict=exc.kind)
+                return []
+            except QuotaExhausted as exc:
+                self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
+                if exc.kind != "quota_local":
+                    day = utc_day(self.clock())
+                    if kind.pool == "followers":
+                        self.es.exhaust(day)
+                    else:
+                        self.h.state.exhaust(day)
+                if self.study.quota.on_exhausted == "exit":
+                    log.warning("quota_exhausted", kind=kind.name, reason=str(exc))
+                    self._stop(EXIT_QUOTA)
+                    return []
+                await self._wait_for_midnight(str(exc))
+            except AuthError as exc:
+                self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
+                raise HarvesterError(
+                    f"the API refused the credentials ({exc}); check "
+                    f"{self.study.api.client_key_env} and {self.study.api.client_secret_env}"
+                ) from None
+            except ApiError as exc:
+                row = self.es.target(kind.name, target)
+                park = row.attempts + 1 >= MAX_TARGET_ATTEMPTS
+                self.es.fail(kind.name, target, exc.kind, str(exc), park=park)
+                self.stats.errors[(kind.name, exc.kind)] += 1
+                if park:
+                    self.stats.outcomes[(kind.name, "failed")] += 1
+                    log.error("target_parked", kind=kind.name, target=target, kind_=exc.kind)
+                    return []
+                log.warning("target_retry_later", kind=kind.name, target=target, error=exc.kind)
+                await anyio.sleep(self.h.retry_delay)
+
+    async def _wait_for_midnight(self, reason: str) -> None:
+        now = self.clock()
+        until = (now // DAY + 1) * DAY + 1
+        log.warning("quota_wait", until=until, seconds=round(until - now), reason=reason)
+        while (left := until - self.clock()) > 0:  # noqa: ASYNC110 - the clock may be a test's
+            await anyio.sleep(min(left, 1.0))
+
+    async def _fetch(
+        self, client: EnrichClient, kind: Kind, e: Enrichment, target: str
+    ) -> list[str]:
+        es = self.es
+        row = es.start(kind.name, target)
+        staged = [p for p, _, _ in es.segments(kind.name, target)]
+        seen = segment_keys(self.staging, staged, kind) if staged else set()
+        value = self._target_value(kind, row)
+        limit = None if e.max_per_target is None else max(0, e.max_per_target - row.rows)
+        seq = row.pages
+        async for page in client.pages(
+            value, cursor=row.cursor, comment_id=row.comment_id, seen=seen, limit=limit
+        ):
+            segment = None
+            rows = len(page.records)
+            if rows:
+                batch = normalise_targets(
+                    kind,
+                    page.records,
+                    target=value,
+                    shard=f"{kind.name}:{target}",
+                    source="research-api",
+                    retrieved_at=page.fetched_at,
+                )
+                segment = stage_page(self.staging, kind.name, target, seq, batch)
+            es.checkpoint(
+                kind.name, target, segment=segment, seq=seq, rows=rows, cursor=page.cursor
+            )
+            seq += 1
+            self.stats.pages[kind.name] += 1
+            self.stats.rows[kind.name] += rows
+            self.h.stats.records += rows
+            log.info(
+                "page_fetched",
+                kind=kind.name,
+                target=target,
+                rows=rows,
+                received=page.raw_count,
+                cursor=page.cursor,
+                has_more=page.has_more,
+            )
+        row = es.target(kind.name, target)
+        replies = self._replies(kind, e, row)
+        es.finish(kind.name, target, replies)
+        self.stats.outcomes[(kind.name, "ok")] += 1
+        return [key for key, _ in replies]
+
+    def _replies(self, kind: Kind, e: Enrichment, row: TargetRow) -> list[tuple[str, int]]:
+        """(target key, comment id) of the staged comments with replies, when asked for."""
+        if kind.name != "comments" or not e.replies or row.comment_id is not None:
+            return []
+        paths = [p for p, _, _ in self.es.segments(kind.name, row.target)]
+        out = []
+        for batch in read_segments(self.staging, paths, ["id", "reply_count"]):
+            for cid, n in zip(
+                batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
+            ):
+                if cid is not None and n:
+                    out.append((f"{row.target}/{cid}", int(cid)))
+        return out
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, e: Enrichment) -> None:
+        """Write the rows of done, unpublished targets into the kind's dataset."""
+        es, kind = self.es, KINDS[e.kind]
+        targets = es.unpublished(e.kind)
+        if not targets:
+            return
+        wanted = set(targets)
+        segments = [p for p, t, _ in es.segments(e.kind) if t in wanted]
+        files = publish_batch(self.staging, e.output_path, kind, segments)
+        # The files and the targets they hold are recorded in one transaction: a crash before
+        # it leaves files the next start-up removes, and targets that publish again.
+        for path in es.publish(e.kind, files, targets):
+            (self.staging / path).unlink(missing_ok=True)
+        if not files:
+            return
+        log.info(
+            "file_committed",
+            kind=e.kind,
+            files=[p for p, _ in files],
+            rows=sum(n for _, n in files),
+            targets=len(targets),
+        )
+
+    def write_manifest(self, e: Enrichment) -> None:
+        s = self.es.summary(e.kind)
+        write_manifest(
+            e.output_path,
+            {
+                "kind": e.kind,
+                "study": self.study.name,
+                "videos": str(self.study.output_path),
+                "where": e.where,
+                "max_per_target": e.max_per_target,
+                "replies": e.replies,
+                "key": KINDS[e.kind].target,
+                "targets": s.targets,
+                "outcomes": s.outcomes,
+                "rows": sum(n for _, n in self.es.files(e.kind)),
+                "files": s.files,
+                "harvester_version": __version__,
+                "updated_at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+    def _log_summary(self) -> None:
+        for e in self.study.enrichments:
+            s = self.es.summary(e.kind)
+            log.info(
+                "enrich_finished",
+                kind=e.kind,
+                targets=s.targets,
+                outcomes=s.outcomes,
+                rows=s.rows,
+                requests=self.stats.requests[e.kind],
+            )
+
+
+async def run_enrichments(harvest: Harvest, research_hooks: Any) -> int | None:
+    """Run every `[[enrich]]` block of the harvest's study; returns a stop code (75, 130,
+    143) or None when all ran to their end."""
+    run = EnrichmentRun(harvest, research_hooks)
+    try:
+        return await run.run()
+    finally:
+        run.es.close()

@@ -1,0 +1,396 @@
+"""`EnrichState`: the durable memory of a study's enrichments, one SQLite file beside its state.
+
+Per kind, every target (a video id, a username, a playlist id, or a comment whose replies are
+wanted) with its status, checkpointed cursor, staged segments and the dataset file its rows went
+to; the followers/following pool's own daily quota ledger; error counts. As in `SqliteState`,
+every operation is one short transaction, and a page's segment is recorded in the same
+transaction that advances its target's cursor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harvester._exceptions import StateError
+from harvester.state.base import Usage
+
+__all__ = ["EnrichState", "KindSummary", "TargetRow"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    parent TEXT,
+    comment_id BIGINT,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'running', 'done', 'unavailable', 'failed')),
+    cursor BIGINT,
+    pages INTEGER NOT NULL DEFAULT 0,
+    rows BIGINT NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT,
+    message TEXT,
+    file TEXT,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kind, target)
+);
+CREATE INDEX IF NOT EXISTS targets_status ON targets (kind, status);
+CREATE TABLE IF NOT EXISTS segments (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    rows BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_target ON segments (kind, target);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    committed_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quota (
+    day TEXT PRIMARY KEY,
+    requests BIGINT NOT NULL DEFAULT 0,
+    records BIGINT NOT NULL DEFAULT 0,
+    exhausted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS errors (
+    kind TEXT PRIMARY KEY,
+    count BIGINT NOT NULL
+)
+"""
+_COLS = "kind, target, parent, comment_id, status, cursor, pages, rows, attempts, outcome, file"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRow:
+    """One target of one kind. `parent` and `comment_id` are set on a comment's replies."""
+
+    kind: str
+    target: str
+    parent: str | None
+    comment_id: int | None
+    status: str
+    cursor: int | None
+    pages: int
+    rows: int
+    attempts: int
+    outcome: str | None
+    file: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KindSummary:
+    """`harvester status` per kind: targets by status, verdicts, rows and pages."""
+
+    kind: str
+    targets: dict[str, int]
+    outcomes: dict[str, int]
+    rows: int
+    pages: int
+    files: int
+
+
+class EnrichState:
+    """The enrichment state of one study (thread-safe; the study's run lock covers it)."""
+
+    def __init__(self, path: Path | str, *, daily_requests: int, daily_records: int) -> None:
+        self.path = Path(path)
+        self.daily_requests = daily_requests
+        self.daily_records = daily_records
+        self._mutex = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._tx() as db:
+                for statement in _SCHEMA.split(";"):
+                    db.execute(statement)
+        except (sqlite3.Error, OSError) as e:
+            raise StateError(f"cannot open enrichment state {self.path}: {e}") from e
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StateError(f"state {self.path} is unavailable: {e}") from e
+            try:
+                yield self._db
+            except BaseException as e:
+                self._db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise StateError(f"state transaction failed: {e}") from e
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._mutex:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise StateError(f"cannot read state {self.path}: {e}") from e
+
+    # -- targets -------------------------------------------------------------------------------
+
+    def add_targets(self, kind: str, targets: Iterable[str]) -> int:
+        """Add targets not yet known (known ones keep their status); returns how many were new."""
+        now = time.time()
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO targets (kind, target, status, updated_at) VALUES (?, ?, 'pending', ?)"
+                " ON CONFLICT DO NOTHING",
+                [(kind, t, now) for t in targets],
+            )
+            return int(db.total_changes - before)
+
+    def target(self, kind: str, target: str) -> TargetRow:
+        rows = self._query(
+            f"SELECT {_COLS} FROM targets WHERE kind = ? AND target = ?", (kind, target)
+        )
+        if not rows:
+            raise StateError(f"unknown {kind} target {target!r}")
+        return TargetRow(*rows[0])
+
+    def targets(self, kind: str, status: str | None = None) -> list[TargetRow]:
+        sql = f"SELECT {_COLS} FROM targets WHERE kind = ?"
+        args: list[Any] = [kind]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [TargetRow(*r) for r in self._query(sql + " ORDER BY target", args)]
+
+    def reset_running(self) -> int:
+        """Targets a killed run left running go back to pending (their cursor is kept)."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE targets SET status = 'pending' WHERE status = 'running'")
+            return int(cur.rowcount)
+
+    def retry_failed(self, kind: str) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE targets SET status = 'pending', attempts = 0 "
+                "WHERE kind = ? AND status = 'failed'",
+                (kind,),
+            )
+            return int(cur.rowcount)
+
+    def _set(self, db: sqlite3.Connection, kind: str, target: str, sql: str, *args: Any) -> None:
+        cur = db.execute(
+            f"UPDATE targets SET {sql}, updated_at = ? WHERE kind = ? AND target = ?",
+            (*args, time.time(), kind, target),
+        )
+        if cur.rowcount != 1:
+            raise StateError(f"unknown {kind} target {target!r}")
+
+    def start(self, kind: str, target: str) -> TargetRow:
+        with self._tx() as db:
+            self._set(db, kind, target, "status = 'running'")
+        return self.target(kind, target)
+
+    def checkpoint(
+        self,
+        kind: str,
+        target: str,
+        *,
+        segment: str | None,
+        seq: int,
+        rows: int,
+        cursor: int | None,
+    ) -> None:
+        """Record one page: its segment (if it had rows) and the cursor after it, together."""
+        with self._tx() as db:
+            if segment is not None:
+                db.execute(
+                    "INSERT INTO segments (path, kind, target, seq, rows) VALUES (?, ?, ?, ?, ?)",
+                    (segment, kind, target, seq, rows),
+                )
+            self._set(
+                db, kind, target, "cursor = ?, pages = pages + 1, rows = rows + ?", cursor, rows
+            )
+
+    def finish(self, kind: str, target: str, replies: Sequence[tuple[str, int]] = ()) -> None:
+        """Done; `replies` (target key, comment id) become targets of their own, atomically."""
+        now = time.time()
+        with self._tx() as db:
+            self._set(db, kind, target, "status = 'done', outcome = 'ok'")
+            db.executemany(
+                "INSERT INTO targets (kind, target, parent, comment_id, status, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(kind, key, target, cid, now) for key, cid in replies],
+            )
+
+    def refuse(self, kind: str, target: str, verdict: str, message: str) -> list[str]:
+        """The API refused the target: its outcome. Anything staged for it is dropped (returned
+        so the caller can delete the files)."""
+        with self._tx() as db:
+            dropped = [
+                r[0]
+                for r in db.execute(
+                    "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, target)
+                )
+            ]
+            db.execute("DELETE FROM segments WHERE kind = ? AND target = ?", (kind, target))
+            self._set(
+                db,
+                kind,
+                target,
+                "status = 'unavailable', outcome = ?, message = ?, rows = 0",
+                verdict,
+                message,
+            )
+        return dropped
+
+    def fail(self, kind: str, target: str, error_kind: str, message: str, *, park: bool) -> None:
+        """A failed attempt: back to pending (cursor kept), or `park` it as failed."""
+        with self._tx() as db:
+            status = "failed" if park else "pending"
+            self._set(
+                db,
+                kind,
+                target,
+                "status = ?, attempts = attempts + 1, outcome = ?, message = ?",
+                status,
+                error_kind,
+                message,
+            )
+
+    def segments(self, kind: str, target: str | None = None) -> list[tuple[str, str, int]]:
+        """(path, target, rows) of staged segments, by target and page."""
+        sql = "SELECT path, target, rows FROM segments WHERE kind = ?"
+        args: list[Any] = [kind]
+        if target is not None:
+            sql += " AND target = ?"
+            args.append(target)
+        return [
+            (str(p), str(t), int(n)) for p, t, n in self._query(sql + " ORDER BY target, seq", args)
+        ]
+
+    def unpublished(self, kind: str) -> list[str]:
+        """Done targets whose rows are not in the dataset yet."""
+        return [
+            str(r[0])
+            for r in self._query(
+                "SELECT target FROM targets WHERE kind = ? AND status = 'done' AND file IS NULL "
+                "ORDER BY target",
+                (kind,),
+            )
+        ]
+
+    def publish(
+        self, kind: str, files: Sequence[tuple[str, int]], targets: Sequence[str]
+    ) -> list[str]:
+        """Record the dataset files holding `targets`' rows and forget their segments, in one
+        transaction; returns the segment paths to delete."""
+        with self._tx() as db:
+            now = time.time()
+            db.executemany(
+                "INSERT INTO files (path, kind, rows, committed_at) VALUES (?, ?, ?, ?)",
+                [(path, kind, rows, now) for path, rows in files],
+            )
+            marker = files[0][0] if files else ""
+            dropped: list[str] = []
+            for t in targets:
+                dropped += [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, t)
+                    )
+                ]
+                db.execute("DELETE FROM segments WHERE kind = ? AND target = ?", (kind, t))
+                db.execute(
+                    "UPDATE targets SET file = ? WHERE kind = ? AND target = ?", (marker, kind, t)
+                )
+        return dropped
+
+    def files(self, kind: str) -> list[tuple[str, int]]:
+        return [
+            (str(p), int(n))
+            for p, n in self._query(
+                "SELECT path, rows FROM files WHERE kind = ? ORDER BY path", (kind,)
+            )
+        ]
+
+    def known_segments(self) -> set[str]:
+        return {str(r[0]) for r in self._query("SELECT path FROM segments")}
+
+    def summary(self, kind: str) -> KindSummary:
+        targets = {
+            str(s): int(n)
+            for s, n in self._query(
+                "SELECT status, count(*) FROM targets WHERE kind = ? GROUP BY status", (kind,)
+            )
+        }
+        outcomes = {
+            str(o): int(n)
+            for o, n in self._query(
+                "SELECT outcome, count(*) FROM targets WHERE kind = ? AND outcome IS NOT NULL "
+                "GROUP BY outcome",
+                (kind,),
+            )
+        }
+        rows, pages = self._query(
+            "SELECT coalesce(sum(rows), 0), coalesce(sum(pages), 0) FROM targets WHERE kind = ?",
+            (kind,),
+        )[0]
+        (files,) = self._query("SELECT count(*) FROM files WHERE kind = ?", (kind,))[0]
+        return KindSummary(kind, targets, outcomes, int(rows), int(pages), int(files))
+
+    # -- the followers/following pool's ledger --------------------------------------------------
+
+    def _day(self, db: sqlite3.Connection, day: str) -> Usage:
+        db.execute("INSERT INTO quota (day) VALUES (?) ON CONFLICT DO NOTHING", (day,))
+        row = db.execute(
+            "SELECT requests, records, exhausted FROM quota WHERE day = ?", (day,)
+        ).fetchone()
+        return Usage(day, int(row[0]), int(row[1]), bool(row[2]))
+
+    def reserve(self, day: str, requests: int = 1) -> bool:
+        with self._tx() as db:
+            used = self._day(db, day)
+            if used.exhausted or used.requests + requests > self.daily_requests:
+                return False
+            if used.records >= self.daily_records:
+                return False
+            db.execute("UPDATE quota SET requests = requests + ? WHERE day = ?", (requests, day))
+            return True
+
+    def settle(self, day: str, *, records: int) -> None:
+        with self._tx() as db:
+            self._day(db, day)
+            db.execute("UPDATE quota SET records = records + ? WHERE day = ?", (records, day))
+
+    def exhaust(self, day: str) -> None:
+        with self._tx() as db:
+            self._day(db, day)
+            db.execute("UPDATE quota SET exhausted = 1 WHERE day = ?", (day,))
+
+    def usage(self, day: str) -> Usage:
+        with self._tx() as db:
+            return self._day(db, day)
+
+    def record_error(self, kind: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO errors (kind, count) VALUES (?, 1) "
+                "ON CONFLICT (kind) DO UPDATE SET count = count + 1",
+                (kind,),
+            )

@@ -1,0 +1,204 @@
+"""Enrichments end to end: videos harvested, then comments, users, followers, ... about them,
+each dataset beside the videos and equal to the simulator's oracle, read back with DuckDB."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+import tomli_w
+
+from harvester.config import Study, loads_study
+from harvester.kinds import KINDS
+from harvester.orchestrator import EXIT_OK
+from harvester.orchestrator._enrich import open_enrich_state
+from harvester.simulator.app import Simulator
+from harvester.simulator.testing import running_simulator
+from tests.orchestrator.conftest import FIELDS, SIM, run, study_text
+
+pytestmark = pytest.mark.anyio
+
+VIDEO_FIELDS = (*FIELDS, "comment_count", "playlist_id")
+#: Per-target verdicts switched on: every user kind meets private, deleted and under-18 accounts.
+VERDICTS = {"account_private": 0.08, "account_deleted": 0.05, "account_under_18": 0.04}
+
+
+def enrich_study(tmp_path: Path, base_url: str, blocks: list[dict[str, Any]], **kw: Any) -> Study:
+    kw.setdefault("source", "research-api")
+    kw.setdefault("fields", VIDEO_FIELDS)
+    doc = tomllib.loads(study_text(base_url, **kw))
+    text = tomli_w.dumps({**doc, "enrich": blocks})
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return loads_study(text, path)
+
+
+def read(root: Path) -> list[dict[str, Any]]:
+    con = duckdb.connect()
+    rel = con.sql(
+        f"SELECT * FROM read_parquet('{root}/**/*.parquet', hive_partitioning = true, "
+        "hive_types = {'retrieved_date': VARCHAR})"
+    )
+    cols = rel.columns
+    return [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
+
+
+def video_targets(study: Study, column: str, where: str = "true") -> list[Any]:
+    con = duckdb.connect()
+    rows = con.sql(
+        f"SELECT DISTINCT {column} FROM read_parquet('{study.output_path}/**/*.parquet', "
+        f"hive_partitioning = true) WHERE {column} IS NOT NULL AND ({where})"
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def expected_rows(
+    sim: Simulator, kind: str, targets: list[Any], **kw: Any
+) -> tuple[dict[Any, list[dict[str, Any]]], dict[Any, str]]:
+    rows: dict[Any, list[dict[str, Any]]] = {}
+    verdicts: dict[Any, str] = {}
+    for t in targets:
+        got = sim.enrich.expected(kind, t, **kw)
+        if isinstance(got, str):
+            verdicts[t] = got
+        else:
+            rows[t] = got
+    return rows, verdicts
+
+
+def assert_kind_equals_oracle(
+    sim: Simulator, study: Study, kind_name: str, targets: list[Any], **kw: Any
+) -> tuple[int, dict[str, int]]:
+    """The kind's dataset holds exactly the oracle's rows per target, each once, and the state
+    records every refused target's verdict. Returns (rows, verdict counts)."""
+    kind = KINDS[kind_name]
+    e = next(x for x in study.enrichments if x.kind == kind_name)
+    got = read(e.output_path)
+    expected, verdicts = expected_rows(sim, kind_name, targets, **kw)
+    renames = dict(kind.renames)
+    by_target: dict[Any, list[dict[str, Any]]] = {}
+    for r in got:
+        by_target.setdefault(r[kind.target], []).append(r)
+    assert set(by_target) <= set(expected), "rows for a refused or unknown target"
+    total = 0
+    for t, rows in expected.items():
+        have = by_target.get(t, [])
+        want = [{kind.target: t} | {renames.get(k, k): v for k, v in r.items()} for r in rows]
+        key = renames.get(kind.record_key, kind.record_key) if kind.record_key else kind.target
+        assert sorted(str(h[key]) for h in have) == sorted(str(w[key]) for w in want), t
+        index = {str(h[key]): h for h in have}
+        for w in want:
+            h = index[str(w[key])]
+            for col, value in w.items():
+                assert h[col] == value, (kind_name, t, col, h[col], value)
+            assert h["_shard"].startswith(f"{kind_name}:")
+            assert h["_source"] == "research-api"
+        total += len(want)
+    assert len(got) == total
+    es = open_enrich_state(study)
+    try:
+        for t, verdict in verdicts.items():
+            row = es.target(kind_name, str(t))
+            assert (row.status, row.outcome) == ("unavailable", verdict)
+    finally:
+        es.close()
+    counts: dict[str, int] = {}
+    for v in verdicts.values():
+        counts[v] = counts.get(v, 0) + 1
+    return total, counts
+
+
+async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) -> None:
+    async with running_simulator("clean", **SIM, faults=VERDICTS) as sim:
+        study = enrich_study(
+            tmp_path,
+            sim.base_url,
+            [
+                {"kind": "comments", "where": "comment_count >= 3", "replies": True},
+                {"kind": "users", "where": "region_code = 'NL'"},
+                {"kind": "followers", "where": "region_code = 'NL'"},
+            ],
+            days=2,
+        )
+        assert await run(sim, study) == EXIT_OK
+        videos = study.output_path
+        comments = videos.with_name("e2e.comments")
+        users = videos.with_name("e2e.users")
+        assert [e.output_path for e in study.enrichments][:2] == [comments, users]
+        # Beside the videos, never inside: a reader of the videos sees no comment.
+        video_files = list(videos.rglob("*.parquet"))
+        assert video_files
+        assert not any(p.is_relative_to(comments) or p.is_relative_to(users) for p in video_files)
+        vids = video_targets(study, "id", "comment_count >= 3")
+        assert vids
+        rows, _ = assert_kind_equals_oracle(sim, study, "comments", vids, replies=True)
+        assert rows > len(vids)
+        got = read(comments)
+        replies = [r for r in got if r["parent_comment_id"] != r["video_id"]]
+        top = {r["id"] for r in got if r["parent_comment_id"] == r["video_id"]}
+        assert replies and all(r["parent_comment_id"] in top for r in replies)
+        names = video_targets(study, "username", "region_code = 'NL'")
+        n_users, verdicts = assert_kind_equals_oracle(sim, study, "users", names)
+        assert n_users and verdicts, "the seed should meet refused accounts"
+        # DuckDB joins the comments to their videos directly.
+        con = duckdb.connect()
+        joined = con.execute(
+            f"SELECT count(*) FROM read_parquet('{videos}/**/*.parquet', hive_partitioning=true)"
+            f" v JOIN read_parquet('{comments}/**/*.parquet', hive_partitioning=true) c "
+            "ON c.video_id = v.id"
+        ).fetchone()
+        assert joined is not None and joined[0] == len(got)
+        manifest = json.loads((comments / "_harvest.json").read_text())
+        assert manifest["kind"] == "comments" and manifest["key"] == "video_id"
+        assert manifest["rows"] == len(got)
+        # A mixed study's quota, per pool at the simulator: the followers lists drew on their
+        # own (20,000 calls a day), the videos, comments and users on the shared one.
+        assert_kind_equals_oracle(sim, study, "followers", names)
+        pools = {
+            "research": ("rest.video_query", "rest.comments", "rest.users"),
+            "followers": ("rest.followers",),
+        }
+        for pool, ledger in (("research", sim.ledger), ("followers", sim.follow_ledger)):
+            counted = sum(d["requests"] for d in ledger.snapshot()["days"].values())
+            assert counted == sum(sim.stats.requests_to(ep) for ep in pools[pool]), pool
+        # A second run fetches nothing new: every target is done.
+        before = sim.stats.requests_to("rest.comments")
+        assert await run(sim, study) == EXIT_OK
+        assert sim.stats.requests_to("rest.comments") == before
+        assert len(read(comments)) == len(got)
+
+
+async def test_every_kind_equals_the_oracle_under_faults(tmp_path: Path) -> None:
+    blocks: list[dict[str, Any]] = [
+        {"kind": k, "where": "region_code = 'DE'"}
+        for k in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos")
+    ]
+    blocks.append({"kind": "playlists"})
+    blocks.append({"kind": "comments", "where": "comment_count >= 50", "max_per_target": 30})
+    async with running_simulator("flaky", **SIM, faults={"window_failure": 0}) as sim:
+        study = enrich_study(tmp_path, sim.base_url, blocks, days=2)
+        assert await run(sim, study) == EXIT_OK
+        names = video_targets(study, "username", "region_code = 'DE'")
+        for kind in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos"):
+            rows, _ = assert_kind_equals_oracle(sim, study, kind, names)
+            assert rows, kind
+        playlists = video_targets(study, "playlist_id", "playlist_id <> 0")
+        assert assert_kind_equals_oracle(sim, study, "playlists", playlists)[0]
+        vids = video_targets(study, "id", "comment_count >= 50")
+        rows, _ = assert_kind_equals_oracle(
+            sim, study, "comments", vids, max_per_target=30, replies=False
+        )
+        assert rows <= 30 * len(vids)
+        # Faults answered before the quota check are not counted: at most every call.
+        follow = sum(d["requests"] for d in sim.follow_ledger.snapshot()["days"].values())
+        calls = sim.stats.requests_to("rest.followers") + sim.stats.requests_to("rest.following")
+        assert 0 < follow <= calls
+        table = ds.dataset(
+            study.enrichments[0].output_path, format="parquet", partitioning="hive"
+        ).to_table()
+        assert "username" in table.column_names and "follower_username" in table.column_names
