@@ -17,26 +17,29 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import duckdb
 import structlog
 from anyio.abc import TaskGroup
 
 from harvester._exceptions import (
     ApiError,
     AuthError,
-    ConfigError,
     HarvesterError,
     QuotaExhausted,
 )
 from harvester._version import __version__
 from harvester.api import ApiSession, RetryPolicy
 from harvester.api.enrich import EnrichClient, TargetUnavailable
-from harvester.config import Enrichment, Study
-from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS, Kind
+from harvester.config import Enrichment
+from harvester.kinds import KINDS, Kind
+from harvester.orchestrator._targets import (
+    enrich_staging,
+    enrich_state_path,
+    open_enrich_state,
+    read_targets,
+)
 from harvester.sink import cleanup_staging, cleanup_strays, write_manifest
 from harvester.sink.enrich import (
     normalise_targets,
@@ -71,22 +74,6 @@ EXIT_QUOTA = 75
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def enrich_state_path(study: Study) -> Path:
-    return study.state_path.with_name(study.state_path.name + ".enrich.sqlite")
-
-
-def enrich_staging(study: Study) -> Path:
-    return study.state_path.with_name(study.state_path.name + ".enrich-staging")
-
-
-def open_enrich_state(study: Study) -> EnrichState:
-    return EnrichState(
-        enrich_state_path(study),
-        daily_requests=FOLLOWERS_DAILY_REQUESTS,
-        daily_records=FOLLOWERS_DAILY_RECORDS,
-    )
-
-
 @dataclass(slots=True)
 class EnrichStats:
     """This run's counts per kind: requests sent, pages, rows, targets by outcome, errors."""
@@ -96,37 +83,6 @@ class EnrichStats:
     rows: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
-def read_targets(study: Study, e: Enrichment) -> list[str]:
-    """The block's targets in the video dataset, deduplicated, as text (ids in decimal)."""
-    kind = KINDS[e.kind]
-    root = study.output_path
-    if not any(root.rglob("*.parquet")):
-        return []
-    col = kind.source_column
-    glob = str(root / "**" / "*.parquet").replace("'", "''")
-    sql = (
-        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM read_parquet('{glob}', "
-        f"hive_partitioning = true, union_by_name = true) WHERE {col} IS NOT NULL"
-    )
-    if kind.source_column == "playlist_id":
-        sql += f" AND {col} <> 0"
-    if kind.target_type == "string":
-        sql += f" AND {col} <> ''"
-    if e.where:
-        sql += f" AND ({e.where})"
-    index = study.enrichments.index(e)
-    try:
-        with duckdb.connect() as db:
-            rows = db.execute(sql + " ORDER BY 1").fetchall()
-    except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"{study.config_path.name}: enrich[{index}].where: DuckDB cannot run it over the "
-            f"video dataset ({first}); write SQL over its columns, like comment_count >= 5"
-        ) from None
-    return [str(r[0]) for r in rows]
 
 
 class _PoolHooks:

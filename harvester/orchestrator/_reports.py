@@ -164,6 +164,11 @@ def plan_report(study: Study) -> dict[str, Any]:
         ]
     elif study.source != "research-api":
         rows.insert(5, ("est. tasks", f"{est.tasks:,} (+{est.splits:,} splits)"))
+    if study.enrichments:
+        from harvester.orchestrator._enrich_reports import enrich_plan, plan_lines
+
+        report["enrichments"] = enrich_plan(study, est.records)
+        rows += plan_lines(report["enrichments"])
     report["text"] = _table(rows) + "".join(f"\nwarning: {w}" for w in warnings)
     return report
 
@@ -283,6 +288,11 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
     ]
     if report["quarantined_records"]:
         rows.append(_quarantine_row(study, report["quarantined_records"]))
+    if study.enrichments:
+        from harvester.orchestrator._enrich_reports import enrich_status, status_lines
+
+        report["enrichments"] = enrich_status(study, s.today.day)
+        rows += status_lines(report["enrichments"])
     text = _table(rows)
     for p in parked[:10]:
         text += f"\nparked: {p['shard']} ({p['kind']}): {p['error']}"

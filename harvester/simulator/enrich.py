@@ -25,7 +25,7 @@ from aiohttp import web
 
 from harvester.kinds import COMMENT_CEILING, KINDS, Kind
 from harvester.query import clean_string
-from harvester.simulator.responses import BadBody, error, ok, read_json
+from harvester.simulator.responses import BadBody, error, json_response, ok, read_json
 
 if TYPE_CHECKING:
     from harvester.simulator.app import Simulator
@@ -520,3 +520,29 @@ def add_routes(app: web.Application, sim: Simulator) -> None:
     for path, name, pool, handler in routes(sim):
         ledger = sim.follow_ledger if pool == "followers" else sim.ledger
         app.router.add_post(path, sim.research(name, handler, ledger=ledger))
+
+    async def expected(request: web.Request) -> web.Response:
+        """`/_sim/enrich/expected`: the oracle for a subprocess simulator (no token, never
+        counted): {kind, targets, max_per_target?, replies?} -> rows and verdicts by target."""
+        try:
+            body = await read_json(request)
+            name = body.get("kind")
+            targets = body.get("targets")
+            if not isinstance(name, str) or name not in KINDS or not isinstance(targets, list):
+                raise BadBody("give kind (an enrichment kind) and targets (a list)")
+            cap = body.get("max_per_target")
+            rows: dict[str, Any] = {}
+            verdicts: dict[str, str] = {}
+            for t in targets:
+                got = sim.enrich.expected(
+                    name, t, max_per_target=cap, replies=bool(body.get("replies"))
+                )
+                if isinstance(got, str):
+                    verdicts[str(t)] = got
+                else:
+                    rows[str(t)] = got
+        except BadBody as e:
+            return json_response({"error": str(e)}, 400)
+        return json_response({"rows": rows, "verdicts": verdicts})
+
+    app.router.add_post("/_sim/enrich/expected", expected)

@@ -1,0 +1,62 @@
+"""Where an enrichment's state and staging live, and which targets a block has: the light part
+of the enrichment run, which `plan` and `status` use without loading the HTTP client or Arrow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harvester._exceptions import ConfigError
+from harvester.config import Enrichment, Study
+from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
+from harvester.state.enrich import EnrichState
+
+__all__ = ["enrich_staging", "enrich_state_path", "open_enrich_state", "read_targets"]
+
+
+def enrich_state_path(study: Study) -> Path:
+    return study.state_path.with_name(study.state_path.name + ".enrich.sqlite")
+
+
+def enrich_staging(study: Study) -> Path:
+    return study.state_path.with_name(study.state_path.name + ".enrich-staging")
+
+
+def open_enrich_state(study: Study) -> EnrichState:
+    return EnrichState(
+        enrich_state_path(study),
+        daily_requests=FOLLOWERS_DAILY_REQUESTS,
+        daily_records=FOLLOWERS_DAILY_RECORDS,
+    )
+
+
+def read_targets(study: Study, e: Enrichment) -> list[str]:
+    """The block's targets in the video dataset, deduplicated, as text (ids in decimal)."""
+    kind = KINDS[e.kind]
+    root = study.output_path
+    if not any(root.rglob("*.parquet")):
+        return []
+    col = kind.source_column
+    glob = str(root / "**" / "*.parquet").replace("'", "''")
+    sql = (
+        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM read_parquet('{glob}', "
+        f"hive_partitioning = true, union_by_name = true) WHERE {col} IS NOT NULL"
+    )
+    if kind.source_column == "playlist_id":
+        sql += f" AND {col} <> 0"
+    if kind.target_type == "string":
+        sql += f" AND {col} <> ''"
+    if e.where:
+        sql += f" AND ({e.where})"
+    index = study.enrichments.index(e)
+    import duckdb  # only for studies with [[enrich]] blocks
+
+    try:
+        with duckdb.connect() as db:
+            rows = db.execute(sql + " ORDER BY 1").fetchall()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{study.config_path.name}: enrich[{index}].where: DuckDB cannot run it over the "
+            f"video dataset ({first}); write SQL over its columns, like comment_count >= 5"
+        ) from None
+    return [str(r[0]) for r in rows]
