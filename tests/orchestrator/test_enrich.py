@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import anyio
 import duckdb
 import pyarrow.dataset as ds
 import pytest
@@ -15,11 +16,11 @@ import tomli_w
 
 from harvester.config import Study, loads_study
 from harvester.kinds import KINDS
-from harvester.orchestrator import EXIT_OK
+from harvester.orchestrator import EXIT_OK, plan_report, status_report
 from harvester.orchestrator._enrich import open_enrich_state
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
-from tests.orchestrator.conftest import FIELDS, SIM, run, study_text
+from tests.orchestrator.conftest import FIELDS, SIM, cli, run, study_text
 
 pytestmark = pytest.mark.anyio
 
@@ -125,6 +126,12 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
             ],
             days=2,
         )
+        # Before anything is spent: every planned video stands in as a target, said so.
+        before = plan_report(study)
+        assert [p["kind"] for p in before["enrichments"]] == ["comments", "users", "followers"]
+        assert before["enrichments"][0]["basis"] == "upper bound: every planned video"
+        assert before["enrichments"][2]["pool"] == "followers"
+        assert "enrich comments" in before["text"]
         assert await run(sim, study) == EXIT_OK
         videos = study.output_path
         comments = videos.with_name("e2e.comments")
@@ -166,6 +173,15 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
         for pool, ledger in (("research", sim.ledger), ("followers", sim.follow_ledger)):
             counted = sum(d["requests"] for d in ledger.snapshot()["days"].values())
             assert counted == sum(sim.stats.requests_to(ep) for ep in pools[pool]), pool
+        # status shows each enrichment's progress and outcomes by kind.
+        status = status_report(study)
+        by_kind = {x["kind"]: x for x in status["enrichments"]}
+        assert by_kind["users"]["outcomes"] == {"ok": n_users, **verdicts}
+        assert by_kind["comments"]["dataset_rows"] == len(got)
+        assert by_kind["followers pool"]["requests_today"] > 0
+        assert "enrich users" in status["text"] and "under_18" in status["text"]
+        after = plan_report(study)
+        assert [p["targets_left"] for p in after["enrichments"]] == [0, 0, 0]
         # A second run fetches nothing new: every target is done.
         before = sim.stats.requests_to("rest.comments")
         assert await run(sim, study) == EXIT_OK
@@ -202,3 +218,20 @@ async def test_every_kind_equals_the_oracle_under_faults(tmp_path: Path) -> None
             study.enrichments[0].output_path, format="parquet", partitioning="hive"
         ).to_table()
         assert "username" in table.column_names and "follower_username" in table.column_names
+
+
+async def test_sql_duckdb_cannot_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        study = enrich_study(
+            tmp_path, sim.base_url, [{"kind": "users", "where": "no_such_column > 1"}], days=1
+        )
+        done = await anyio.to_thread.run_sync(
+            lambda: cli("run", str(study.config_path), "--no-progress")
+        )
+        assert done.returncode == 2, done.stderr
+        lines = [x for x in done.stderr.splitlines() if not x.startswith("harvester: warning:")]
+        assert len(lines) == 1 and "enrich[0].where: DuckDB cannot run it" in lines[0]
+        assert lines[0].startswith("harvester: error: study.toml: enrich[0].where:"), lines
+        assert "Traceback" not in done.stderr
+        # The videos harvested before are kept, whole.
+        assert video_targets(study, "id")
