@@ -183,9 +183,9 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
         after = plan_report(study)
         assert [p["targets_left"] for p in after["enrichments"]] == [0, 0, 0]
         # A second run fetches nothing new: every target is done.
-        before = sim.stats.requests_to("rest.comments")
+        asked = sim.stats.requests_to("rest.comments")
         assert await run(sim, study) == EXIT_OK
-        assert sim.stats.requests_to("rest.comments") == before
+        assert sim.stats.requests_to("rest.comments") == asked
         assert len(read(comments)) == len(got)
 
 
