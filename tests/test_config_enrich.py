@@ -98,3 +98,14 @@ def test_every_mistake_is_one_line(tmp_path: Path, block: str, message: str) -> 
 def test_two_blocks_cannot_share_a_dataset(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"enrich\[1\]\.path: .* is also enrich\[0\]'s dataset"):
         load(tmp_path, '\n[[enrich]]\nkind = "users"\n\n[[enrich]]\nkind = "users"\n')
+
+
+def test_a_pyrqs_study_cannot_enrich_yet(tmp_path: Path) -> None:
+    text = STUDY.replace('source = "research-api"', 'source = "pyrqs"').replace(
+        'query = {and = [{operation = "EQ", field_name = "region_code", field_values = ["NL"]}]}',
+        'condition_groups = [{operator = "and", conditions = [{field = "region_code", '
+        'operator = "eq", field_values = ["NL"]}]}]',
+    )
+    path = tmp_path / "study.toml"
+    with pytest.raises(ConfigError, match=r"enrich\[0\]\.kind: .*use source"):
+        loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)

@@ -233,6 +233,13 @@ def _enrichments(
     seen: dict[Path, int] = {}
     for i, e in enumerate(model.enrich):
         key = f"enrich[{i}]"
+        if model.study.source == "pyrqs":
+            raise Problem(
+                f"{key}.kind",
+                "enrichments go through the public Research API, which a pyrqs study has no "
+                "base URL for",
+                'use source = "research-api" or "rqs" for a study with [[enrich]] blocks',
+            )
         needed = _TARGET_FIELD.get(e.kind, "username")
         if needed not in fields:
             raise Problem(
