@@ -7,6 +7,7 @@ One `ApiSession` (token, retries, rate limit, quota hooks) is shared by the back
 
 from __future__ import annotations
 
+from harvester.api._enrich import EnrichClient, TargetPage, TargetUnavailable
 from harvester.api._http import ApiSession, Credentials, NoHooks, RequestHooks, RetryPolicy
 from harvester.api._tasks import PollPolicy
 from harvester.api.backend import Backend
@@ -19,6 +20,7 @@ __all__ = [
     "ApiSession",
     "Backend",
     "Credentials",
+    "EnrichClient",
     "NoHooks",
     "Page",
     "PollPolicy",
@@ -30,5 +32,7 @@ __all__ = [
     "RetryPolicy",
     "RqsClient",
     "SdkClient",
+    "TargetPage",
+    "TargetUnavailable",
     "TaskStatus",
 ]

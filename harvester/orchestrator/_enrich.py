@@ -30,8 +30,7 @@ from harvester._exceptions import (
     QuotaExhausted,
 )
 from harvester._version import __version__
-from harvester.api import ApiSession, RetryPolicy
-from harvester.api.enrich import EnrichClient, TargetUnavailable
+from harvester.api import ApiSession, EnrichClient, RetryPolicy, TargetUnavailable
 from harvester.config import Enrichment
 from harvester.kinds import KINDS, Kind
 from harvester.orchestrator._targets import (

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harvester._exceptions import InvalidRequest, TransientError
-from harvester.api.enrich import EnrichClient, TargetPage, TargetUnavailable
+from harvester.api import EnrichClient, TargetPage, TargetUnavailable
 from harvester.kinds import COMMENT_CEILING, KINDS
 from tests.api.conftest import RecordingHooks, SessionFactory, sim_session
 from tests.api.fakeapi import FakeApi, err, ok
