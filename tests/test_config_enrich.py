@@ -109,3 +109,10 @@ def test_a_pyrqs_study_cannot_enrich_yet(tmp_path: Path) -> None:
     path = tmp_path / "study.toml"
     with pytest.raises(ConfigError, match=r"enrich\[0\]\.kind: .*use source"):
         loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)
+
+
+def test_postgres_state_cannot_enrich_yet(tmp_path: Path) -> None:
+    text = STUDY + '\n[state]\nurl = "postgresql://postgres@127.0.0.1:5432/x"\n'
+    path = tmp_path / "study.toml"
+    with pytest.raises(ConfigError, match=r"enrich\[0\]\.kind: .*not yet in PostgreSQL"):
+        loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)

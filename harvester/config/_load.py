@@ -233,6 +233,14 @@ def _enrichments(
     seen: dict[Path, int] = {}
     for i, e in enumerate(model.enrich):
         key = f"enrich[{i}]"
+        if model.state.url is not None:
+            raise Problem(
+                f"{key}.kind",
+                "enrichments keep their progress in a SQLite file beside the study, not yet in "
+                "PostgreSQL",
+                "remove [state] url for a study with [[enrich]] blocks, or enrich in a study "
+                "of its own",
+            )
         if model.study.source == "pyrqs":
             raise Problem(
                 f"{key}.kind",
