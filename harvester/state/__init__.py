@@ -5,6 +5,7 @@ from __future__ import annotations
 from harvester.state._open import open_store, store_location
 from harvester.state.base import (
     STATUSES,
+    ErrorCount,
     FileLike,
     FileRecord,
     LeaseHeld,
@@ -17,6 +18,7 @@ from harvester.state.base import (
     Status,
     StatusSummary,
     Usage,
+    WindowHarvest,
     WorkerUsage,
     fingerprint,
 )
@@ -24,6 +26,7 @@ from harvester.state.sqlite import SqliteState, utc_day
 
 __all__ = [
     "STATUSES",
+    "ErrorCount",
     "FileLike",
     "FileRecord",
     "LeaseHeld",
@@ -37,6 +40,7 @@ __all__ = [
     "Status",
     "StatusSummary",
     "Usage",
+    "WindowHarvest",
     "WorkerUsage",
     "fingerprint",
     "open_store",

@@ -20,7 +20,8 @@ __all__ = ["SHARD_COLS", "Core", "utc_day"]
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
-    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered"
+    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered, "
+    "started_at"
 )
 
 
@@ -155,7 +156,14 @@ class Core:
                     "pass --replan to start over, or use a new state path"
                 )
             if row is not None and row[0] != fingerprint:
-                for table in ("compactions", "files", "segments", "errors"):
+                for table in (
+                    "compactions",
+                    "files",
+                    "segments",
+                    "errors",
+                    "error_hours",
+                    "window_harvests",
+                ):
                     db.execute(f"DELETE FROM {table}")
                 db.execute("UPDATE shards SET parent_key = NULL")
                 db.execute("DELETE FROM shards")

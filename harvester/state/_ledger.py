@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from harvester.state._core import Core, utc_day
-from harvester.state.base import StatusSummary, Usage, WorkerUsage
+from harvester.state.base import ErrorCount, StatusSummary, Usage, WorkerUsage
 
 __all__ = ["Ledger"]
 
@@ -72,6 +72,14 @@ class Ledger(Core):
         if not (used.requests or used.records):
             return []
         return [WorkerUsage(day, self.study, "", used.requests, used.records)]
+
+    def quota_days(self) -> list[Usage]:
+        rows = self._query("SELECT day, requests, records, exhausted FROM quota ORDER BY day")
+        return [Usage(str(d), int(q), int(r), bool(x)) for d, q, r, x in rows]
+
+    def error_hours(self) -> list[ErrorCount]:
+        rows = self._query("SELECT hour, kind, count FROM error_hours ORDER BY hour, kind")
+        return [ErrorCount(int(h), str(k), int(n)) for h, k, n in rows]
 
     def status(self, day: str | None = None) -> StatusSummary:
         """Counts for `harvester status`: a few indexed aggregates, fast at 50,000 shards."""

@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from harvester._exceptions import StateError
+from harvester._exceptions import StateError, StudyLocked
 
 __all__ = ["RunLock"]
 
@@ -34,9 +34,9 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise StateError(
+            raise StudyLocked(
                 f"study '{study}' is already being harvested by another process (pid {holder}); "
-                "wait for it or stop it"
+                "this run harvests nothing"
             ) from None
         except OSError as e:
             os.close(fd)

@@ -1,10 +1,15 @@
-"""The SQLite schema (standard SQL, so the PostgreSQL store can share it nearly verbatim)."""
+"""The SQLite schema (standard SQL, so the PostgreSQL store can share it nearly verbatim).
+
+`SCHEMA` is the current version, for a new state file; `MIGRATIONS[v]` brings a file an older
+harvester wrote from version `v - 1` to `v`. A change to the schema edits `SCHEMA` and adds the
+next migration; a released migration is never edited.
+"""
 
 from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE meta (
@@ -30,6 +35,7 @@ CREATE TABLE shards (
     updated_at DOUBLE PRECISION NOT NULL,
     committed_at DOUBLE PRECISION,
     filtered BIGINT NOT NULL DEFAULT 0,
+    started_at DOUBLE PRECISION,
     CHECK (start_ts < end_ts)
 );
 CREATE INDEX shards_status ON shards (status);
@@ -69,6 +75,19 @@ CREATE TABLE errors (
     kind TEXT PRIMARY KEY,
     count BIGINT NOT NULL
 );
+CREATE TABLE window_harvests (
+    plan_key TEXT NOT NULL REFERENCES shards (key),
+    started_at DOUBLE PRECISION,
+    committed_at DOUBLE PRECISION NOT NULL,
+    rows BIGINT NOT NULL,
+    PRIMARY KEY (plan_key, committed_at)
+);
+CREATE TABLE error_hours (
+    hour BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (hour, kind)
+);
 """
 
 #: Statements that bring a state of version `v - 1` to version `v`, by `v`: a state file written
@@ -76,4 +95,30 @@ CREATE TABLE errors (
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Records the public API returned that the study's exact query dropped, per shard.
     2: ("ALTER TABLE shards ADD COLUMN filtered BIGINT NOT NULL DEFAULT 0",),
+    # What `harvester report` draws over time: when a leaf was first started (a window's
+    # harvest starts with its first leaf); one row per commit of a plan shard (a window
+    # harvested again later, by a refresh or a --retry-failed, adds a row: the timeline shows
+    # both); errors per kind per UTC hour beside the all-time totals of `errors`.
+    3: (
+        "ALTER TABLE shards ADD COLUMN started_at DOUBLE PRECISION",
+        """CREATE TABLE window_harvests (
+            plan_key TEXT NOT NULL REFERENCES shards (key),
+            started_at DOUBLE PRECISION,
+            committed_at DOUBLE PRECISION NOT NULL,
+            rows BIGINT NOT NULL,
+            PRIMARY KEY (plan_key, committed_at)
+        )""",
+        # A state from before knows when each window was committed, not when its harvest
+        # began: the report draws those as instants.
+        """INSERT INTO window_harvests (plan_key, started_at, committed_at, rows)
+            SELECT s.key, NULL, s.committed_at,
+                   (SELECT coalesce(sum(l.records), 0) FROM shards l WHERE l.plan_key = s.key)
+            FROM shards s WHERE s.parent_key IS NULL AND s.committed_at IS NOT NULL""",
+        """CREATE TABLE error_hours (
+            hour BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (hour, kind)
+        )""",
+    ),
 }

@@ -18,6 +18,7 @@ from harvester._exceptions import StateError
 
 __all__ = [
     "STATUSES",
+    "ErrorCount",
     "FileLike",
     "FileRecord",
     "LeaseHeld",
@@ -30,6 +31,7 @@ __all__ = [
     "Status",
     "StatusSummary",
     "Usage",
+    "WindowHarvest",
     "WorkerUsage",
     "fingerprint",
 ]
@@ -68,7 +70,9 @@ class ShardRecord:
     """One shard: a plan shard (`parent_key` None, `plan_key == key`) or a leaf of one.
 
     `cursor` with `search_id` resumes a public-API window; with `task_id` it is the RQS result
-    cursor. `committed_at` is set on a plan shard once its files are in the dataset.
+    cursor. `committed_at` is set on a plan shard once its files are in the dataset;
+    `started_at` when the shard was first started (None until then, and for a shard an older
+    harvester started).
     """
 
     key: str
@@ -89,6 +93,7 @@ class ShardRecord:
     committed_at: float | None = None
     #: Records the public API returned for this leaf that the study's exact query dropped.
     filtered: int = 0
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,26 @@ class WorkerUsage:
     worker: str
     requests: int
     records: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowHarvest:
+    """One commit of a plan shard: its harvest began with its first leaf (`started_at`, None
+    in a state from before harvests were recorded) and ended when its files were committed."""
+
+    plan_key: str
+    started_at: float | None
+    committed_at: float
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCount:
+    """Errors of one kind in one UTC hour (`hour`: epoch seconds of its start)."""
+
+    hour: int
+    kind: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,5 +306,17 @@ class StateStore(Protocol):
     def usage(self, day: str) -> Usage: ...
 
     def usage_by_worker(self, day: str) -> list[WorkerUsage]: ...
+
+    def quota_days(self) -> list[Usage]:
+        """Every UTC day of the ledger, oldest first."""
+        ...
+
+    def error_hours(self) -> list[ErrorCount]:
+        """Errors per UTC hour and kind, oldest first (the history behind `status().errors`)."""
+        ...
+
+    def window_harvests(self) -> list[WindowHarvest]:
+        """Every commit of a plan shard, oldest first."""
+        ...
 
     def status(self, day: str | None = None) -> StatusSummary: ...

@@ -26,6 +26,7 @@ from harvester.state.base import (
     SegmentRecord,
     ShardRecord,
     Status,
+    WindowHarvest,
 )
 
 __all__ = ["SqliteState", "utc_day"]
@@ -121,6 +122,10 @@ class SqliteState(Ledger):
         """pending → running; returns the leaf with its cursor to resume from."""
         with self._tx() as db:
             self._move(db, key, ("pending",), "running")
+            db.execute(
+                "UPDATE shards SET started_at = coalesce(started_at, updated_at) WHERE key = ?",
+                (key,),
+            )
             return self._get(db, key)
 
     def requeue_leaf(self, key: str) -> None:
@@ -197,16 +202,24 @@ class SqliteState(Ledger):
             self._error(db, kind, leaf_key, message)
 
     def _error(self, db: sqlite3.Connection, kind: str, leaf: str | None, message: str) -> None:
+        now = time.time()
         db.execute(
             "INSERT INTO errors (kind, count) VALUES (?, 1) "
             "ON CONFLICT (kind) DO UPDATE SET count = errors.count + 1",
             (kind,),
         )
+        # The same count by hour, for the report's failures over time: a row per kind and
+        # hour that saw one, so a long study's history stays small.
+        db.execute(
+            "INSERT INTO error_hours (hour, kind, count) VALUES (?, ?, 1) "
+            "ON CONFLICT (hour, kind) DO UPDATE SET count = error_hours.count + 1",
+            (int(now // 3600 * 3600), kind),
+        )
         if leaf is not None:
             db.execute(
                 "UPDATE shards SET attempts = attempts + 1, error_kind = ?, last_error = ?, "
                 "updated_at = ? WHERE key = ?",
-                (kind, message[:2000], time.time(), leaf),
+                (kind, message[:2000], now, leaf),
             )
 
     def retry_parked(self) -> int:
@@ -284,11 +297,25 @@ class SqliteState(Ledger):
             )
             db.execute("DELETE FROM segments WHERE plan_key = ?", (plan_key,))
             db.execute("UPDATE shards SET committed_at = ? WHERE key = ?", (now, plan_key))
+            # The window's harvest: from its first leaf's start to now, with what it holds.
+            db.execute(
+                "INSERT INTO window_harvests (plan_key, started_at, committed_at, rows) "
+                "SELECT ?, min(started_at), ?, coalesce(sum(records), 0) "
+                "FROM shards WHERE plan_key = ?",
+                (plan_key, now, plan_key),
+            )
             leaves = db.execute(
                 "SELECT key FROM shards WHERE plan_key = ? ORDER BY start_ts, end_ts DESC",
                 (plan_key,),
             ).fetchall()
         return [r[0] for r in leaves]
+
+    def window_harvests(self) -> list[WindowHarvest]:
+        rows = self._query(
+            "SELECT plan_key, started_at, committed_at, rows FROM window_harvests "
+            "ORDER BY committed_at, plan_key"
+        )
+        return [WindowHarvest(str(k), s, float(c), int(r)) for k, s, c, r in rows]
 
     def files(self, partition: str | None = None) -> list[FileRecord]:
         sql = "SELECT path, plan_key, partition, rows FROM files"

@@ -11,6 +11,8 @@ import pytest
 
 from harvester import StateError
 from harvester.state import PlannedShard, SqliteState, fingerprint
+from harvester.state._schema import SCHEMA_VERSION
+from tests.state._schemas import SQLITE_V1
 
 DAY = 86_400
 JAN1 = 1_672_531_200
@@ -48,12 +50,8 @@ def test_two_processes_creating_the_schema_at_once_both_succeed(tmp_path: Path) 
 
 def _version_1_state(path: Path) -> None:
     """A state file as harvester wrote it before the exact-filter counter (schema 1)."""
-    from harvester.state._schema import SCHEMA
-
-    v1 = SCHEMA.replace("    filtered BIGINT NOT NULL DEFAULT 0,\n", "")
-    assert v1 != SCHEMA
     db = sqlite3.connect(path)
-    db.executescript(v1)
+    db.executescript(SQLITE_V1)
     db.execute("INSERT INTO meta (key, value) VALUES ('study', 'demo'), ('fingerprint', ?)", (FP,))
     db.execute(
         "INSERT INTO shards (key, plan_key, start_ts, end_ts, status, records, pages, "
@@ -72,7 +70,7 @@ def test_a_version_1_state_is_migrated_and_keeps_everything(tmp_path: Path) -> N
     with SqliteState(path) as state:
         state.open_study("demo", FP, "0.2.0")  # the same study: no --replan needed
         (version,) = state._db.execute("PRAGMA user_version").fetchone()
-        assert version == 2
+        assert version == SCHEMA_VERSION
         leaf = state.shard(PLAN.key)
         assert (leaf.records, leaf.pages, leaf.cursor, leaf.search_id) == (40, 2, 200, "s1")
         assert leaf.filtered == 0

@@ -1,0 +1,70 @@
+"""The first state schema, frozen as harvester 0.1 wrote it: tests make "a state file an older
+harvester left" from it and check that every migration since brings it up to date."""
+
+from __future__ import annotations
+
+__all__ = ["SQLITE_V1"]
+
+SQLITE_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE shards (
+    key TEXT PRIMARY KEY,
+    parent_key TEXT REFERENCES shards (key),
+    plan_key TEXT NOT NULL,
+    start_ts BIGINT NOT NULL,
+    end_ts BIGINT NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'running', 'done', 'split', 'parked')),
+    task_id TEXT,
+    search_id TEXT,
+    next_cursor BIGINT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_kind TEXT,
+    records BIGINT NOT NULL DEFAULT 0,
+    pages INTEGER NOT NULL DEFAULT 0,
+    updated_at DOUBLE PRECISION NOT NULL,
+    committed_at DOUBLE PRECISION,
+    CHECK (start_ts < end_ts)
+);
+CREATE INDEX shards_status ON shards (status);
+CREATE INDEX shards_plan ON shards (plan_key);
+CREATE INDEX shards_parent ON shards (parent_key);
+CREATE TABLE segments (
+    path TEXT PRIMARY KEY,
+    leaf_key TEXT NOT NULL REFERENCES shards (key),
+    plan_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    UNIQUE (leaf_key, seq)
+);
+CREATE INDEX segments_plan ON segments (plan_key);
+CREATE TABLE files (
+    path TEXT PRIMARY KEY,
+    plan_key TEXT,
+    partition TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    committed_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX files_plan ON files (plan_key);
+CREATE INDEX files_partition ON files (partition);
+CREATE TABLE compactions (
+    partition TEXT PRIMARY KEY,
+    new_path TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    old_paths TEXT NOT NULL
+);
+CREATE TABLE quota (
+    day TEXT PRIMARY KEY,
+    requests BIGINT NOT NULL DEFAULT 0,
+    records BIGINT NOT NULL DEFAULT 0,
+    exhausted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE errors (
+    kind TEXT PRIMARY KEY,
+    count BIGINT NOT NULL
+);
+"""
