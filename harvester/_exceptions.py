@@ -18,7 +18,8 @@
     │   ├── TaskNotFound           404 task_not_found
     │   ├── TaskExpired            404 task_expired: create the task again
     │   └── TaskNotCompleted       409 result asked before Completed
-    ├── StateError                 the state store refuses (locked by another run, corrupt)
+    ├── StateError                 the state store refuses (unreadable, corrupt, newer)
+    │   └── StudyLocked            another run of the study is live: exit 99 at once ("skipped")
     └── SinkError                  the dataset cannot be written (disk full, permissions)
 
 Messages never carry a client secret or a token: the HTTP layer builds them from the API's
@@ -41,6 +42,7 @@ __all__ = [
     "SinkError",
     "StateError",
     "StudyChangedError",
+    "StudyLocked",
     "TaskAnalysisFailed",
     "TaskExpired",
     "TaskNotCompleted",
@@ -160,6 +162,13 @@ class TaskNotCompleted(ApiError):
 
 class StateError(HarvesterError):
     pass
+
+
+class StudyLocked(StateError):
+    """Another live `harvester run` of the study holds its run lock. This run harvests nothing
+    and exits 99 at once: a scheduler that started two overlapping runs counts it as skipped."""
+
+    exit_code = 99
 
 
 class SinkError(HarvesterError):

@@ -1,8 +1,9 @@
 """The `harvester` command: run, plan, status, verify, cancel, aggregate, simulate.
 
-Exit codes are a contract for schedulers: 0 done, 1 failure, 2 bad config or query, 75 daily
-quota spent with `on_exhausted = "exit"`, 130/143 after a clean checkpoint on SIGINT/SIGTERM.
-Every error the user can fix is one line on stderr, never a traceback.
+Exit codes are a contract for schedulers (docs/scheduling.md): 0 done, 1 failure, 2 bad config
+or query, 75 daily quota spent with `on_exhausted = "exit"`, 99 skipped because another run of
+the study is live, 130/143 after a clean checkpoint on SIGINT/SIGTERM. Every error the user can
+fix is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from harvester._exceptions import HarvesterError, UserError
+from harvester._exceptions import HarvesterError, StudyLocked, UserError
 from harvester._version import __version__
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USER, EXIT_QUOTA = 0, 1, 2, 75
+EXIT_LOCKED = StudyLocked.exit_code
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, *, what: str = "error") -> None:
     # One line, whatever the message: a scheduler's log shows it whole.
     from harvester.logs import scrub  # structlog is slow to import: only on the way out
 
-    click.echo("harvester: error: " + scrub(" ".join(message.split())), err=True)
+    click.echo(f"harvester: {what}: " + scrub(" ".join(message.split())), err=True)
     sys.exit(code)
 
 
@@ -44,6 +46,9 @@ def _guard(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except UserError as exc:
             _fail(str(exc), EXIT_USER)
+        except StudyLocked as exc:
+            # Not a failure: the live run is doing the work. Schedulers treat 99 as "skipped".
+            _fail(f"{exc} (exit {EXIT_LOCKED})", EXIT_LOCKED, what="skipped")
         except HarvesterError as exc:
             _fail(str(exc), EXIT_FAILURE)
         except OSError as exc:

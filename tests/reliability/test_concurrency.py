@@ -1,10 +1,12 @@
-"""Concurrent misuse: a second run of a study already running refuses on one line; a SIGKILLed
-run leaves no stuck lock; the dataset comes out whole either way."""
+"""Concurrent misuse: a second run of a study already running is skipped on one line (exit 99)
+without a request; a SIGKILLed run leaves no stuck lock; the dataset comes out whole either way."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,7 +17,6 @@ import pytest
 
 from tests.reliability._cli import (
     assert_complete,
-    one_error_line,
     start_run,
     truth,
     wait_for_event,
@@ -63,14 +64,25 @@ def test_a_second_run_refuses_while_the_first_goes_on(slower_sim: Any, tmp_path:
     first = start_run(config, tmp_path / "first.jsonl")
     try:
         assert wait_for_event(tmp_path / "first.jsonl", "page_fetched", first)
-        second = harvester("run", str(config), "--no-progress")
-        assert first.poll() is None, "the first run ended before the second started"
-        line = one_error_line(second.stderr)
-        assert second.returncode == 1
-        assert line == (
-            f"harvester: error: study 'busy' is already being harvested by another process "
-            f"(pid {first.pid}); wait for it or stop it"
+        tokens = slow_sim.get("/_sim/stats")["tokens_issued"]
+        started = time.monotonic()
+        second = harvester(
+            "run", str(config), "--no-progress", "--log-file", str(tmp_path / "second.jsonl")
         )
+        took = time.monotonic() - started
+        assert first.poll() is None, "the first run ended before the second started"
+        # Skipped, not failed: one line, the documented code, and not a single request (not
+        # even a token), long before the first run's next page would be due.
+        assert second.returncode == 99, second.stderr
+        assert second.stderr.splitlines()[-1] == (
+            f"harvester: skipped: study 'busy' is already being harvested by another process "
+            f"(pid {first.pid}); this run harvests nothing (exit 99)"
+        )
+        assert "Traceback" not in second.stderr and "harvester: error" not in second.stderr
+        assert slow_sim.get("/_sim/stats")["tokens_issued"] == tokens
+        events = [json.loads(line)["event"] for line in (tmp_path / "second.jsonl").open()]
+        assert not {"shard_submitted", "page_fetched", "study_planned"} & set(events), events
+        assert took < 15, f"the second run took {took:.1f} s to give up"
         # Reading beside a live run is allowed and does not disturb it.
         assert harvester("status", str(config)).returncode == 0
         assert first.wait(120) == 0, first.stderr.read() if first.stderr else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester import StateError
+from harvester import StateError, StudyLocked
 from harvester.state import SqliteState
 
 HOLD = """
@@ -31,12 +31,13 @@ def test_a_second_run_is_refused_and_a_killed_run_releases(tmp_path: Path) -> No
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         other = SqliteState(path)
-        with pytest.raises(StateError) as info:
+        with pytest.raises(StudyLocked) as info:
             other.lock()
         assert str(info.value) == (
             f"study 'demo' is already being harvested by another process (pid {proc.pid}); "
-            "wait for it or stop it"
+            "this run harvests nothing"
         )
+        assert isinstance(info.value, StateError) and info.value.exit_code == 99
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 5
