@@ -9,7 +9,7 @@ LOCK   := requirements.lock
 # Only `make lock` needs uv (its resolver writes one lock valid on every platform).
 UV_VERSION := 0.13.9
 
-.PHONY: setup lint test test-fast demo bench chaos clean lock
+.PHONY: setup browser lint test test-fast demo bench chaos clean lock
 
 # The lock first (hashes required, so nothing unpinned slips in), then harvester itself with
 # the locked build backend and no dependency resolution of its own.
@@ -29,16 +29,25 @@ lock:
 		--python-version 3.11 --generate-hashes --upgrade --quiet \
 		--custom-compile-command 'make lock' --output-file $(LOCK)
 
+# The report tests open `harvester report`'s page in a real headless Chromium: Debian's package,
+# installed once when missing (as root, or through sudo), skipped when it is there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (Debian package) for the report tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 lint: setup
 	$(VENV)/bin/ruff check harvester tests scripts
 	$(VENV)/bin/ruff format --check harvester tests scripts
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint browser
 	$(VENV)/bin/pytest
 
 # The suite without the slow end-to-end runs, for quick iterations.
-test-fast: setup
+test-fast: setup browser
 	$(VENV)/bin/pytest -m "not slow"
 
 demo: setup

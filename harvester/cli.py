@@ -1,4 +1,4 @@
-"""The `harvester` command: run, plan, status, verify, cancel, aggregate, simulate.
+"""The `harvester` command: run, plan, status, verify, report, cancel, aggregate, simulate.
 
 Exit codes are a contract for schedulers (docs/scheduling.md): 0 done, 1 failure, 2 bad config
 or query, 75 daily quota spent with `on_exhausted = "exit"`, 99 skipped because another run of
@@ -185,6 +185,22 @@ def verify(config: Path) -> None:
     report = verify_study(load_study(config))
     _emit(report, False)
     sys.exit(EXIT_OK if report.get("ok") else EXIT_FAILURE)
+
+
+@main.command()
+@config_argument
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the page (default: <study name>.report.html beside the state).",
+)
+@_guard
+def report(config: Path, out: Path | None) -> None:
+    """Write one self-contained HTML page of the study's progress (opens without a network)."""
+    from harvester.config import load_study
+    from harvester.report import write_report
+
+    click.echo(write_report(load_study(config), out))
 
 
 @main.command()

@@ -1,5 +1,6 @@
 """`make demo`: start the built-in simulator, harvest the two demo studies, show what landed;
-then the VCE's two stages: a test-stage sample of every window, and an aggregate for release.
+then the VCE's two stages: a test-stage sample of every window, and an aggregate for release;
+and end by writing each study's HTML report (`harvester report`) and printing where it is.
 
 Everything runs offline on this machine: the simulator serves both TikTok APIs on loopback,
 the harvester runs exactly as it would against the real API (`harvester run configs/...`).
@@ -125,6 +126,11 @@ def main() -> None:
     for config, rows, requests, wall in summary:
         print(f"{config:24} {rows:>8,} videos  {requests:>5} counted requests  {wall:5.1f} s")
     print("\nThe datasets are in .demo/; run `make demo` again to start over.")
+    # Last, the pages a researcher opens: one self-contained HTML file per study.
+    say("Reports (open them in a browser; no network needed)")
+    for config in (*STUDIES, "configs/demo-vce.toml"):
+        if sh("report", config, env=env) != 0:
+            sys.exit(f"demo: harvester report {config} failed")
 
 
 def vce_stages(demo: Path, env: dict[str, str]) -> None:
