@@ -134,17 +134,20 @@ class ReportFacts:
 
     @property
     def sample(self) -> bool:
-        """A VCE test-stage dataset: a random sample of the matches, not all of them."""
+        """A VCE test-stage dataset: a random sample of the matches, not all of them (the
+        study says so, or the manifest's `completeness` does)."""
         if self.study.source != "research-api" and self.study.stage == "test":
             return True
-        completeness = (self.manifest or {}).get("completeness")
-        text = json.dumps(completeness).lower() if completeness is not None else ""
-        return "sample" in text
+        return (self.manifest or {}).get("completeness") == "sample"
 
     @property
     def filter_drops(self) -> int | None:
+        """Records the exact local filter dropped, over every window; None when the state does
+        not count them, or the study has no local filter (RQS matches exactly) and none was."""
         drops = [w.filter_drops for w in self.windows if w.filter_drops is not None]
-        return sum(drops) if drops else None
+        if not drops or (self.study.source != "research-api" and not any(drops)):
+            return None
+        return sum(drops)
 
 
 def gather(study: Study, *, now: float | None = None) -> ReportFacts:
@@ -237,11 +240,11 @@ def _windows(state: StateStore) -> tuple[WindowFacts, ...]:
 def exact_filter_drops(shard: ShardRecord) -> int | None:
     """Records of the shard the exact local filter dropped, when the state counts them.
 
-    The public API matches approximately, so harvester asks a superset and filters locally;
-    a state that counts what the filter dropped per shard carries it on the shard record.
-    Until then (or for a state written before), this is None and the report says so.
+    The public API matches approximately, so harvester asks for a superset and filters locally;
+    a state store that counts the drops carries them on the shard record as `filtered`. A store
+    without the count gives None, and the page says "not recorded" instead of a zero.
     """
-    value = getattr(shard, "filter_drops", None)
+    value = getattr(shard, "filtered", None)
     return int(value) if isinstance(value, int) else None
 
 

@@ -108,11 +108,24 @@ def _plain(value: Any) -> str:
 def _banners(facts: ReportFacts) -> str:
     out = []
     if facts.sample:
+        drawn = ""
+        how = (facts.manifest or {}).get("sample")
+        if isinstance(how, Mapping) and {"limit_per_window", "day_budget"} <= set(how):
+            drawn = escape(
+                f" Here: at most {how['limit_per_window']:,} random videos per window and "
+                f"{how['day_budget']:,} a day"
+                + (
+                    f", {how['windows_sampled']:,} of {how['windows']:,} windows sampled."
+                    if {"windows", "windows_sampled"} <= set(how)
+                    else "."
+                )
+            )
         out.append(
             '<div class="banner sample" id="sample-banner">This dataset is a sample. The VCE '
             "test stage returns a random sample of the matching videos (at most 5,000 records a "
             "day, only from creators with at least 25,000 followers): counts and shares in it "
-            "are not those of TikTok. Harvest at the execution stage for complete data.</div>"
+            f"are not those of TikTok.{drawn} Harvest at the execution stage for complete "
+            "data.</div>"
         )
     if facts.windows and not all(w.harvests for w in facts.windows):
         out.append(

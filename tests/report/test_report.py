@@ -212,11 +212,26 @@ async def test_a_test_stage_study_carries_the_sample_banner(
         config.write_text(tomli_w.dumps(tables))
         study = loads_study(config.read_text(), config)
         assert await run(sim, study) == EXIT_OK
-        out = write_report(study, tmp_path / "report.html")
-    page = open_report(browser, out)
+    page = open_report(browser, write_report(study, tmp_path / "report.html"))
     banner = page.evaluate("document.getElementById('sample-banner').innerText")
     assert "This dataset is a sample" in banner and "5,000 records a day" in banner
     assert "rqs (test stage)" in page.evaluate("document.body.innerText")
+    # How the sample was drawn, when the manifest says it.
+    manifest_path = study.output_path / "_harvest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["completeness"] = "sample"
+    manifest["sample"] = {
+        "stage": "test",
+        "limit_per_window": 250,
+        "day_budget": 5000,
+        "windows": 2,
+        "windows_sampled": 2,
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    page = open_report(browser, write_report(study, tmp_path / "report.html"))
+    banner = page.evaluate("document.getElementById('sample-banner').innerText")
+    assert "Here: at most 250 random videos per window and 5,000 a day, 2 of 2 windows" in banner
+    assert "completeness\tsample" in page.evaluate("document.body.innerText")
 
 
 def _old_state(study: Study) -> None:
