@@ -25,7 +25,14 @@ from harvester._version import __version__
 from harvester.config import Study
 from harvester.plan import DAY, FinishedShard, estimate_plan, plan_study
 from harvester.sink import MANIFEST
-from harvester.state import ShardRecord, SqliteState, StateStore, Usage, utc_day
+from harvester.state import (
+    ShardRecord,
+    StateStore,
+    Usage,
+    open_store,
+    store_location,
+    utc_day,
+)
 
 __all__ = [
     "INDEX_LAG",
@@ -152,13 +159,22 @@ class ReportFacts:
 
 def gather(study: Study, *, now: float | None = None) -> ReportFacts:
     """Read everything the report shows; UserError when the study has no state yet."""
-    if not study.state_path.exists():
+    store = open_store(
+        study.name,
+        path=study.state_path,
+        url=study.state_url,
+        pool=study.quota.pool,
+        share=study.quota.share,
+        existing=True,
+    )
+    if store is None:
         raise UserError(
-            f"{study.config_path.name}: nothing to report yet: no state at {study.state_path}; "
+            f"{study.config_path.name}: nothing to report yet: no state at "
+            f"{store_location(study.state_path, study.state_url)}; "
             f"run `harvester run {study.config_path.name}` first"
         )
     now = time.time() if now is None else now
-    with SqliteState(study.state_path) as state:
+    with store as state:
         windows = _windows(state)
         quota = tuple(state.quota_days())
         summary = state.status(utc_day(now))

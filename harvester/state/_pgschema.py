@@ -111,6 +111,34 @@ _V2 = """
 ALTER TABLE shards ADD COLUMN filtered BIGINT NOT NULL DEFAULT 0
 """
 
+# What `harvester report` draws over time (as SQLite's version 3): when a leaf was first
+# started, one row per commit of a plan shard, errors per kind per UTC hour. Windows committed
+# before get a row without a start.
+_V3 = """
+ALTER TABLE shards ADD COLUMN started_at DOUBLE PRECISION;
+CREATE TABLE window_harvests (
+    study TEXT NOT NULL,
+    plan_key TEXT NOT NULL,
+    started_at DOUBLE PRECISION,
+    committed_at DOUBLE PRECISION NOT NULL,
+    rows BIGINT NOT NULL,
+    PRIMARY KEY (study, plan_key, committed_at),
+    FOREIGN KEY (study, plan_key) REFERENCES shards (study, key)
+);
+INSERT INTO window_harvests (study, plan_key, started_at, committed_at, rows)
+    SELECT s.study, s.key, NULL, s.committed_at,
+           (SELECT coalesce(sum(l.records), 0) FROM shards l
+            WHERE l.study = s.study AND l.plan_key = s.key)
+    FROM shards s WHERE s.parent_key IS NULL AND s.committed_at IS NOT NULL;
+CREATE TABLE error_hours (
+    study TEXT NOT NULL REFERENCES studies (study),
+    hour BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (study, hour, kind)
+);
+"""
+
 #: MIGRATIONS[n] upgrades version n to n + 1 (0: an empty database).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -36,6 +36,7 @@ from harvester._exceptions import StateError, StudyChangedError
 from harvester.state._core import utc_day
 from harvester.state._pgschema import MIGRATIONS, PG_SCHEMA, SCHEMA_VERSION
 from harvester.state.base import (
+    ErrorCount,
     FileLike,
     FileRecord,
     LeaseHeld,
@@ -47,6 +48,7 @@ from harvester.state.base import (
     Status,
     StatusSummary,
     Usage,
+    WindowHarvest,
     WorkerUsage,
 )
 
@@ -63,7 +65,8 @@ __all__ = ["LeaseHeld", "LeaseLost", "PostgresState", "describe_url", "worker_na
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
-    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered"
+    "attempts, last_error, error_kind, records, pages, updated_at, committed_at, filtered, "
+    "started_at"
 )
 #: The database's clock, so leases of workers on different machines compare on one clock.
 DB_NOW = "extract(epoch from clock_timestamp())"
@@ -309,7 +312,14 @@ class PostgresState:
                     raise StateError(
                         f"other workers are harvesting study '{study}'; stop them before --replan"
                     )
-                for table in ("compactions", "files", "segments", "errors"):
+                for table in (
+                    "compactions",
+                    "files",
+                    "segments",
+                    "errors",
+                    "error_hours",
+                    "window_harvests",
+                ):
                     cur.execute(f"DELETE FROM {table} WHERE study = %s", (study,))
                 cur.execute("UPDATE shards SET parent_key = NULL WHERE study = %s", (study,))
                 cur.execute("DELETE FROM shards WHERE study = %s", (study,))
@@ -515,16 +525,19 @@ class PostgresState:
                 # Listed pending when this worker started, since then done, split or parked by
                 # another worker: not this worker's to run.
                 raise LeaseHeld(f"shard {key} is {shard.status}, not pending")
+            now = time.time()
             cur.execute(
                 "UPDATE shards SET status = 'running', lease_owner = %s, "
-                f"lease_until = {DB_NOW} + %s, updated_at = %s WHERE study = %s AND key = %s",
-                (self.worker, self.lease_seconds, time.time(), self._study, key),
+                f"lease_until = {DB_NOW} + %s, updated_at = %s, "
+                "started_at = coalesce(started_at, %s) WHERE study = %s AND key = %s",
+                (self.worker, self.lease_seconds, now, now, self._study, key),
             )
             return self._get(cur, key)
 
     def claim_leaf(self) -> ShardRecord | None:
         """Lease the first pending leaf (or one whose lease ran out) that no other worker is
         claiming at this instant: `FOR UPDATE SKIP LOCKED` never waits on another claim."""
+        now = time.time()
         with self._tx() as cur:
             row = cur.execute(
                 "WITH free AS ("
@@ -533,11 +546,12 @@ class PostgresState:
                 f"  (lease_until IS NULL OR lease_until < {DB_NOW}))) "
                 "  ORDER BY start_ts, end_ts DESC LIMIT 1 FOR UPDATE SKIP LOCKED) "
                 "UPDATE shards s SET status = 'running', lease_owner = %s, "
-                f"lease_until = {DB_NOW} + %s, updated_at = %s FROM free "
+                f"lease_until = {DB_NOW} + %s, updated_at = %s, "
+                "started_at = coalesce(s.started_at, %s) FROM free "
                 "WHERE s.study = %s AND s.key = free.key "
                 f"RETURNING {', '.join('s.' + c.strip() for c in SHARD_COLS.split(','))}, "
                 "free.was, free.holder",
-                (self._study, self.worker, self.lease_seconds, time.time(), self._study),
+                (self._study, self.worker, self.lease_seconds, now, now, self._study),
             ).fetchone()
         if row is None:
             return None
@@ -651,16 +665,22 @@ class PostgresState:
             self._error(cur, kind, leaf_key, message)
 
     def _error(self, cur: psycopg.Cursor[Any], kind: str, leaf: str | None, message: str) -> None:
+        now = time.time()
         cur.execute(
             "INSERT INTO errors (study, kind, count) VALUES (%s, %s, 1) "
             "ON CONFLICT (study, kind) DO UPDATE SET count = errors.count + 1",
             (self._study, kind),
         )
+        cur.execute(
+            "INSERT INTO error_hours (study, hour, kind, count) VALUES (%s, %s, %s, 1) "
+            "ON CONFLICT (study, hour, kind) DO UPDATE SET count = error_hours.count + 1",
+            (self._study, int(now // 3600 * 3600), kind),
+        )
         if leaf is not None:
             cur.execute(
                 "UPDATE shards SET attempts = attempts + 1, error_kind = %s, last_error = %s, "
                 "updated_at = %s WHERE study = %s AND key = %s",
-                (kind, message[:2000], time.time(), self._study, leaf),
+                (kind, message[:2000], now, self._study, leaf),
             )
 
     def retry_parked(self) -> int:
@@ -743,6 +763,13 @@ class PostgresState:
             cur.execute(
                 "UPDATE shards SET committed_at = %s WHERE study = %s AND key = %s",
                 (now, study, plan_key),
+            )
+            # The window's harvest: from its first leaf's start to now, with what it holds.
+            cur.execute(
+                "INSERT INTO window_harvests (study, plan_key, started_at, committed_at, rows) "
+                "SELECT %s, %s, min(started_at), %s, coalesce(sum(records), 0) "
+                "FROM shards WHERE study = %s AND plan_key = %s",
+                (study, plan_key, now, study, plan_key),
             )
             leaves = cur.execute(
                 "SELECT key FROM shards WHERE study = %s AND plan_key = %s "
@@ -929,6 +956,29 @@ class PostgresState:
             return Usage(day, 0, 0, False)
         requests, records, exhausted = rows[0]
         return Usage(day, int(requests), int(records), bool(exhausted))
+
+    def quota_days(self) -> list[Usage]:
+        """Every day of the study's ledger (a pool's, shared with its other studies)."""
+        rows = self._query(
+            "SELECT day, requests, records, exhausted FROM quota WHERE ledger = %s ORDER BY day",
+            (self.ledger,),
+        )
+        return [Usage(str(d), int(q), int(r), bool(x)) for d, q, r, x in rows]
+
+    def error_hours(self) -> list[ErrorCount]:
+        rows = self._query(
+            "SELECT hour, kind, count FROM error_hours WHERE study = %s ORDER BY hour, kind",
+            (self._study,),
+        )
+        return [ErrorCount(int(h), str(k), int(n)) for h, k, n in rows]
+
+    def window_harvests(self) -> list[WindowHarvest]:
+        rows = self._query(
+            "SELECT plan_key, started_at, committed_at, rows FROM window_harvests "
+            "WHERE study = %s ORDER BY committed_at, plan_key",
+            (self._study,),
+        )
+        return [WindowHarvest(str(k), s, float(c), int(r)) for k, s, c, r in rows]
 
     def usage_by_worker(self, day: str) -> list[WorkerUsage]:
         """The ledger's use on `day` by study and worker (every study of a pool)."""

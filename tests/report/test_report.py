@@ -318,3 +318,20 @@ def test_cli_writes_beside_the_state_or_where_told_and_refuses_an_unstarted_stud
     assert not list((tmp_path / "out").glob(".*"))  # no temporary left behind
     bad = cli("report", str(tmp_path / "missing.toml"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_report_of_a_study_whose_state_is_in_postgres(
+    tmp_path: Path, browser: Chromium, pg_url: str
+) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        study = make_study(
+            tmp_path, sim.base_url, source="research-api", days=4, window=2, state_url=pg_url
+        )
+        assert await run(sim, study) == EXIT_OK
+    page = open_report(browser, write_report(study, tmp_path / "report.html"))
+    bars = by_name(page, "timeline")["harvested"]
+    assert sorted(bars["y"]) == ["20220101-20220103", "20220103-20220105"]
+    assert "2 of 2 committed (complete)" in page.evaluate("document.body.innerText")
+    assert not study.state_path.exists()

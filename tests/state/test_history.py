@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harvester.sink import DatasetFile
 from harvester.state import PlannedShard, SqliteState, fingerprint
+from harvester.state._pgschema import MIGRATIONS as PG_MIGRATIONS
+from harvester.state._pgschema import PG_SCHEMA
 from harvester.state._schema import SCHEMA_VERSION
+from harvester.state.postgres import PostgresState
 from tests.state._schemas import SQLITE_V1
 
 DAY = 86_400
@@ -23,15 +28,24 @@ FILE = DatasetFile("create_date=2023-01-01/a.parquet", "create_date=2023-01-01",
 FP = fingerprint({"query": "q"}, ["id"], "2023-01-01", "2023-01-04")
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> SqliteState:
-    s = SqliteState(tmp_path / "study.sqlite")
+Store = SqliteState | PostgresState
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A study's state in each store: the report reads the same history from both."""
+    s: Store
+    if request.param == "sqlite":
+        s = SqliteState(tmp_path / "study.sqlite")
+    else:
+        s = PostgresState(request.getfixturevalue("pg_url"), study="demo")
     s.open_study("demo", FP, "0.1.0")
     s.add_plan_shards([PLAN, OTHER])
-    return s
+    yield s
+    s.close()
 
 
-def test_a_window_harvest_runs_from_its_first_leaf_to_its_commit(state: SqliteState) -> None:
+def test_a_window_harvest_runs_from_its_first_leaf_to_its_commit(state: Store) -> None:
     assert state.shard(PLAN.key).started_at is None
     before = time.time()
     state.start_leaf(PLAN.key)
@@ -56,7 +70,7 @@ def test_a_window_harvest_runs_from_its_first_leaf_to_its_commit(state: SqliteSt
     assert [w.plan_key for w in state.window_harvests()] == [PLAN.key, PLAN.key]
 
 
-def test_errors_are_counted_per_hour_and_kind(state: SqliteState) -> None:
+def test_errors_are_counted_per_hour_and_kind(state: Store) -> None:
     state.record_error("http_500")
     state.record_error("http_500", PLAN.key, "boom")
     state.record_error("timeout")
@@ -72,7 +86,7 @@ def test_errors_are_counted_per_hour_and_kind(state: SqliteState) -> None:
     assert [(u.day, u.requests) for u in state.quota_days()] == [("2023-01-01", 1)]
 
 
-def test_quota_days_are_the_whole_ledger_oldest_first(state: SqliteState) -> None:
+def test_quota_days_are_the_whole_ledger_oldest_first(state: Store) -> None:
     state.reserve("2023-01-02", 3)
     state.reserve("2023-01-01")
     state.settle("2023-01-01", records=250)
@@ -134,3 +148,36 @@ def test_a_state_from_the_first_schema_is_migrated_and_keeps_everything(tmp_path
         assert [e.kind for e in s.error_hours()] == ["timeout"]
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert version == SCHEMA_VERSION == 3
+
+
+@pytest.mark.postgres
+def test_a_postgres_state_from_the_first_schema_is_migrated(pg_url: str) -> None:
+    """The same for a database an older harvester set up: its committed window appears in the
+    history, nothing else is lost."""
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {PG_SCHEMA}")
+        db.execute(f"SET search_path TO {PG_SCHEMA}")
+        for statement in PG_MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO studies VALUES ('demo', %s, '0.1.0', 1.0)", (FP,))
+        db.execute(
+            "INSERT INTO shards (study, key, plan_key, start_ts, end_ts, status, records, "
+            "pages, updated_at, committed_at) "
+            "VALUES ('demo', %s, %s, %s, %s, 'done', 42, 1, 1.0, 1700000000.0)",
+            (PLAN.key, PLAN.key, PLAN.start, PLAN.end),
+        )
+        db.execute("INSERT INTO errors VALUES ('demo', '5xx', 5)")
+    with PostgresState(pg_url, study="demo") as s:
+        s.open_study("demo", FP, "0.2.0")
+        (h,) = s.window_harvests()
+        assert (h.plan_key, h.started_at, h.committed_at, h.rows) == (
+            PLAN.key,
+            None,
+            1700000000.0,
+            42,
+        )
+        assert s.status().errors == {"5xx": 5} and s.error_hours() == []
+        assert s.shard(PLAN.key).started_at is None
