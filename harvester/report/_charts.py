@@ -440,6 +440,10 @@ def _filter_drops(facts: ReportFacts) -> Chart:
         hovertemplate="%{customdata}: %{y:,} dropped<extra></extra>",
     )
     _layout(fig, ytitle="records dropped")
+    fig.update_xaxes(type="date", title_text="window (creation dates)")
+    if not facts.filter_drops:
+        _empty(fig, "no record dropped: every video the API returned matched exactly")
+        fig.update_yaxes(range=[0, 1], showticklabels=False)
     note = (
         f"{facts.filter_drops or 0:,} records the public API returned were dropped by the exact "
         "local filter: the API matches approximately, so harvester asks for a superset (they "

@@ -77,14 +77,13 @@ def _summary(facts: ReportFacts) -> list[tuple[str, str]]:
     if completeness is not None:
         rows.append(("completeness", _plain(completeness)))
     drops = facts.filter_drops
-    rows.append(
-        (
-            "exact-filter drops",
-            f"{drops:,} records the API returned did not match the query exactly"
-            if drops is not None
-            else "not recorded by this state",
-        )
-    )
+    if drops is not None:
+        dropped = f"{drops:,} records the API returned did not match the query exactly"
+    elif study.source != "research-api":
+        dropped = "none: the Research Query Service matches exactly"
+    else:
+        dropped = "not recorded by this state"
+    rows.append(("exact-filter drops", dropped))
     return rows
 
 

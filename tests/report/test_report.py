@@ -23,7 +23,6 @@ from harvester.orchestrator import EXIT_OK, EXIT_QUOTA
 from harvester.report import default_report_path, write_report
 from harvester.simulator.testing import running_simulator
 from harvester.state import SqliteState
-from harvester.state._schema import SCHEMA
 from tests.orchestrator.conftest import (
     DAY,
     FAST_TASKS,
@@ -35,8 +34,11 @@ from tests.orchestrator.conftest import (
     study_text,
 )
 from tests.report.browser import Chromium, Page, file_url
+from tests.state._schemas import SQLITE_V1
 
 CHARTS = ("videos", "quota", "failures", "windows", "timeline")
+#: A public-API study also shows what the exact local filter dropped.
+REST_CHARTS = (*CHARTS, "filter")
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +137,8 @@ async def test_report_of_a_scheduled_study_shows_every_chart_from_state_and_data
         out = write_report(study, tmp_path / "report.html")
 
     page = open_report(browser, out)
-    assert page.evaluate("document.querySelectorAll('section.chart').length") == len(CHARTS)
-    for chart in CHARTS:
+    assert page.evaluate("document.querySelectorAll('section.chart').length") == len(REST_CHARTS)
+    for chart in REST_CHARTS:
         assert page.evaluate(f"document.getElementById('chart-{chart}').data.length") > 0, chart
 
     # Videos per day: the bars are DuckDB's counts; the poisoned window is not in the dataset;
@@ -193,9 +195,14 @@ async def test_report_of_a_scheduled_study_shows_every_chart_from_state_and_data
         began = datetime.fromisoformat(base).replace(tzinfo=UTC).timestamp()
         assert abs(began - h.started_at) < 0.01
 
+    # The exact filter: what the state counted per window, drawn per window.
+    drops = by_name(page, "filter")["dropped by the exact filter"]
+    assert sum(drops["y"]) == sum(s.filtered for s in shards) > 0
+
     text = page.evaluate("document.body.innerText")
     assert "not complete" in text and "sample" not in text
     assert "4 of 5 committed" in text
+    assert f"exact-filter drops\t{sum(s.filtered for s in shards):,} records" in text
 
 
 # --------------------------------------------------------------------------- what the page says
@@ -216,6 +223,8 @@ async def test_a_test_stage_study_carries_the_sample_banner(
     banner = page.evaluate("document.getElementById('sample-banner').innerText")
     assert "This dataset is a sample" in banner and "5,000 records a day" in banner
     assert "rqs (test stage)" in page.evaluate("document.body.innerText")
+    # RQS matches exactly: no exact-filter chart.
+    assert page.evaluate("document.querySelectorAll('section.chart').length") == len(CHARTS)
     # How the sample was drawn, when the manifest says it.
     manifest_path = study.output_path / "_harvest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -239,9 +248,7 @@ def _old_state(study: Study) -> None:
     times, errors without hours, a dataset folder with a manifest of its own."""
     study.state_path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(study.state_path)
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    db.executescript(SQLITE_V1)
     db.execute("PRAGMA user_version = 1")
     db.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -271,13 +278,14 @@ def test_an_older_state_without_history_still_gives_every_chart(
     _old_state(study)
     out = write_report(study, tmp_path / "report.html")
     page = open_report(browser, out)
-    assert page.evaluate("document.querySelectorAll('section.chart').length") == len(CHARTS)
+    assert page.evaluate("document.querySelectorAll('section.chart').length") == len(REST_CHARTS)
     text = page.evaluate("document.body.innerText")
     # What the old state knows is shown; what it does not is said, not invented.
     assert "Before the state recorded failures by hour (an older harvester): 5xx 3" in text
     assert "committed (start not recorded)" in json.dumps(traces(page, "timeline"))
     assert "completeness\tstage: execution; exact: true" in text
-    assert "exact-filter drops\tnot recorded by this state" in text
+    # A state from before the exact filter's count migrates with a count of zero.
+    assert "exact-filter drops\t0 records the API returned" in text
     instants = by_name(page, "timeline")["committed (start not recorded)"]
     assert instants["y"] == ["20220101-20220102"]
 
@@ -290,7 +298,7 @@ def test_the_page_loads_nothing_from_another_host(tmp_path: Path) -> None:
     assert "<script src" not in lowered and "<link" not in lowered and "@import" not in lowered
     assert "<iframe" not in lowered
     # plotly.js is in the page itself.
-    assert lowered.count("<script") >= 1 + len(CHARTS) and "plotly" in lowered
+    assert lowered.count("<script") >= 1 + len(REST_CHARTS) and "plotly" in lowered
 
 
 # --------------------------------------------------------------------------- the command
