@@ -58,11 +58,12 @@ class ResearchApiClient:
     quota. `max_restarts` bounds the restarts. `max_empty_pages` pages in a row with `has_more`
     but no videos (or no cursor progress) are taken as a stall. `confirm_empty` asks a fresh
     search that found nothing once more, since the API has been seen to answer a matching query
-    with silence. `split_after_5xx` ends a call over a window of several days after that many
-    5xx answers, for a caller that can split windows: some date ranges fail persistently while
-    their halves succeed, so splitting beats spending the whole retry budget (and its quota) on
-    one. Connection, TLS, timeout and token failures say nothing about the window: they keep the
-    session's whole retry policy.
+    with silence. `split_after_5xx` ends the first call of a search over several days after
+    that many 5xx answers, for a caller that can split windows: some date ranges fail
+    persistently while their halves succeed, so splitting beats spending the whole retry budget
+    (and its quota) on one. Later pages give up after one 5xx more: the halves of a window that
+    has delivered pages would fetch those again. Connection, TLS, timeout and token failures say
+    nothing about the window: they keep the session's whole retry policy.
     """
 
     def __init__(
@@ -150,7 +151,7 @@ class ResearchApiClient:
         }
         params = {"fields": ",".join(wanted)}
         seen = set(seen_ids)
-        give_up_5xx = self.split_after_5xx if end_date > start_date else None
+        multi_day = end_date > start_date
         failures = restarts = stuck = 0
         confirmed = False
         restarted = False
@@ -167,7 +168,13 @@ class ResearchApiClient:
                     params=params,
                     counted=True,
                     records_of=lambda d: len(_videos(d)),
-                    give_up_5xx=give_up_5xx,
+                    # A window's first page gives up at once; later ones after one 5xx more:
+                    # halves of a window that has delivered pages would fetch them again.
+                    give_up_5xx=(
+                        None
+                        if not multi_day or self.split_after_5xx is None
+                        else self.split_after_5xx + (1 if search_id else 0)
+                    ),
                 )
             except SearchIdInvalid as exc:
                 failures += 1

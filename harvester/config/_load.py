@@ -398,6 +398,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             on_exhausted=model.quota.on_exhausted,
             pool=model.quota.pool,
             share=model.quota.share,
+            window_fraction=model.quota.window_fraction,
         ),
         output_path=output,
         partition_by=_partitions(model.output.partition_by, fields),

@@ -72,6 +72,7 @@ class _QuotaTable(_Table):
     on_exhausted: Literal["wait", "exit"] = "wait"
     pool: str | None = None
     share: Annotated[float, Field(gt=0, le=1)] | None = None
+    window_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
 class _OutputTable(_Table):
@@ -143,6 +144,7 @@ EXAMPLES: Mapping[str, str] = {
     "api.search_id_wait_s": "search_id_wait_s = 60",
     "quota.daily_requests": "daily_requests = 1000",
     "quota.daily_records": "daily_records = 100000",
+    "quota.window_fraction": "window_fraction = 0.5",
     "output.path": 'path = "data/nl-election"',
     "output.partition_by": 'partition_by = ["create_date"]',
     "quota.pool": 'pool = "our-lab"',

@@ -44,6 +44,18 @@ class QuotaSettings:
     #: A lab's shared daily ledger (PostgreSQL state only) and this study's cap on it.
     pool: str | None = None
     share: float | None = None
+    #: A window's expected requests and records stay within this fraction of the day's quota,
+    #: divided among the study's concurrent windows (bigger windows are split before they start).
+    window_fraction: float = 0.5
+
+    @property
+    def study_requests(self) -> int:
+        """The requests a day this study may spend (its share of a pool's)."""
+        return max(1, int(self.daily_requests * (self.share or 1.0)))
+
+    @property
+    def study_records(self) -> int:
+        return max(1, int(self.daily_records * (self.share or 1.0)))
 
 
 @dataclass(frozen=True, slots=True)

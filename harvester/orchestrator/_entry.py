@@ -16,7 +16,7 @@ from harvester._arrow import use_lean_memory_pool
 from harvester._exceptions import HarvesterError
 from harvester.config import Credentials, Study
 from harvester.logs import configure_logging, register_secret
-from harvester.orchestrator._reports import check_full_scan, status_report
+from harvester.orchestrator._reports import check_full_scan, day_report, status_report
 from harvester.orchestrator._run import (
     EXIT_OK,
     EXIT_QUOTA,
@@ -101,9 +101,16 @@ def _summary(study: Study, code: int, seconds: float) -> str:
         if study.source == "research-api"
         else ""
     )
-    return (
+    line = (
         f"{study.name} {outcome} after {seconds:.1f} s: {s['committed_plan_shards']}/"
         f"{s['plan_shards']} shards committed, {s['dataset_rows']:,} rows in {s['files']:,} "
         f"files; quota today {s['requests_today']:,} requests, {s['records_today']:,} records"
         + filtered
     )
+    if code == EXIT_QUOTA:
+        d = day_report(study)
+        line += (
+            f"; today {d['committed_today']:,} shard(s) committed, {d['in_flight']:,} window(s) "
+            f"in flight ({d['in_flight_pages']:,} pages staged, resumed or refetched tomorrow)"
+        )
+    return line

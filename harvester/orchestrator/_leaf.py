@@ -110,7 +110,7 @@ class LeafRunner:
         )
         async for page in pages:
             if page.saturated and self.sample_limit is None:
-                children = self._split(leaf, "saturated", min_seconds=1)
+                children = self.split(leaf, "saturated", min_seconds=1)
                 if children:
                     return LeafOutcome(children=children)
                 log.warning("shard_saturated_unsplittable", leaf=key, total=page.total)
@@ -133,6 +133,8 @@ class LeafRunner:
                 filtered=filtered,
             )
             seq += 1
+            if h.budget is not None:
+                h.budget.page(key, result.rows)
             h.stats.pages += 1
             h.stats.records += result.rows
             h.stats.filtered += filtered
@@ -187,8 +189,15 @@ class LeafRunner:
             return await anyio.to_thread.run_sync(work), filtered
         return work(), filtered
 
-    def _split(self, leaf: ShardRecord, why: str, *, min_seconds: int) -> tuple[str, ...]:
-        halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)
+    def split(
+        self, leaf: ShardRecord, why: str, *, min_seconds: int, at: int | None = None
+    ) -> tuple[str, ...]:
+        """Split the leaf in halves, or at `at` (a first piece sized for the day's budget)."""
+        halves: tuple[Window, Window] | None
+        if at is not None and leaf.start + min_seconds <= at <= leaf.end - min_seconds:
+            halves = Window(leaf.start, at), Window(at, leaf.end)
+        else:
+            halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)
         if halves is None:
             return ()
         children = [PlannedShard(w.key, w.start, w.end) for w in halves]
@@ -211,7 +220,7 @@ class LeafRunner:
             # date ranges fail for hours; refetching its few pages is cheaper than parking it).
             # Connection, DNS, TLS, timeout and token failures say nothing about the window.
             if self.rest and exc.kind == "5xx" and (leaf.pages == 0 or leaf.attempts >= 1):
-                children = self._split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
+                children = self.split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
                 if children:
                     return LeafOutcome(children=children)
             state.record_error("window_failed", key, message)

@@ -6,6 +6,8 @@ run lock: they read (or, for cancel, touch only remote tasks), so they work besi
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import anyio
@@ -13,6 +15,7 @@ import anyio
 from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
+from harvester.orchestrator._budget import quota_day_forecast
 from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
 from harvester.state import StateStore, open_store, store_location, utc_day
@@ -23,6 +26,7 @@ from harvester.state import StateStore, open_store, store_location, utc_day
 __all__ = [
     "cancel_study",
     "check_full_scan",
+    "day_report",
     "full_scan_line",
     "plan_report",
     "quota_report",
@@ -101,7 +105,12 @@ def check_full_scan(study: Study) -> None:
 def plan_report(study: Study) -> dict[str, Any]:
     check_full_scan(study)
     plan, est = _estimate(study)
+    forecast = quota_day_forecast(study, est.records_per_day, plan)
+    if forecast.impossible and est.basis != "prior":
+        raise ConfigError(forecast.impossible)
     warnings = list(study.warnings)
+    if forecast.impossible:
+        warnings.append(forecast.impossible)
     scan = full_scan_line(study, est)
     if scan is not None:
         warnings.insert(0, scan + " (allow_full_scan = true)")
@@ -119,6 +128,11 @@ def plan_report(study: Study) -> dict[str, Any]:
         "estimated_tasks": est.tasks,
         "estimated_splits": est.splits,
         "quota_days": round(est.quota_days, 2),
+        "minimum_quota_days": round(forecast.minimum, 2),
+        "forecast_quota_days": round(forecast.forecast, 2),
+        "minimum_requests": forecast.minimum_requests,
+        "minimum_records": forecast.minimum_records,
+        "window_days_chosen": forecast.window_days,
         "first_shards": [s.key for s in plan.shards[:5]],
         "full_scan": scan is not None,
         "warnings": warnings,
@@ -134,6 +148,17 @@ def plan_report(study: Study) -> dict[str, Any]:
             "quota days",
             f"{report['quota_days']} (at {study.quota.daily_requests:,} requests "
             f"and {study.quota.daily_records:,} records a day)",
+        ),
+        (
+            "minimum",
+            f"{forecast.minimum:.2f} quota-days ({forecast.minimum_requests:,} requests, "
+            f"{forecast.minimum_records:,} records: full pages, nothing fetched twice)",
+        ),
+        (
+            "forecast",
+            f"{forecast.forecast:.2f} quota-days ({math.ceil(forecast.forecast)} daily runs), in "
+            f"windows of about {forecast.window_days}d sized to {study.quota.window_fraction:.0%} "
+            f"of a day's quota",
         ),
     ]
     sample = sample_plan(study, len(plan))
@@ -226,6 +251,23 @@ def quota_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
     return report
 
 
+def day_report(study: Study, *, now: float | None = None) -> dict[str, int]:
+    """What a run that stopped for the day leaves: windows committed today, and windows begun
+    and not finished (with their pages staged), which the next day resumes or restarts."""
+    state = _existing_state(study)
+    if state is None:
+        return {"committed_today": 0, "in_flight": 0, "in_flight_pages": 0}
+    midnight = (time.time() if now is None else now) // 86_400 * 86_400
+    with state:
+        shards = state.shards()
+    begun = [s for s in shards if s.status in ("pending", "running") and (s.pages or s.task_id)]
+    return {
+        "committed_today": sum(1 for s in shards if (s.committed_at or 0) >= midnight),
+        "in_flight": len(begun),
+        "in_flight_pages": sum(s.pages for s in begun),
+    }
+
+
 def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
     state = _existing_state(study)
     if state is None:
@@ -241,6 +283,11 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
             {"shard": r.key, "kind": r.error_kind, "error": r.last_error}
             for r in state.shards(status="parked")
         ]
+        days_used = sum(1 for u in state.quota_days() if u.requests)
+        finished = [FinishedShard(*cost) for cost in state.committed_costs()]
+    plan = plan_study(study)
+    est = estimate_plan(plan, study, finished)
+    minimum = quota_day_forecast(study, est.records_per_day, plan).minimum
     quota = study.quota
     report: dict[str, Any] = {
         "study": study.name,
@@ -261,6 +308,8 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         "requests_left_today": max(0, quota.daily_requests - s.today.requests),
         "records_left_today": max(0, quota.daily_records - s.today.records),
         "quota_exhausted_today": s.today.exhausted,
+        "quota_days_used": days_used,
+        "minimum_quota_days": round(minimum, 2),
         "errors": dict(s.errors),
         "parked": parked,
         **completeness(study, s.committed_plan_shards),
@@ -282,6 +331,11 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
             f"{s.today.requests:,}/{quota.daily_requests:,} requests, "
             f"{s.today.records:,}/{quota.daily_records:,} records ({s.today.day} UTC)"
             + (", exhausted" if s.today.exhausted else ""),
+        ),
+        (
+            "quota days",
+            f"{days_used} used; the study needs at least {minimum:.2f} "
+            f"({est.basis} {est.records_per_day:,.0f} records a day)",
         ),
         ("errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"),
         ("completeness", describe(report)),

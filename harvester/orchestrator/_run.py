@@ -8,12 +8,11 @@ the state store, so a run killed at any instant continues where it stopped.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from typing import Any
 import anyio
 import structlog
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from harvester._exceptions import (
     ApiError,
@@ -42,10 +40,11 @@ from harvester.api import (
 )
 from harvester.api import Credentials as ApiCredentials
 from harvester.config import Credentials, Study
+from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
 from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
-from harvester.plan import plan_study
+from harvester.plan import DAY, Window, plan_study
 from harvester.plan.sample import sample_plan
 from harvester.sink import (
     MANIFEST,
@@ -54,7 +53,7 @@ from harvester.sink import (
     cleanup_strays,
     layout,
 )
-from harvester.state import LeaseHeld, LeaseLost, PlannedShard, StateStore, open_store
+from harvester.state import LeaseHeld, LeaseLost, PlannedShard, StateStore, open_store, utc_day
 
 log = structlog.get_logger("harvester.run")
 
@@ -160,8 +159,13 @@ class Harvest:
         self._credentials = ApiCredentials(credentials.client_key, credentials.client_secret)
         self._stop_code: int | None = None
         self._stop_reason = ""
-        self._outstanding = 0
-        self._send: MemoryObjectSendStream[str] | None = None
+        self.queue: LeafQueue | None = None
+        self.budget: DayBudget | None = None
+        self.sizer = window_sizer(study)
+        #: Pages and records already fetched by leaves that started on an earlier run.
+        self._progress: dict[str, tuple[int, int, str]] = {}
+        self._to_split: set[str] = set()
+        self._sampling = False
         self.max_leaf_attempts = MAX_LEAF_ATTEMPTS
         self.retry_delay = (
             options.retry_delay
@@ -222,6 +226,7 @@ class Harvest:
             stats=stats,
         )
         gate = QuotaGate(ledger, self.clock, stats)
+        self.budget = DayBudget(lambda: self._left_today(ledger))
         async with self._session(ledger) as session:
             runner = LeafRunner(self, self._backend(session), gate)
             async with anyio.create_task_group() as tg:
@@ -249,9 +254,27 @@ class Harvest:
                 self._stop_code, self._stop_reason = code, "enrichment"
         return self._finish()
 
+    def _left_today(self, ledger: QuotaLedger) -> Need:
+        quota, day = self.study.quota, ledger.today()
+        used = self.state.usage(day)  # the pool's day, when the study shares one
+        if used.exhausted:
+            return Need(0, 0)
+        left = Need(quota.daily_requests - used.requests, quota.daily_records - used.records)
+        if quota.share is None:
+            return left
+        mine = [u for u in self.state.usage_by_worker(day) if u.study == self.study.name]
+        own = Need(
+            quota.study_requests - sum(u.requests for u in mine),
+            quota.study_records - sum(u.records for u in mine),
+        )
+        return Need(min(left.requests, own.requests), min(left.records, own.records))
+
     def _finish(self) -> int:
         summary = self.state.status()
         parked = summary.shards.get("parked", 0)
+        begun = [
+            s for s in self.state.shards() if s.status in ("pending", "running") and s.pages > 0
+        ]
         log.info(
             "run_finished",
             stop=self._stop_reason or None,
@@ -259,8 +282,11 @@ class Harvest:
             records=self.stats.records,
             dropped_by_exact_filter=self.stats.filtered,
             committed=summary.committed_plan_shards,
+            committed_this_run=self.stats.plan_committed_this_run,
             plan_shards=summary.plan_shards,
             parked=parked,
+            in_flight=len(begun),
+            in_flight_pages=sum(s.pages for s in begun),
         )
         if self._stop_code is not None:
             return self._stop_code
@@ -378,39 +404,165 @@ class Harvest:
         return []
 
     async def _drive_keys(self, runner: LeafRunner, tg: TaskGroup, leaves: list[str]) -> None:
-        if not leaves:
+        pending = [self.state.shard(key) for key in leaves]
+        if not pending:
             return
-        send, receive = anyio.create_memory_object_stream[str](math.inf)
-        self._send = send
-        self._outstanding = len(leaves)
-        for key in leaves:
-            send.send_nowait(key)
+        self._sampling = runner.sample_limit is not None
+        self.sizer = window_sizer(self.study)
+        for done in self.state.shards(status="done"):
+            self.sizer.observe(done.records, done.end - done.start)
+        # Windows begun on an earlier day first: finishing them frees what they staged.
+        pending.sort(key=lambda s: (s.pages == 0, s.start))
+        self._progress = {
+            s.key: (s.pages, s.records, utc_day(s.updated_at)) for s in pending if s.pages
+        }
+        self.queue = LeafQueue(s.key for s in pending)
+        log.info(
+            "schedule",
+            leaves=len(pending),
+            records_per_day=round(self.sizer.records_per_day, 1),
+            basis="observed" if self.sizer.observed else "prior",
+            window_share_requests=self.sizer.share.requests,
+            window_days=self.sizer.window_days(),
+        )
         concurrency = max(1, self.study.api.max_concurrency)
         if self.study.source != "research-api":
             concurrency *= 2  # task slots bound the tasks; the extra leaves page and write
         async with anyio.create_task_group() as workers:
             for _ in range(concurrency):
-                workers.start_soon(self._worker, runner, receive.clone(), tg)
-            receive.close()
+                workers.start_soon(self._worker, runner, runner.gate, tg)
 
-    async def _worker(
-        self, runner: LeafRunner, receive: MemoryObjectReceiveStream[str], tg: TaskGroup
-    ) -> None:
-        async with receive:
-            async for key in receive:
-                try:
+    def _chooser(self) -> Callable[[str], bool]:
+        """Accept the first leaf the day can finish (holding what it needs), or one to split:
+        too big for a day's share, or, at the day's end, to cut a piece the day can finish."""
+        assert self.budget is not None
+        if self._sampling:
+            return lambda key: True  # a test-stage sample: its own limits, no windows to size
+        budget, sizer, free = self.budget, self.sizer, self.budget.free()
+        alone = budget.in_flight == 0
+        fresh = free.requests >= sizer.day.requests
+        today = utc_day(self.clock())
+        first = True
+
+        def choose(key: str) -> bool:
+            nonlocal free, first
+            head, first = first, False
+            window = Window.from_key(key)
+            pages, records, day = self._progress.get(key, (0, 0, today))
+            if day != today and self.study.source == "research-api":
+                pages = records = 0  # its search id did not survive the night: a restart
+            splittable = not pages and window.seconds >= 2 * DAY
+            if splittable and sizer.too_big(window.seconds):
+                # Split when its turn comes, not before: by then the records per day observed
+                # so far size its halves.
+                self._to_split.add(key)
+                return head
+            need = sizer.need(window.seconds, pages, records)
+            # Alone on an untouched day, a leaf needs no margin; one no whole day could finish
+            # (a day of a huge query) runs alone, across the night.
+            lone = alone and fresh and (need.fits(free) or not need.fits(sizer.day))
+            if sizer.padded(need).fits(free) or lone:
+                log.info(
+                    "window_admitted",
+                    leaf=key,
+                    need_requests=need.requests,
+                    free_requests=free.requests,
+                    in_flight=budget.in_flight,
+                )
+                # Held with its margin: a window over its estimate must not starve the others.
+                held = sizer.padded(need)
+                budget.hold(key, held)
+                free = Need(free.requests - held.requests, free.records - held.records)
+                return True
+            if splittable and head and sizer.padded(sizer.need(DAY)).fits(free):
+                # The day's end: a piece of the next window that the day can still finish.
+                self._to_split.add(key)
+                return True
+            return False
+
+        return choose
+
+    async def _worker(self, runner: LeafRunner, gate: QuotaGate, tg: TaskGroup) -> None:
+        queue, budget = self.queue, self.budget
+        assert queue is not None and budget is not None
+        while True:
+            try:
+                key = await queue.take(self._chooser)
+            except DayOver:
+                if not await self._day_over(gate, tg):
+                    return
+                continue
+            if key is None:
+                return
+            try:
+                outcome = self._split_if_too_big(runner, key)
+                cut = outcome is not None
+                if outcome is None:
                     outcome = await self._run_one(runner, key, tg)
-                    if outcome.children:
-                        self.enqueue(list(outcome.children))
-                    elif outcome.retry_after is not None:
-                        self._outstanding += 1
-                        tg.start_soon(self._requeue_later, key, outcome.retry_after)
-                    elif outcome.done:
-                        await self._leaf_done(key)
-                finally:
-                    self._outstanding -= 1
-                    if self._outstanding <= 0 and self._send is not None:
-                        self._send.close()
+            finally:
+                budget.release(key)
+            if outcome.retry_after is not None:
+                self._note_progress(key)
+                tg.start_soon(self._requeue_later, key, outcome.retry_after)
+                continue
+            if outcome.children:
+                queue.add(outcome.children, front=cut)
+            elif outcome.done:
+                leaf = self.state.shard(key)
+                self.sizer.observe(leaf.records, leaf.end - leaf.start)
+                self._progress.pop(key, None)
+                await self._leaf_done(key)
+            elif self._stop_code is None and self.state.shard(key).status == "pending":
+                # Handed back (a quota wait ended, the day is over): it waits its turn again.
+                self._note_progress(key)
+                queue.back(key)
+                continue
+            queue.finished()
+
+    def _split_if_too_big(self, runner: LeafRunner, key: str) -> LeafOutcome | None:
+        """A window not yet begun that is too big for its share of a day, or for what is left
+        of today: its halves (the first is looked at again at once)."""
+        if key not in self._to_split:
+            return None
+        self._to_split.discard(key)
+        leaf = self.state.shard(key)
+        if leaf.pages or leaf.search_id or leaf.task_id:
+            return None
+        sizer = self.sizer
+        if sizer.too_big(leaf.end - leaf.start):
+            why, days = "too_big_for_a_day", sizer.window_days()
+        else:
+            # The longest first piece what is left of today can finish.
+            assert self.budget is not None
+            free, days = self.budget.free(), 1
+            while sizer.padded(sizer.need((days + 1) * DAY)).fits(free):
+                days += 1
+            why = "fill_the_day"
+        children = runner.split(leaf, why, min_seconds=DAY, at=leaf.start + days * DAY)
+        return LeafOutcome(children=children) if children else None
+
+    def _note_progress(self, key: str) -> None:
+        leaf = self.state.shard(key)
+        if leaf.pages:
+            self._progress[key] = (leaf.pages, leaf.records, utc_day(leaf.updated_at))
+
+    async def _day_over(self, gate: QuotaGate, tg: TaskGroup) -> bool:
+        """Nothing left fits today: stop (exit 75) or wait for 00:00 UTC. True to go on."""
+        assert self.queue is not None and self.budget is not None
+        free = self.budget.free()
+        reason = (
+            f"{free.requests:,} requests left today cannot finish any of the "
+            f"{len(self.queue):,} windows waiting"
+        )
+        exc = QuotaExhausted(reason, kind="quota_local")
+        if self.study.quota.on_exhausted == "exit":
+            log.warning("day_budget_spent", left=free.requests, waiting=len(self.queue))
+            self.stop(EXIT_QUOTA, "quota", tg)
+            self.queue.close()
+            return False
+        await gate.wait(exc)
+        self.queue.wake()
+        return True
 
     async def _run_one(self, runner: LeafRunner, key: str, tg: TaskGroup) -> LeafOutcome:
         try:
@@ -431,17 +583,10 @@ class Harvest:
                 f"and {self.study.api.client_secret_env}"
             ) from None
 
-    def enqueue(self, keys: list[str]) -> None:
-        assert self._send is not None
-        self._outstanding += len(keys)
-        for k in keys:
-            self._send.send_nowait(k)
-
     async def _requeue_later(self, key: str, delay: float) -> None:
         await anyio.sleep(delay)
-        if self._send is not None:
-            with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self._send.send_nowait(key)
+        if self.queue is not None:
+            self.queue.back(key)
 
     async def _leaf_done(self, key: str) -> None:
         self.stats.leaves_done += 1

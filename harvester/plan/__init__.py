@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from harvester.plan.estimate import (
     PRIOR_RECORDS_PER_DAY,
+    REST_PAGE,
+    RQS_PAGE,
     Estimate,
     FinishedShard,
     estimate_plan,
@@ -17,6 +19,8 @@ from harvester.plan.windows import DAY, Window, parse_window, plan_windows
 __all__ = [
     "DAY",
     "PRIOR_RECORDS_PER_DAY",
+    "REST_PAGE",
+    "RQS_PAGE",
     "Estimate",
     "FinishedShard",
     "Plan",

@@ -91,6 +91,7 @@ def study_text(
     state_url: str | None = None,
     pool: str | None = None,
     share: float | None = None,
+    window_fraction: float | None = None,
 ) -> str:
     end = start + timedelta(days=days - 1)
     study: dict[str, Any] = {
@@ -111,6 +112,8 @@ def study_text(
         quota["daily_requests"] = daily_requests
     if daily_records is not None:
         quota["daily_records"] = daily_records
+    if window_fraction is not None:
+        quota["window_fraction"] = window_fraction
     if pool is not None:
         quota["pool"] = pool
     if share is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.request
@@ -255,3 +256,20 @@ async def test_cancel_on_exit_cancels_remote_tasks_and_the_rerun_starts_them_afr
     assert rerun.returncode == 0, rerun.stderr
     assert created_again == 3  # fresh tasks for the cancelled ones, not a parked window
     assert_equals_oracle(study, expected)
+
+
+async def test_exit_75_says_what_was_committed_today_and_what_is_in_flight(
+    tmp_path: Path,
+) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        make_study(
+            tmp_path, sim.base_url, source="research-api", days=6, daily_requests=3,
+            on_exhausted="exit",
+        )  # fmt: skip
+        first = await acli("run", str(tmp_path / "study.toml"), "--no-progress")
+    assert first.returncode == 75, first.stderr
+    summary = [line for line in first.stderr.splitlines() if "stopped: daily quota spent" in line]
+    assert len(summary) == 1
+    found = re.search(r"today (\d+) shard\(s\) committed, (\d+) window\(s\) in flight", summary[0])
+    assert found is not None, summary[0]
+    assert 1 <= int(found[1]) <= 3

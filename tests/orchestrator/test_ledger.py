@@ -70,7 +70,8 @@ async def test_exit_75_then_tomorrow_completes_without_paying_twice(
             ids = read_pyarrow(study.output_path).ids
             assert len(ids) == len(set(ids)) and set(ids) <= oracle(sim, study)
             status = status_report(study, now=sim.clock.now())
-            assert status["requests_today"] <= 5 and status["requests_left_today"] == 0
+            # The day ends when what is left cannot finish a window (an RQS one needs two).
+            assert status["requests_today"] <= 5 and status["requests_left_today"] <= 1
             next_midnight(sim)
         spent = counted_requests(sim)
         per_day = [d["requests"] for d in sim.ledger.snapshot()["days"].values()]

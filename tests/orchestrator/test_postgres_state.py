@@ -89,7 +89,9 @@ async def test_studies_sharing_a_pool_never_pass_its_cap_together(
         used = {u.study: u.requests for u in state.usage_by_worker(day)}
         assert state.usage(day).requests <= cap
     assert used["big"] <= cap // 2  # its share
-    assert used["small"] >= cap - used["big"] - 1 and sum(used.values()) >= counted
+    # The rest of the pool's day, less the last requests no window could be finished with
+    # (a window starts only if the day can finish it, with a margin).
+    assert used["small"] >= cap - used["big"] - 3 and sum(used.values()) >= counted
 
 
 def test_quota_command_shows_the_pool_by_study_and_worker(tmp_path: Path, pg_url: str) -> None:
