@@ -18,40 +18,27 @@ import orjson
 from harvester._exceptions import (
     ApiError,
     AuthError,
+    BadAnswer,
     InvalidRequest,
     QuotaExhausted,
     RateLimited,
+    RequestTimeout,
     SearchIdInvalid,
+    ServerError,
     TaskExpired,
     TaskNotCompleted,
     TaskNotFound,
+    TokenRejected,
     TooManyRunningTasks,
-    TransientError,
 )
 from harvester.api._records import clean
 
 __all__ = [
-    "RETRYABLE_KINDS",
-    "TokenRejected",
     "decode_answer",
     "decode_token",
     "may_hold_control",
     "parse_retry_after",
 ]
-
-#: Kinds the HTTP layer retries itself. Search-id and task errors are retried by the clients,
-#: which know what "retry" means for them (restart a window, wait for a task).
-RETRYABLE_KINDS = frozenset(
-    {
-        "5xx",
-        "timeout",
-        "connection",
-        "bad_body",
-        "rate_limited",
-        "token_rejected",
-        "token_unavailable",
-    }
-)
 
 _SEARCH_ID = re.compile(r"search[ _]?id\b.*\b(invalid|expired)|invalid count or cursor", re.I)
 _DAILY_QUOTA = re.compile(r"quota|daily|per day", re.I)
@@ -60,10 +47,6 @@ _DAILY_QUOTA = re.compile(r"quota|daily|per day", re.I)
 DAILY_QUOTA_CODES = frozenset({"daily_quota_limit_exceeded", "daily_quota_exceeded"})
 
 Redact = Callable[[str], str]
-
-
-class TokenRejected(Exception):
-    """401 access_token_invalid: the session refreshes the token once and repeats the call."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -138,9 +121,9 @@ def _classify(
     if code == "too_many_running_tasks":
         return TooManyRunningTasks(text, **kw)
     if status >= 500 or code == "internal_error":
-        return TransientError(text, kind="5xx", **kw)
+        return ServerError(text, **kw)
     if code == "access_token_invalid":
-        raise TokenRejected
+        return TokenRejected(text, **kw)
     if status in (401, 403) or code in {"scope_not_authorized", "invalid_client"}:
         return AuthError(text, **kw)
     if code == "task_not_found":
@@ -152,7 +135,7 @@ def _classify(
     if _SEARCH_ID.search(message):
         return SearchIdInvalid(text, **kw)
     if status == 408:
-        return TransientError(text, kind="timeout", **kw)
+        return RequestTimeout(text, **kw)
     return InvalidRequest(text, **kw)
 
 
@@ -166,12 +149,12 @@ def _body_error(status: int, raw: bytes, headers: Mapping[str, str]) -> ApiError
             retry_after=parse_retry_after(headers.get("Retry-After")),
         )
     if status >= 500:
-        return TransientError(f"server error ({what})", status=status, kind="5xx")
+        return ServerError(f"server error ({what})", status=status)
     if status == 404:
         return InvalidRequest(f"no such endpoint ({what}): check the base URL", status=status)
     if status == 401:
         return AuthError(f"unauthorized ({what})", status=status)
-    return TransientError(f"unusable answer: {what}", status=status, kind="bad_body")
+    return BadAnswer(f"unusable answer: {what}", status=status)
 
 
 #: JSON can carry a control character only escaped (`\u0001`, `\b`, `\f`, `\r`) or, for DEL,
@@ -221,7 +204,7 @@ def decode_answer(
         data = body.get("data")
         if isinstance(data, dict):
             return _cleaned(data) if may_hold_control(raw) else data
-        raise TransientError("answer without a data object", status=status, kind="bad_body")
+        raise BadAnswer("answer without a data object", status=status)
     raise _classify(status, code, message, log_id, headers, redact)
 
 
@@ -241,8 +224,7 @@ def decode_token(
         # A refused token request is the credentials' fault, whatever the code.
         text = redact(message) or code or "token request refused"
         raise AuthError(text, status=status, code=code, log_id=log_id)
-    try:
-        err = _classify(status, code, message, log_id, headers, redact)
-    except TokenRejected:
+    err = _classify(status, code, message, log_id, headers, redact)
+    if isinstance(err, TokenRejected):
         err = AuthError("token request refused", status=status, code=code, log_id=log_id)
     raise err

@@ -24,12 +24,19 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from harvester._exceptions import (
+    RETRIED_BY_SESSION,
     ApiError,
+    BadAnswer,
+    ConnectionFailed,
     CredentialsError,
     RateLimited,
+    RequestTimeout,
+    ServerError,
+    TokenRejected,
+    TokenUnavailable,
     TransientError,
 )
-from harvester.api._errors import RETRYABLE_KINDS, TokenRejected, decode_answer, decode_token
+from harvester.api._errors import decode_answer, decode_token
 
 __all__ = [
     "ApiSession",
@@ -259,24 +266,16 @@ class ApiSession:
         payload = orjson.dumps(body)
 
         async def call() -> dict[str, Any]:
-            for refreshed in (False, True):
-                token = await self._tokens.current()
-                try:
-                    return await self._once(
-                        endpoint, payload, params, token, counted, records_of, fast
-                    )
-                except TokenRejected:
-                    if refreshed:
-                        break
-                    await self._tokens.refresh(token)
-            # A token can be revoked or expire again within moments (other workers, clock skew):
-            # retry with backoff. Wrong credentials fail at the token endpoint, as AuthError.
-            raise TransientError(
-                "access token rejected right after a refresh",
-                status=401,
-                code="access_token_invalid",
-                kind="token_rejected",
-            )
+            token = await self._tokens.current()
+            try:
+                return await self._once(endpoint, payload, params, token, counted, records_of, fast)
+            except TokenRejected:
+                await self._tokens.refresh(token)
+            # Once more with the new token. A token can be revoked or expire again within
+            # moments (other workers, clock skew): a second rejection is retried with backoff.
+            # Wrong credentials fail at the token endpoint, as AuthError.
+            token = await self._tokens.current()
+            return await self._once(endpoint, payload, params, token, counted, records_of, fast)
 
         return await self._retrying(endpoint, call, attempts, give_up_5xx)
 
@@ -327,9 +326,6 @@ class ApiSession:
         except ApiError as exc:
             self.hooks.on_error(exc.kind)
             raise
-        except TokenRejected:
-            self.hooks.on_error("token_rejected")
-            raise
         finally:
             if counted:
                 self.hooks.settle(endpoint, ok=ok, records=records)
@@ -348,20 +344,17 @@ class ApiSession:
                 TOKEN_PATH, data=form, headers={"Cache-Control": "no-cache"}
             )
             return decode_token(status, headers, raw, self.redact)
-        except TransientError as exc:
-            if exc.kind != "5xx":
-                self.hooks.on_error(exc.kind)
-                raise
+        except ServerError as exc:
             # A token endpoint in trouble says nothing about the window being fetched: never
             # let its 5xx count towards splitting one.
-            self.hooks.on_error("token_unavailable")
-            raise TransientError(
+            failure = TokenUnavailable(
                 f"token endpoint failed: {exc.message}",
                 status=exc.status,
                 code=exc.code,
                 log_id=exc.log_id,
-                kind="token_unavailable",
-            ) from None
+            )
+            self.hooks.on_error(failure.kind)
+            raise failure from None
         except ApiError as exc:
             self.hooks.on_error(exc.kind)
             raise
@@ -382,11 +375,11 @@ class ApiSession:
             async with self._client().post(url, data=data, headers=headers, params=params) as r:
                 return r.status, r.headers, await r.read()
         except TimeoutError:
-            failure = TransientError(f"no answer within {self.request_timeout:g} s", kind="timeout")
+            failure = RequestTimeout(f"no answer within {self.request_timeout:g} s")
         except aiohttp.ClientPayloadError as exc:
-            failure = TransientError(f"answer cut short ({type(exc).__name__})", kind="bad_body")
+            failure = BadAnswer(f"answer cut short ({type(exc).__name__})")
         except (aiohttp.ClientError, OSError) as exc:
-            failure = TransientError(f"connection failed ({type(exc).__name__})", kind="connection")
+            failure = ConnectionFailed(f"connection failed ({type(exc).__name__})", url=url)
         raise failure
 
     async def _retrying(
@@ -403,11 +396,11 @@ class ApiSession:
 
         def backoff(exc: Exception) -> bool | float:
             nonlocal answers_5xx
-            if not isinstance(exc, ApiError) or exc.kind not in RETRYABLE_KINDS:
+            if not isinstance(exc, RETRIED_BY_SESSION):
                 return False
             if attempt_no >= limit:
                 return False
-            if exc.kind == "5xx":
+            if isinstance(exc, ServerError):
                 answers_5xx += 1
                 if give_up_5xx is not None and answers_5xx >= give_up_5xx:
                     return False

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from harvester._exceptions import TransientError
+from harvester._exceptions import BadAnswer
 from harvester._names import canonical_names, has_aliases
 from harvester.api.types import Record
 from harvester.query import clean_string
@@ -91,7 +91,7 @@ def coerce_records(answer: Any) -> list[Any]:
         try:
             answer = orjson.loads(answer) if answer.strip() else []
         except orjson.JSONDecodeError:
-            raise TransientError("result is text but not JSON", kind="bad_body") from None
+            raise BadAnswer("result is text but not JSON") from None
     if isinstance(answer, dict):
         for key in ("result", "data", "videos", "records"):
             if key in answer:
@@ -101,4 +101,4 @@ def coerce_records(answer: Any) -> list[Any]:
         return list(answer)
     if answer is None:
         return []
-    raise TransientError(f"result of unexpected type {type(answer).__name__}", kind="bad_body")
+    raise BadAnswer(f"result of unexpected type {type(answer).__name__}")

@@ -17,10 +17,11 @@ import anyio
 import structlog
 
 from harvester._exceptions import (
-    ApiError,
     TaskAnalysisFailed,
+    TaskCancelled,
     TaskExpired,
     TaskNotFound,
+    TaskTimedOut,
     TooManyRunningTasks,
 )
 from harvester.api._http import NoHooks, RequestHooks
@@ -279,7 +280,7 @@ class TaskRunner(ABC):
                     code="AnalysisFailed",
                 )
             if st.status == "Cancelled":
-                raise ApiError(f"task {task_id} was cancelled", code="Cancelled", kind="cancelled")
+                raise TaskCancelled(f"task {task_id} was cancelled", code="Cancelled")
             running_at = asked
             age = anyio.current_time() - started
             if fresh and clock.first_poll() > 0:  # close to the expected end: poll finely
@@ -288,10 +289,7 @@ class TaskRunner(ABC):
                 delay = max(poll.initial, poll.fraction * age)
             delay = max(min(poll.maximum, delay), poll.spacing(clock.waiting))
             if deadline is not None and anyio.current_time() + delay > deadline:
-                raise ApiError(
-                    f"task {task_id} still {st.status} after {poll.timeout:g} s",
-                    kind="task_timeout",
-                )
+                raise TaskTimedOut(f"task {task_id} still {st.status} after {poll.timeout:g} s")
             if fresh:
                 await clock.sleep(delay, started, running_at)
             else:

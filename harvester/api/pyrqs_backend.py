@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import orjson
 
-from harvester._exceptions import ApiError, HarvesterError, TransientError
+from harvester._exceptions import ApiError, BadAnswer, HarvesterError, SdkError
 from harvester.api._http import NoHooks, RequestHooks
 from harvester.api._records import coerce_records, fresh_records
 from harvester.api._tasks import PollPolicy, TaskRunner, normalise_status
@@ -62,7 +62,7 @@ def _task_id(answer: Any) -> int:
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
-    raise TransientError("the SDK's create_query_task gave no task id", kind="bad_body")
+    raise BadAnswer("the SDK's create_query_task gave no task id")
 
 
 class PyrqsBackend(TaskRunner):
@@ -102,7 +102,7 @@ class PyrqsBackend(TaskRunner):
         except HarvesterError:
             raise
         except Exception as exc:
-            raise ApiError(f"pyrqs call failed ({type(exc).__name__})", kind="sdk") from None
+            raise SdkError(f"pyrqs call failed ({type(exc).__name__})") from None
 
     async def _counted(self, endpoint: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         await self.hooks.reserve(endpoint)

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import structlog
 
-from harvester._exceptions import QueryError, SearchIdInvalid, TransientError
+from harvester._exceptions import QueryError, SearchIdInvalid, Stalled
 from harvester.api._http import ApiSession
 from harvester.api._records import fresh_records
 from harvester.api.types import Page, Record, Resume
@@ -249,10 +249,7 @@ class ResearchApiClient:
                 return
             stuck = 0 if videos and next_cursor > cursor else stuck + 1
             if stuck >= self.max_empty_pages:
-                raise TransientError(
-                    f"{stuck} pages in a row without progress at cursor {next_cursor}",
-                    kind="stalled",
-                )
+                raise Stalled(f"{stuck} pages in a row without progress at cursor {next_cursor}")
             cursor = next_cursor
 
     async def pages(

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pyarrow as pa
 
-from harvester._exceptions import ConfigError, InvalidRequest, TransientError
+from harvester._exceptions import BadAnswer, ConfigError, InvalidRequest, Stalled
 from harvester.api._http import ApiSession
 from harvester.api._pages import PageDecoder
 from harvester.api._records import coerce_records, fresh_records, fresh_rows
@@ -116,7 +116,7 @@ class RqsClient(TaskRunner):
             raise
         task_id = _as_int(data.get("task_id"))
         if task_id is None:
-            raise TransientError("create answered without a task_id", kind="bad_body")
+            raise BadAnswer("create answered without a task_id")
         return task_id
 
     async def status(self, task_id: int) -> TaskStatus:
@@ -167,9 +167,7 @@ class RqsClient(TaskRunner):
                     else total is not None and next_cursor < total
                 )
                 if more and next_cursor == cursor:
-                    raise TransientError(
-                        f"task {task_id} result stuck at cursor {cursor}", kind="stalled"
-                    )
+                    raise Stalled(f"task {task_id} result stuck at cursor {cursor}")
                 page = Page(
                     records=fresh_records(raw, seen, cleaned=True),
                     cursor=next_cursor,

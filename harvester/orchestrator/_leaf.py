@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import anyio
 import structlog
 
-from harvester._exceptions import ApiError, AuthError, QuotaExhausted, TransientError
+from harvester._exceptions import ApiError, AuthError, QuotaExhausted, ServerError, TransientError
 from harvester.api import Page, Resume
 from harvester.orchestrator._sample import forget_quarantine, keep_sample, quarantine_page
 from harvester.plan import DAY, Window, split_window
@@ -219,7 +219,11 @@ class LeafRunner:
             # failing (5xx), before it has delivered anything or again after delivering (some
             # date ranges fail for hours; refetching its few pages is cheaper than parking it).
             # Connection, DNS, TLS, timeout and token failures say nothing about the window.
-            if self.rest and exc.kind == "5xx" and (leaf.pages == 0 or leaf.attempts >= 1):
+            if (
+                self.rest
+                and isinstance(exc, ServerError)
+                and (leaf.pages == 0 or leaf.attempts >= 1)
+            ):
                 children = self.split(leaf, f"failing: {exc.kind}", min_seconds=DAY)
                 if children:
                     return LeafOutcome(children=children)

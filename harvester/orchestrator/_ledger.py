@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 
-from harvester._exceptions import QuotaExhausted
+from harvester._exceptions import QuotaExhausted, QuotaSpent
 from harvester.state import StateStore, utc_day
 
 log = structlog.get_logger("harvester.quota")
@@ -78,9 +78,7 @@ class QuotaLedger:
                 if used.records >= self.daily_records
                 else f"{used.requests:,} of {self.daily_requests:,} requests"
             )
-            raise QuotaExhausted(
-                f"the daily quota for {day} (UTC) is spent: {what}", kind="quota_local"
-            )
+            raise QuotaSpent(f"the daily quota for {day} (UTC) is spent: {what}")
         self._stats.requests += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
@@ -113,7 +111,7 @@ class QuotaGate:
     def record(self, exc: QuotaExhausted) -> None:
         """Remember the API's "quota spent" for the day, so no worker (nor the next run, on the
         same day) sends a call the API would refuse and still count."""
-        if exc.kind != "quota_local":
+        if not isinstance(exc, QuotaSpent):
             self._ledger.exhausted()
 
     async def wait(self, exc: QuotaExhausted) -> None:
@@ -121,7 +119,7 @@ class QuotaGate:
         day = utc_day(now)
         self.record(exc)
         lagging = (
-            exc.kind != "quota_local"
+            not isinstance(exc, QuotaSpent)
             and self._last_exhausted_day not in (None, day)
             and self._ledger.last_served_day != day
         )

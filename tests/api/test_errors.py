@@ -8,17 +8,19 @@ import pytest
 from harvester._exceptions import (
     ApiError,
     AuthError,
+    BadAnswer,
     InvalidRequest,
     QuotaExhausted,
     RateLimited,
     SearchIdInvalid,
+    ServerError,
     TaskExpired,
     TaskNotCompleted,
     TaskNotFound,
+    TokenRejected,
     TooManyRunningTasks,
-    TransientError,
 )
-from harvester.api._errors import TokenRejected, decode_answer, decode_token, parse_retry_after
+from harvester.api._errors import decode_answer, decode_token, parse_retry_after
 
 
 def body(code: str, message: str = "") -> bytes:
@@ -47,12 +49,12 @@ def same(s: str) -> str:
         (429, body("too_many_running_tasks"), TooManyRunningTasks, None),
         (429, body("rate_limit_exceeded", "slow down"), RateLimited, "rate_limited"),
         (429, b"<html>Too Many</html>", RateLimited, "rate_limited"),
-        (500, body("internal_error", "Server Internal Error"), TransientError, "5xx"),
-        (500, b"Something went wrong", TransientError, "5xx"),
-        (504, b"<html>504</html>", TransientError, "5xx"),
-        (200, b"", TransientError, "bad_body"),
-        (200, b'{"data": {"vid', TransientError, "bad_body"),
-        (200, b'{"error": {"code": "ok"}}', TransientError, "bad_body"),
+        (500, body("internal_error", "Server Internal Error"), ServerError, "5xx"),
+        (500, b"Something went wrong", ServerError, "5xx"),
+        (504, b"<html>504</html>", ServerError, "5xx"),
+        (200, b"", BadAnswer, "bad_body"),
+        (200, b'{"data": {"vid', BadAnswer, "bad_body"),
+        (200, b'{"error": {"code": "ok"}}', BadAnswer, "bad_body"),
         (404, b"<html>Not Found</html>", InvalidRequest, None),
     ],
 )
@@ -66,9 +68,10 @@ def test_answers_map_onto_the_error_tree(
         assert info.value.kind == kind
 
 
-def test_an_expired_token_is_a_signal_not_an_error() -> None:
-    with pytest.raises(TokenRejected):
+def test_an_expired_token_is_the_session_s_to_refresh() -> None:
+    with pytest.raises(TokenRejected) as info:
         decode_answer(401, {}, body("access_token_invalid"), same)
+    assert (info.value.status, info.value.code) == (401, "access_token_invalid")
 
 
 def test_ok_answers_give_their_data() -> None:
@@ -95,7 +98,7 @@ def test_token_answers() -> None:
     bad = b'{"error": "invalid_client", "error_description": "nope", "log_id": "1"}'
     with pytest.raises(AuthError):
         decode_token(401, {}, bad, same)
-    with pytest.raises(TransientError):
+    with pytest.raises(ServerError):
         decode_token(503, {}, b"", same)
 
 
