@@ -57,21 +57,15 @@ def _scrub_processor(
 
 
 class _Tee:
-    """Writes JSON lines to the run's log file and a short line to stderr for warnings."""
+    """Writes JSON lines to the run's log file (the console line is `_render`'s)."""
 
-    def __init__(self, file: TextIO | None, console: TextIO, console_level: int) -> None:
+    def __init__(self, file: TextIO | None) -> None:
         self._file = file
-        self._console = console
-        self._console_level = console_level
 
     def msg(self, message: str) -> None:
         if self._file is not None:
             self._file.write(message + "\n")
             self._file.flush()
-
-    def console(self, line: str) -> None:
-        self._console.write(line + "\n")
-        self._console.flush()
 
     def __getattr__(self, _name: str) -> Any:
         return self.msg
@@ -116,6 +110,6 @@ def configure_logging(
             _scrub_processor,
             _render(out, level),
         ],
-        logger_factory=lambda *_: _Tee(file, out, level),
+        logger_factory=lambda *_: _Tee(file),
         cache_logger_on_first_use=False,
     )

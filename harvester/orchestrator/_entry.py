@@ -93,9 +93,7 @@ def run_study(study: Study, credentials: Credentials, options: RunOptions) -> in
 def _summary(study: Study, code: int, seconds: float) -> str:
     """One line a scheduler's log keeps: where the study stands after this run."""
     s = status_report(study)
-    outcome = {EXIT_OK: "complete", EXIT_QUOTA: "stopped: daily quota spent"}.get(
-        code, "stopped" if code else "complete"
-    )
+    outcome = {EXIT_OK: "complete", EXIT_QUOTA: "stopped: daily quota spent"}.get(code, "stopped")
     filtered = (
         f"; the exact filter dropped {s['dropped_by_exact_filter']:,} returned records"
         if study.source == "research-api"

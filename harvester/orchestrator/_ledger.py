@@ -39,7 +39,6 @@ class RunStats:
     plan_total: int = 0
     plan_committed: int = 0
     plan_committed_this_run: int = 0
-    leaves_done: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     quota_wait_until: float | None = None

@@ -589,7 +589,6 @@ class Harvest:
             self.queue.back(key)
 
     async def _leaf_done(self, key: str) -> None:
-        self.stats.leaves_done += 1
         plan_key = self.state.shard(key).plan_key
         if self.state.plan_ready(plan_key):
             await self.publisher.finalize(plan_key)

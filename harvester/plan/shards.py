@@ -26,20 +26,11 @@ class PlanShard:
     key: str
     window: Window
 
-    @classmethod
-    def of(cls, window: Window) -> PlanShard:
-        return cls(window.key, window)
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The plan shards of one study in chronological order.
+    """The plan shards of one study in chronological order."""
 
-    `study_fingerprint` ties the plan to the data it describes; `window_days` is kept beside it
-    because the window length changes the shards but not the data (see `Study.fingerprint`).
-    """
-
-    study_fingerprint: str
     source: str
     window_days: int
     shards: tuple[PlanShard, ...]
@@ -58,9 +49,6 @@ class Plan:
     def end(self) -> int:
         return self.shards[-1].window.end
 
-    def shard_keys(self) -> tuple[str, ...]:
-        return tuple(s.key for s in self.shards)
-
 
 def _shards_of(windows: Sequence[Window]) -> tuple[PlanShard, ...]:
     return tuple(PlanShard(w.key, w) for w in windows)
@@ -70,7 +58,6 @@ def plan_study(study: Study) -> Plan:
     """Cut the study's period into windows of its window length; no request, no I/O."""
     windows = plan_windows(study.start_date, study.end_date, study.window_days)
     return Plan(
-        study_fingerprint=study.fingerprint(),
         source=study.source,
         window_days=study.window_days,
         shards=_shards_of(windows),

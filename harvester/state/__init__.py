@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from harvester.state._open import open_store, store_location
 from harvester.state.base import (
-    STATUSES,
     ErrorCount,
     FileLike,
     FileRecord,
@@ -20,12 +19,10 @@ from harvester.state.base import (
     Usage,
     WindowHarvest,
     WorkerUsage,
-    fingerprint,
 )
 from harvester.state.sqlite import SqliteState, utc_day
 
 __all__ = [
-    "STATUSES",
     "ErrorCount",
     "FileLike",
     "FileRecord",
@@ -42,7 +39,6 @@ __all__ = [
     "Usage",
     "WindowHarvest",
     "WorkerUsage",
-    "fingerprint",
     "open_store",
     "store_location",
     "utc_day",

@@ -7,8 +7,6 @@ operation is one short transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -17,7 +15,6 @@ from typing import Literal, Protocol, Self
 from harvester._exceptions import StateError
 
 __all__ = [
-    "STATUSES",
     "ErrorCount",
     "FileLike",
     "FileRecord",
@@ -33,7 +30,6 @@ __all__ = [
     "Usage",
     "WindowHarvest",
     "WorkerUsage",
-    "fingerprint",
 ]
 
 
@@ -47,13 +43,6 @@ class LeaseHeld(StateError):
 
 
 Status = Literal["pending", "running", "done", "split", "parked"]
-STATUSES: tuple[Status, ...] = ("pending", "running", "done", "split", "parked")
-
-
-def fingerprint(*parts: object) -> str:
-    """A stable digest of what defines a study (query, fields, dates, partitioning)."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pytest
 
 from harvester import StateError, StudyChangedError
 from harvester.sink import DatasetFile
-from harvester.state import PlannedShard, SqliteState, fingerprint
+from harvester.state import PlannedShard, SqliteState
 from harvester.state.postgres import PostgresState
 
 DAY = 86_400
@@ -20,7 +20,7 @@ JAN1 = 1_672_531_200
 PLAN = PlannedShard("20230101-20230102", JAN1, JAN1 + 2 * DAY)
 LEFT = PlannedShard("20230101T000000-20230102T000000", JAN1, JAN1 + DAY)
 RIGHT = PlannedShard("20230102T000000-20230103T000000", JAN1 + DAY, JAN1 + 2 * DAY)
-FP = fingerprint({"query": "q"}, ["id"], "2023-01-01", "2023-01-02")
+FP = "0123456789abcdef" * 2  # what Study.fingerprint gives: 32 hex digits
 
 Store = SqliteState | PostgresState
 Opener = Callable[..., Store]

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from harvester.sink import DatasetFile
-from harvester.state import PlannedShard, SqliteState, fingerprint
+from harvester.state import PlannedShard, SqliteState
 from harvester.state._pgschema import MIGRATIONS as PG_MIGRATIONS
 from harvester.state._pgschema import PG_SCHEMA
 from harvester.state._schema import SCHEMA_VERSION
@@ -25,7 +25,7 @@ LEFT = PlannedShard("20230101T000000-20230102T000000", JAN1, JAN1 + DAY)
 RIGHT = PlannedShard("20230102T000000-20230103T000000", JAN1 + DAY, JAN1 + 2 * DAY)
 OTHER = PlannedShard("20230103-20230104", JAN1 + 2 * DAY, JAN1 + 4 * DAY)
 FILE = DatasetFile("create_date=2023-01-01/a.parquet", "create_date=2023-01-01", 7)
-FP = fingerprint({"query": "q"}, ["id"], "2023-01-01", "2023-01-04")
+FP = "0123456789abcdef" * 2  # what Study.fingerprint gives: 32 hex digits
 
 
 Store = SqliteState | PostgresState

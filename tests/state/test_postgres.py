@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from harvester import StateError
-from harvester.state import LeaseLost, PlannedShard, fingerprint
+from harvester.state import LeaseLost, PlannedShard
 from harvester.state._pgschema import SCHEMA_VERSION
 from harvester.state.postgres import PostgresState
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.postgres
 
 DAY = 86_400
 JAN1 = 1_672_531_200
-FP = fingerprint({"query": "q"}, ["id"], "2023-01-01", "2023-01-07")
+FP = "0123456789abcdef" * 2  # what Study.fingerprint gives: 32 hex digits
 WEEK = [PlannedShard(f"2023010{d}", JAN1 + (d - 1) * DAY, JAN1 + d * DAY) for d in range(1, 8)]
 
 
