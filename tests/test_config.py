@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harvester import ConfigError, CredentialsError
-from harvester.config import Credentials, Study, load_study, loads_study, resolve_credentials
+from harvester.config import Credentials, load_study, loads_study, resolve_credentials
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -222,6 +222,18 @@ INVALID: list[tuple[str, str, str, str]] = [
         "quota.share",
         "at most 1",
     ),
+    (
+        "secret env name",
+        toml(api__client_secret_env='"my secret!"'),
+        "api.client_secret_env",
+        "NAME",
+    ),
+    ("timeout zero", toml(api__timeout_s="0"), "api.timeout_s", "more than 0"),
+    ("attempts zero", toml(api__max_attempts="0"), "api.max_attempts", "at least 1"),
+    ("wait negative", toml(api__retry_wait_s="-1"), "api.retry_wait_s", "more than 0"),
+    ("wait max text", toml(api__retry_wait_max_s='"long"'), "api.retry_wait_max_s", "a number"),
+    ("inclusive text", toml(api__end_date_inclusive='"yes"'), "api.end_date_inclusive", "true or"),
+    ("records negative", toml(quota__daily_records="-5"), "quota.daily_records", "at least 1"),
 ]
 
 
@@ -267,14 +279,21 @@ def test_state_in_postgres_and_a_pool(tmp_path: Path) -> None:
     assert loads_study(toml(), tmp_path / "study.toml").state_url is None  # SQLite by default
 
 
-def test_corpus_is_large_enough() -> None:
-    assert len(INVALID) >= 30
-    assert len({c[0] for c in INVALID}) == len(INVALID)
+def test_every_key_of_the_study_file_has_a_mistake_in_the_corpus() -> None:
+    from harvester.config._schema import StudyFile
+
+    keys = [
+        f"{table}.{key}"
+        for table, info in StudyFile.model_fields.items()
+        for key in info.annotation.model_fields  # type: ignore[union-attr]
+    ]
+    covered = {c[2] for c in INVALID}
+    untested = [k for k in keys if not any(c == k or c.startswith(k + "[") for c in covered)]
+    assert not untested, f"no invalid case names {untested}"
 
 
 def test_valid_config_resolves_everything(tmp_path: Path) -> None:
     study = loads_study(toml(), tmp_path / "study.toml")
-    assert isinstance(study, Study)
     assert study.output_path == tmp_path / "out" / "t"
     assert study.state_path == tmp_path / "out" / "t.state.sqlite"
     assert study.config_path == tmp_path / "study.toml"
@@ -361,7 +380,10 @@ def test_fingerprint_covers_the_data_not_the_plumbing(tmp_path: Path) -> None:
 def test_plan_needs_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIKTOK_CLIENT_KEY", raising=False)
     monkeypatch.delenv("TIKTOK_CLIENT_SECRET", raising=False)
-    loads_study(toml(), tmp_path / "s.toml")  # no error: credentials are resolved later
+    study = loads_study(toml(), tmp_path / "s.toml")  # no error: credentials come later
+    assert study.api.client_key_env == "TIKTOK_CLIENT_KEY"
+    with pytest.raises(CredentialsError, match="TIKTOK_CLIENT_KEY"):
+        resolve_credentials(study)
 
 
 def test_credentials_from_named_variables(tmp_path: Path) -> None:

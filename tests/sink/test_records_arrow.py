@@ -229,7 +229,12 @@ def test_fields_the_layout_does_not_keep_are_left_out() -> None:
 def test_layout_fields_the_rows_lack_are_null() -> None:
     t = record_type(("id", "create_time", "username"))
     recs = [{"id": 1, "create_time": JAN1, "username": "u"}]
-    assert_same(recs, t=t)
+    result = assert_same(recs, t=t)
+    lacking = [n for n in FULL.fields if n not in ("id", "create_time", "username")]
+    assert lacking  # the layout asks for more than the rows carry
+    for name in lacking:
+        assert result.batch.column(name).to_pylist() == [None], name
+    assert result.batch.column("username").to_pylist() == ["u"]
 
 
 def test_rows_without_id_or_create_time_or_of_another_type_are_refused() -> None:
