@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -56,6 +57,14 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 def _quarantine_row(study: Study, n: int) -> tuple[str, str]:
     folder = study.output_path.with_name(study.output_path.name + ".quarantine")
     return ("quarantined", f"{n:,} record(s) without a usable id, kept in {folder}")
+
+
+def _about(n: float) -> str:
+    """`n` to two significant digits, marked as approximate: 1,638 → "~1,600"."""
+    if n < 100:
+        return f"~{round(n):,}"
+    digits = len(str(int(n))) - 2
+    return f"~{round(n, -digits):,.0f}"
 
 
 def _estimate(study: Study) -> tuple[Any, Estimate]:
@@ -122,6 +131,8 @@ def plan_report(study: Study) -> dict[str, Any]:
         "shards": len(plan),
         "shards_done": est.shards_done,
         "estimate_basis": est.basis,
+        # Nothing observed yet: every number below follows from records_per_day, a guess.
+        "estimate_assumed": est.basis != "observed",
         "records_per_day": round(est.records_per_day, 1),
         "estimated_requests": est.requests,
         "estimated_records": est.records,
@@ -137,16 +148,31 @@ def plan_report(study: Study) -> dict[str, Any]:
         "full_scan": scan is not None,
         "warnings": warnings,
     }
+    count: Callable[[float], str]
+    if est.basis == "observed":
+        count, mark, why = "{:,}".format, "", ""
+        rate_text = f"{report['records_per_day']:,} (observed)"
+    else:
+        # A precise figure from a guessed rate would mislead: say it is a guess, and how good.
+        count, mark = _about, "~"
+        rate = f"{est.records_per_day:,.0f}"
+        source = (
+            "study.expected_records_per_day"
+            if est.basis == "configured"
+            else "harvester's default; set study.expected_records_per_day if you know better"
+        )
+        rate_text = f"{rate} (assumed: {source})"
+        why = f" (assumed {rate} records/day; the estimate updates after the first windows)"
     rows = [
         ("study", f"{study.name} ({study.source})"),
         ("period", report["period"]),
         ("shards", f"{len(plan)} windows of {study.window_days}d, {est.shards_done} done"),
-        ("records/day", f"{report['records_per_day']:,} ({est.basis})"),
-        ("est. requests", f"{est.requests:,}"),
-        ("est. records", f"{est.records:,}"),
+        ("records/day", rate_text),
+        ("est. requests", f"{count(est.requests)}{why}"),
+        ("est. records", count(est.records)),
         (
             "quota days",
-            f"{report['quota_days']} (at {study.quota.daily_requests:,} requests "
+            f"{mark}{report['quota_days']} (at {study.quota.daily_requests:,} requests "
             f"and {study.quota.daily_records:,} records a day)",
         ),
         (
@@ -188,7 +214,7 @@ def plan_report(study: Study) -> dict[str, Any]:
             ("quota days", f"{days} (test stage)"),
         ]
     elif study.source != "research-api":
-        rows.insert(5, ("est. tasks", f"{est.tasks:,} (+{est.splits:,} splits)"))
+        rows.insert(5, ("est. tasks", f"{count(est.tasks)} (+{count(est.splits)} splits)"))
     if study.enrichments:
         from harvester.orchestrator._enrich_reports import enrich_plan, plan_lines
 

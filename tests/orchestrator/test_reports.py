@@ -40,14 +40,24 @@ async def test_plan_sends_no_request_and_shows_shards_and_estimates(tmp_path: Pa
         text = await acli("plan", config)
         as_json = await acli("plan", config, "--json")
         responses = dict(sim.stats.responses)
+        assert not study.state_path.exists() and not study.output_path.exists()
+        assert await run(sim, study) == EXIT_OK
+        after = json.loads((await acli("plan", config, "--json")).stdout)
     assert text.returncode == 0 and as_json.returncode == 0, text.stderr
     assert responses == {}  # not even a token
-    assert not study.state_path.exists() and not study.output_path.exists()
     report = json.loads(as_json.stdout)
     assert report["shards"] == 5 and report["first_shards"][0] == "20220101-20220103"
     assert report["estimated_requests"] > 0 and report["estimated_records"] > 0
     assert report["estimated_tasks"] >= 5
     assert "5 windows of 2d" in text.stdout and "est. requests" in text.stdout
+    # Never run: the rate is a guess, and the text says so instead of a precise figure.
+    assert report["estimate_assumed"] is True and report["estimate_basis"] == "prior"
+    line = next(x for x in text.stdout.splitlines() if x.startswith("est. requests"))
+    assert "~" in line and "assumed 1,000 records/day" in line
+    assert "the estimate updates after the first windows" in line
+    # Once windows are done, the figures are what was observed: no "~", no assumption.
+    assert after["estimate_basis"] == "observed" and after["estimate_assumed"] is False
+    assert "~" not in after["text"] and "(observed)" in after["text"]
 
 
 async def test_status_json_reports_shards_records_quota_and_errors(tmp_path: Path) -> None:
