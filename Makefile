@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP)
 
 # Resolves the newest versions pyproject.toml allows, then `make` installs exactly those.
+# `make lock UPGRADE=` only adds what pyproject.toml gained, keeping every other pin.
+UPGRADE ?= --upgrade
 lock:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra postgres --universal \
-		--python-version 3.11 --generate-hashes --upgrade --quiet \
+		--python-version 3.11 --generate-hashes $(UPGRADE) --quiet \
 		--custom-compile-command 'make lock' --output-file $(LOCK)
 
 # The report tests open `harvester report`'s page in a real headless Chromium: Debian's package,

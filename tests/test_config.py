@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import trustme
 
 from harvester import ConfigError, CredentialsError
 from harvester.config import Credentials, load_study, loads_study, resolve_credentials
@@ -234,6 +235,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("wait max text", toml(api__retry_wait_max_s='"long"'), "api.retry_wait_max_s", "a number"),
     ("inclusive text", toml(api__end_date_inclusive='"yes"'), "api.end_date_inclusive", "true or"),
     ("records negative", toml(quota__daily_records="-5"), "quota.daily_records", "at least 1"),
+    ("ca bundle missing", toml(api__ca_bundle='"no-such.pem"'), "api.ca_bundle", "not a file"),
 ]
 
 
@@ -494,3 +496,20 @@ def test_test_stage_defaults(tmp_path: Path) -> None:
         )
     public = loads_study(toml(study__stage='"test"'), tmp_path / "s.toml")
     assert public.quota.daily_records == 100_000
+
+
+def test_ca_bundle_resolves_beside_the_study_and_must_hold_a_certificate(tmp_path: Path) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "proxy-ca.pem"))
+    study = loads_study(toml(api__ca_bundle='"proxy-ca.pem"'), tmp_path / "s.toml")
+    assert study.api.ca_bundle == tmp_path / "proxy-ca.pem"
+    (tmp_path / "notes.pem").write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as info:
+        loads_study(toml(api__ca_bundle='"notes.pem"'), tmp_path / "s.toml")
+    _check_line(str(info.value), "s.toml", "api.ca_bundle", "holds no CA certificate")
+
+
+def test_verify_tls_false_is_a_warning_the_run_prints(tmp_path: Path) -> None:
+    study = loads_study(toml(api__verify_tls="false"), tmp_path / "s.toml")
+    assert not study.api.verify_tls
+    assert any("verify_tls = false" in w for w in study.warnings)
+    assert not loads_study(toml(), tmp_path / "s.toml").warnings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from harvester._exceptions import (
     RETRIED_BY_SESSION,
     ApiError,
     BadAnswer,
+    ConfigError,
     ConnectionFailed,
     CredentialsError,
     RateLimited,
@@ -135,6 +137,28 @@ def _require(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def tls_context(
+    verify: bool = True, ca_bundle: str | os.PathLike[str] | None = None
+) -> ssl.SSLContext | bool:
+    """What the connector checks a server's certificate against.
+
+    The system's trust store, which honours SSL_CERT_FILE and SSL_CERT_DIR, plus `ca_bundle`
+    (an institution's proxy CA, say) when given; False turns verification off.
+    """
+    if not verify:
+        return False
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=os.fspath(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"api.ca_bundle: cannot load {os.fspath(ca_bundle)} ({exc.__class__.__name__}); "
+                "give a PEM file of CA certificates"
+            ) from None
+    return context
+
+
 class _Tokens:
     """Client-credentials token: fetched lazily, renewed before expiry, refreshed once on 401."""
 
@@ -185,8 +209,17 @@ class ApiSession:
         refresh_fraction: float = 0.9,
         max_connections: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        verify_tls: bool = True,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._tls = tls_context(verify_tls, ca_bundle)
+        if not verify_tls:
+            log.warning(
+                "tls_verification_off",
+                base_url=self.base_url,
+                hint="anyone on the path can read the credentials; only for a local simulator",
+            )
         self._credentials = credentials
         self.retry = retry or RetryPolicy()
         self.hooks: RequestHooks = hooks or NoHooks()
@@ -230,7 +263,7 @@ class ApiSession:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls),
             )
         return self._http
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
@@ -166,6 +167,23 @@ def _base_url(api: ApiTable, source: str) -> str:
             "remove verify_tls = false",
         )
     return url.rstrip("/")
+
+
+def _ca_bundle(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = _path(base, "api.ca_bundle", value)
+    if not path.is_file():
+        raise Problem(
+            "api.ca_bundle", f"{path} is not a file", "give a PEM file of CA certificates"
+        )
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError):
+        raise Problem(
+            "api.ca_bundle", f"{path} holds no CA certificate", "give a PEM file of CA certificates"
+        ) from None
+    return path
 
 
 def _env_name(key: str, value: str) -> str:
@@ -388,6 +406,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             max_attempts=api.max_attempts,
             end_date_inclusive=api.end_date_inclusive,
             verify_tls=api.verify_tls,
+            ca_bundle=_ca_bundle(base, api.ca_bundle),
             retry_wait_s=api.retry_wait_s,
             retry_wait_max_s=max(api.retry_wait_s, api.retry_wait_max_s),
             search_id_wait_s=api.search_id_wait_s,
@@ -405,7 +424,12 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         state_path=state,
         config_path=config_path,
         enrichments=enrichments,
-        warnings=warnings,
+        warnings=warnings
+        + (
+            ()
+            if api.verify_tls
+            else ("api.verify_tls = false: server certificates are not checked (loopback only)",)
+        ),
         state_url=state_url,
         lease_s=model.state.lease_s,
     )

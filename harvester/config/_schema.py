@@ -64,6 +64,8 @@ class ApiTable(_Table):
     search_id_wait_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     end_date_inclusive: bool = True
     verify_tls: bool = True
+    #: Extra CA certificates (PEM) to trust, e.g. an institution's TLS-inspecting proxy.
+    ca_bundle: str | None = None
 
 
 class _QuotaTable(_Table):
@@ -142,6 +144,7 @@ EXAMPLES: Mapping[str, str] = {
     "api.retry_wait_s": "retry_wait_s = 1",
     "api.retry_wait_max_s": "retry_wait_max_s = 60",
     "api.search_id_wait_s": "search_id_wait_s = 60",
+    "api.ca_bundle": 'ca_bundle = "/etc/ssl/certs/our-proxy-ca.pem"',
     "quota.daily_requests": "daily_requests = 1000",
     "quota.daily_records": "daily_records = 100000",
     "quota.window_fraction": "window_fraction = 0.5",

@@ -34,6 +34,8 @@ class ApiSettings:
     #: How long, in total, a rejected fresh search id is waited for (growing waits from
     #: `retry_wait_s`) before its window restarts from cursor 0.
     search_id_wait_s: float = 60.0
+    #: Extra CA certificates to trust beside the system's (and SSL_CERT_FILE's).
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

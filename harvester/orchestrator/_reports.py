@@ -458,7 +458,11 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
             done: list[str] = []
             creds = ApiCredentials(credentials.client_key, credentials.client_secret)
             async with ApiSession(
-                study.api.base_url, creds, request_timeout=study.api.timeout_s
+                study.api.base_url,
+                creds,
+                request_timeout=study.api.timeout_s,
+                verify_tls=study.api.verify_tls,
+                ca_bundle=study.api.ca_bundle,
             ) as session:
                 client: RqsClient | PyrqsBackend = RqsClient(session)
                 if study.source == "pyrqs":  # through the SDK: it holds the VCE's credentials

@@ -326,6 +326,8 @@ class Harvest:
             request_timeout=api.timeout_s,
             retry=retry,
             hooks=ledger,
+            verify_tls=api.verify_tls,
+            ca_bundle=api.ca_bundle,
         ) as session:
             yield session
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -104,15 +105,18 @@ class Simulator:
         control.add_routes(app, self)
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on `host:port` (0: any free port) and return the base URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on `host:port` (0: any free port) and return the base URL; `tls` serves
+        https with that context's certificate (the TLS tests)."""
         runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         self._runner = runner
         bound = runner.addresses[0]
-        self.base_url = f"http://{host}:{bound[1]}"
+        self.base_url = f"{'https' if tls else 'http'}://{host}:{bound[1]}"
         log.info(
             "simulator.started",
             url=self.base_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,15 +15,20 @@ __all__ = ["running_simulator", "simulator_fixture"]
 
 @asynccontextmanager
 async def running_simulator(
-    profile: Profile = "clean", *, host: str = "127.0.0.1", port: int = 0, **overrides: Any
+    profile: Profile = "clean",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Simulator]:
-    """A simulator listening on loopback for the block's duration.
+    """A simulator listening on loopback for the block's duration (over https with `tls`).
 
     Keyword arguments are `SimulatorConfig` fields laid over `profile`'s preset; `faults` may be a
     mapping of rates (`faults={"http_500": 0.5}`) or a whole `FaultConfig`.
     """
     sim = Simulator(SimulatorConfig.for_profile(profile, **overrides))
-    await sim.start(host, port)
+    await sim.start(host, port, tls=tls)
     try:
         yield sim
     finally:

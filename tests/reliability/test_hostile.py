@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -187,14 +188,16 @@ async def test_hostile_api_stays_inside_its_folders_and_no_secret_leaks(tmp_path
 
 
 def test_tls_verification_stays_on_for_real_hosts(tmp_path: Path) -> None:
-    # The session's connector verifies certificates (aiohttp's default): nothing turns it off.
+    # The session's connector verifies certificates and host names by default.
     async def connector_ssl() -> Any:
         async with ApiSession("https://open.tiktokapis.com", Credentials("k", "s")) as s:
             connector = s._client().connector
             assert isinstance(connector, aiohttp.TCPConnector)
             return connector._ssl
 
-    assert anyio.run(connector_ssl) in (True, None)
+    context = anyio.run(connector_ssl)
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     for source in (ROOT / "harvester").rglob("*.py"):
         text = source.read_text()
         for off in ("ssl=False", "verify_ssl=False", "CERT_NONE", "check_hostname = False"):
