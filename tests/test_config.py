@@ -235,6 +235,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("wait max text", toml(api__retry_wait_max_s='"long"'), "api.retry_wait_max_s", "a number"),
     ("inclusive text", toml(api__end_date_inclusive='"yes"'), "api.end_date_inclusive", "true or"),
     ("records negative", toml(quota__daily_records="-5"), "quota.daily_records", "at least 1"),
+    ("search id wait", toml(api__search_id_wait_s="-1"), "api.search_id_wait_s", "at least 0"),
     ("ca bundle missing", toml(api__ca_bundle='"no-such.pem"'), "api.ca_bundle", "not a file"),
 ]
 
