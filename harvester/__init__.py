@@ -43,6 +43,7 @@ from harvester._exceptions import (
     TokenUnavailable,
     TooManyRunningTasks,
     TransientError,
+    Unreachable,
     UserError,
 )
 from harvester._version import __version__
@@ -111,6 +112,7 @@ __all__ = [
     "TokenUnavailable",
     "TooManyRunningTasks",
     "TransientError",
+    "Unreachable",
     "UserError",
     "__version__",
     "harvest",

@@ -21,6 +21,7 @@
     │   │   └── Stalled            pages that stop making progress          [orchestrator]
     │   ├── QuotaExhausted         429 daily quota: the API's verdict, wait for 00:00 UTC
     │   │   └── QuotaSpent         the local ledger's verdict, before any request is sent
+    │   ├── Unreachable            no connection at start: wrong URL, DNS, TLS (exit 1)
     │   ├── AuthError              401/invalid_client: wrong credentials or scope
     │   ├── InvalidRequest         400 invalid_params: the request itself is wrong
     │   ├── TaskNotFound           404 task_not_found: create the task again  [task runner]
@@ -85,6 +86,7 @@ __all__ = [
     "TokenUnavailable",
     "TooManyRunningTasks",
     "TransientError",
+    "Unreachable",
     "UserError",
 ]
 
@@ -159,13 +161,17 @@ class RequestTimeout(TransientError):
 
 class ConnectionFailed(TransientError):
     """No answer at all: the connection was refused or reset, the name did not resolve, or the
-    TLS handshake failed. `url` is where harvester tried to go."""
+    TLS handshake failed. `url` is where harvester tried to go; `connecting` says it failed
+    before a connection existed (refused, DNS, TLS), not after (a reset mid-answer)."""
 
     kind = "connection"
 
-    def __init__(self, message: str, *, url: str | None = None, **kw: object) -> None:
+    def __init__(
+        self, message: str, *, url: str | None = None, connecting: bool = False, **kw: object
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.url = url
+        self.connecting = connecting
 
 
 class BadAnswer(TransientError):
@@ -214,6 +220,17 @@ class QuotaSpent(QuotaExhausted):
     """The local ledger's own count says the day's quota is spent: nothing was sent."""
 
     kind = "quota_local"
+
+
+class Unreachable(ApiError):
+    """The API could not be reached at all when the run started (see ApiSession.check_reachable);
+    mid-run, the same failures are an outage the session waits out."""
+
+    kind = "unreachable"
+
+    def __init__(self, message: str, *, url: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.url = url
 
 
 class AuthError(ApiError):

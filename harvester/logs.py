@@ -79,8 +79,13 @@ def _render(console: TextIO | None, console_level: int) -> Any:
     def render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
         line = orjson.dumps(event, default=str).decode()
         if console is not None and _LEVELS.get(str(event.get("level")), 20) >= console_level:
-            extras = " ".join(f"{k}={v}" for k, v in event.items() if k not in _QUIET_KEYS)
-            console.write(f"{event.get('level', 'info')}: {event.get('event')} {extras}\n")
+            said = event.get("message")
+            if said is None:  # an event meant for the JSON log first: its keys, as they are
+                said = " ".join(
+                    [str(event.get("event"))]
+                    + [f"{k}={v}" for k, v in event.items() if k not in _QUIET_KEYS]
+                )
+            console.write(f"{event.get('level', 'info')}: {said}\n")
             console.flush()
         return line
 

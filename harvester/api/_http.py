@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +38,7 @@ from harvester._exceptions import (
     TokenRejected,
     TokenUnavailable,
     TransientError,
+    Unreachable,
 )
 from harvester.api._errors import decode_answer, decode_token
 
@@ -159,6 +161,72 @@ def tls_context(
     return context
 
 
+def connection_failure(exc: BaseException) -> str:
+    """What went wrong on the way to the API, in words, without request details."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        why = getattr(cert, "verify_message", None) or type(cert).__name__
+        return f"TLS certificate not trusted ({why}); see api.ca_bundle"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed ({type(exc).__name__})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, socket.gaierror):
+            return f"host name {exc.host} not resolved"
+        why = os.strerror(os_error.errno) if os_error.errno else type(os_error).__name__
+        return f"connection to {exc.host}:{exc.port} failed ({why.lower()})"
+    return f"connection failed ({type(exc).__name__})"
+
+
+class Reachability:
+    """Whether the API has answered this session, and since when it has not: an outage.
+
+    Shared by every call of the session, so one outage is one warning however many workers
+    wait on it, a reminder each `remind_every` seconds, and one line when it is over.
+    """
+
+    def __init__(self, base_url: str, *, remind_every: float = 60.0) -> None:
+        self.base_url = base_url
+        self.remind_every = remind_every
+        self.ever_answered = False
+        self.down_since: float | None = None
+        self._said_at = 0.0
+
+    def answered(self) -> None:
+        if self.down_since is not None:
+            lasted = time.time() - self.down_since
+            log.warning(
+                "api_reachable_again",
+                url=self.base_url,
+                down_s=round(lasted, 1),
+                message=f"API reachable again after {lasted:.0f} s",
+            )
+            self.down_since = None
+        self.ever_answered = True
+
+    def lost(self, exc: ConnectionFailed) -> bool:
+        """True when `exc` is an outage to wait out: no connection can be made, and the API
+        answered earlier in the run (before that, it is more likely a wrong URL). A connection
+        reset mid-answer is the request's failure, bounded by its attempts."""
+        if not (self.ever_answered and exc.connecting):
+            return False
+        now = time.time()
+        if self.down_since is None:
+            self.down_since = now
+        elif now - self._said_at < self.remind_every:
+            return True
+        self._said_at = now
+        since = time.strftime("%H:%M:%S UTC", time.gmtime(self.down_since))
+        log.warning(
+            "api_unreachable",
+            url=self.base_url,
+            since=since,
+            error=exc.message,
+            message=f"API unreachable since {since} ({exc.message}), retrying",
+        )
+        return True
+
+
 class _Tokens:
     """Client-credentials token: fetched lazily, renewed before expiry, refreshed once on 401."""
 
@@ -232,6 +300,7 @@ class ApiSession:
             else AsyncLimiter(1, 1.0 / requests_per_second)
         )
         self._tokens = _Tokens(self, refresh_fraction)
+        self.reach = Reachability(self.base_url)
         self._http: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -406,14 +475,52 @@ class ApiSession:
         failure: TransientError
         try:
             async with self._client().post(url, data=data, headers=headers, params=params) as r:
-                return r.status, r.headers, await r.read()
+                answer = r.status, r.headers, await r.read()
         except TimeoutError:
             failure = RequestTimeout(f"no answer within {self.request_timeout:g} s")
         except aiohttp.ClientPayloadError as exc:
             failure = BadAnswer(f"answer cut short ({type(exc).__name__})")
         except (aiohttp.ClientError, OSError) as exc:
-            failure = ConnectionFailed(f"connection failed ({type(exc).__name__})", url=url)
+            connecting = isinstance(exc, aiohttp.ClientConnectorError)
+            failure = ConnectionFailed(connection_failure(exc), url=url, connecting=connecting)
+        else:
+            self.reach.answered()
+            return answer
         raise failure
+
+    async def check_reachable(self, within: float = 15.0) -> None:
+        """Fail fast when the API cannot be reached at all: a wrong base URL, a name that does
+        not resolve, a certificate not trusted.
+
+        Fetches a token (the API does not count it) and tries again for up to `within` seconds
+        while the connection itself fails; raises `Unreachable` then. Anything else (an answer,
+        even an error one, or a slow endpoint) leaves the verdict to the run's own retries;
+        `AuthError` (wrong credentials) is raised as it is.
+        """
+        deadline = anyio.current_time() + within
+        delay = 1.0
+        failed: ConnectionFailed | None = None
+        while (left := deadline - anyio.current_time()) > 0:
+            with anyio.move_on_after(left):
+                try:
+                    await self._tokens.current()
+                    return
+                except ConnectionFailed as exc:
+                    if not exc.connecting:
+                        return  # something answers there, if badly: the run's retries decide
+                    failed = exc
+                except TransientError:
+                    return
+            if failed is None or anyio.current_time() + delay >= deadline:
+                break  # no verdict in time (a slow endpoint is not an unreachable one)
+            await anyio.sleep(delay)
+            delay *= 2
+        if failed is not None:
+            raise Unreachable(
+                f"cannot reach the API at {self.base_url}: {failed.message}; "
+                "check api.base_url and the network",
+                url=failed.url,
+            )
 
     async def _retrying(
         self,
@@ -424,14 +531,22 @@ class ApiSession:
     ) -> T:
         policy = self.retry
         limit = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
-        attempt_no = 0
+        attempt_no = failures = outage_waits = 0
         answers_5xx = 0
 
         def backoff(exc: Exception) -> bool | float:
-            nonlocal answers_5xx
+            nonlocal answers_5xx, failures, outage_waits
             if not isinstance(exc, RETRIED_BY_SESSION):
                 return False
-            if attempt_no >= limit:
+            if isinstance(exc, ConnectionFailed) and self.reach.lost(exc):
+                # The API answered this run before: an outage (network, VPN, the API itself),
+                # waited out without spending the attempts meant for the request's own failures.
+                outage_waits += 1
+                delay = policy.delay(exc, outage_waits)
+                self.hooks.on_retry(exc.kind, attempt_no, delay)
+                return delay * policy.wait_scale
+            failures += 1
+            if failures >= limit:
                 return False
             if isinstance(exc, ServerError):
                 answers_5xx += 1
@@ -454,7 +569,7 @@ class ApiSession:
 
         try:
             async for attempt in stamina.retry_context(
-                on=backoff, attempts=limit, timeout=policy.timeout
+                on=backoff, attempts=None, timeout=policy.timeout
             ):
                 attempt_no = attempt.num
                 with attempt:

@@ -329,7 +329,20 @@ class Harvest:
             verify_tls=api.verify_tls,
             ca_bundle=api.ca_bundle,
         ) as session:
+            if self.study.source != "pyrqs":  # the SDK makes its own connections
+                # A wrong base URL, DNS or TLS: one line and exit 1 now, not minutes of retries.
+                try:
+                    await session.check_reachable()
+                except AuthError as exc:
+                    raise self._credentials_refused(exc) from None
             yield session
+
+    def _credentials_refused(self, exc: AuthError) -> HarvesterError:
+        api = self.study.api
+        return HarvesterError(
+            f"the API refused the credentials ({exc}); check {api.client_key_env} "
+            f"and {api.client_secret_env}"
+        )
 
     def _backend(self, session: ApiSession) -> Backend[Any]:
         study = self.study
@@ -580,10 +593,7 @@ class Harvest:
             return LeafOutcome()
         except AuthError as exc:
             self.stop(EXIT_FAILURE, f"the API refused the credentials: {exc}", tg)
-            raise HarvesterError(
-                f"the API refused the credentials ({exc}); check {self.study.api.client_key_env} "
-                f"and {self.study.api.client_secret_env}"
-            ) from None
+            raise self._credentials_refused(exc) from None
 
     async def _requeue_later(self, key: str, delay: float) -> None:
         await anyio.sleep(delay)
