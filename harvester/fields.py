@@ -8,7 +8,7 @@ them to Arrow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +17,8 @@ __all__ = [
     "CATALOGUE",
     "COMPARISONS",
     "DEFAULT_FIELDS",
+    "DERIVED_PARTITIONS",
+    "REQUIRED_FIELDS",
     "REST_CONDITION_FIELDS",
     "REST_OPERATIONS",
     "REST_RECORD_FIELDS",
@@ -27,7 +29,9 @@ __all__ = [
     "Scalar",
     "StructOf",
     "Type",
+    "as_int",
     "field",
+    "partition_problem",
 ]
 
 ScalarName = Literal["int64", "string", "bool"]
@@ -193,3 +197,41 @@ VIDEO_LENGTHS: Mapping[str, tuple[int, int]] = {
 def field(name: str) -> Field:
     """The catalogue entry for `name`; KeyError if there is none."""
     return CATALOGUE[name]
+
+
+#: Fields a row cannot exist without: identity (dedupe) and the window it belongs to. Always
+#: fetched and stored, whatever the study lists.
+REQUIRED_FIELDS = ("id", "create_time")
+#: Partition columns computed from `create_time` (UTC) rather than read from a field.
+DERIVED_PARTITIONS = ("create_date", "create_month", "create_year")
+
+
+def partition_problem(name: str, fields: Sequence[str]) -> tuple[str, str] | None:
+    """(problem, fix) when `name` cannot partition a dataset of `fields`, else None: a derived
+    partition, or a string field the study fetches."""
+    if name in DERIVED_PARTITIONS:
+        return None
+    known = CATALOGUE.get(name)
+    if known is not None and known.type == Scalar("string"):
+        if name in fields or name in REQUIRED_FIELDS:
+            return None
+        return f"{name} is not in study.fields", "add it there or remove it here"
+    usable = [f for f in fields if f in CATALOGUE and CATALOGUE[f].type == Scalar("string")]
+    return (
+        f'"{name}" cannot partition the dataset',
+        f"use one of {', '.join((*DERIVED_PARTITIONS, *usable))}",
+    )
+
+
+def as_int(value: object) -> int | None:
+    """An integer as the APIs send one (ids, epochs, counts, cursors): an int or a string of
+    digits; never a bool, and None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.removeprefix("-").isdigit():
+            return int(text)
+    return None

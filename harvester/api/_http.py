@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
@@ -25,13 +25,13 @@ import stamina
 import structlog
 from aiolimiter import AsyncLimiter
 
+from harvester._credentials import Credentials, require_env
 from harvester._exceptions import (
     RETRIED_BY_SESSION,
     ApiError,
     BadAnswer,
     ConfigError,
     ConnectionFailed,
-    CredentialsError,
     RateLimited,
     RequestTimeout,
     ServerError,
@@ -55,8 +55,6 @@ log = structlog.get_logger("harvester.api")
 
 TOKEN_PATH = "/v2/oauth/token/"
 ENV_BASE_URL = "TIKTOK_API_BASE_URL"
-ENV_CLIENT_KEY = "TIKTOK_CLIENT_KEY"
-ENV_CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"
 #: Bodies at least this large are decoded in a worker thread by a `fast` decoder.
 THREAD_BYTES = 256 * 1024
 
@@ -119,24 +117,6 @@ class RetryPolicy:
             # The server's word is a floor: "Retry-After: 0" must not turn into a busy loop.
             return min(max(exc.retry_after, backoff), self.max_retry_after)
         return backoff
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    client_key: str
-    client_secret: str = field(repr=False)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        env = os.environ if environ is None else environ
-        return cls(_require(env, ENV_CLIENT_KEY), _require(env, ENV_CLIENT_SECRET))
-
-
-def _require(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise CredentialsError(f"environment variable {name} is not set")
-    return value
 
 
 def tls_context(
@@ -307,7 +287,7 @@ class ApiSession:
     def from_env(cls, environ: Mapping[str, str] | None = None, **kw: Any) -> ApiSession:
         """Base URL and credentials from TIKTOK_API_BASE_URL / _CLIENT_KEY / _CLIENT_SECRET."""
         env = os.environ if environ is None else environ
-        return cls(_require(env, ENV_BASE_URL), Credentials.from_env(env), **kw)
+        return cls(require_env(env, ENV_BASE_URL), Credentials.from_env(env), **kw)
 
     def __repr__(self) -> str:
         return (

@@ -11,6 +11,7 @@ import pyarrow as pa
 from harvester._exceptions import BadAnswer
 from harvester._names import canonical_names, has_aliases
 from harvester.api.types import Record
+from harvester.fields import as_int
 from harvester.query import clean_string
 
 __all__ = ["clean", "coerce_records", "fresh_records", "fresh_rows", "record_id"]
@@ -29,15 +30,7 @@ def clean(value: Any) -> Any:
 
 def record_id(record: Record) -> int | None:
     """The video id as an int (the API sends int64; a stringified id is accepted too)."""
-    value = record.get("id")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
+    return as_int(record.get("id"))
 
 
 def fresh_records(raw: Iterable[Any], seen: set[int], *, cleaned: bool = False) -> list[Record]:

@@ -21,6 +21,7 @@ from harvester.api._records import coerce_records, fresh_records
 from harvester.api._tasks import PollPolicy, TaskRunner, normalise_status
 from harvester.api.rqs_client import CREATE, RESULT
 from harvester.api.types import Page, TaskStatus
+from harvester.fields import as_int
 from harvester.query import SeedQuery, Stage
 
 __all__ = ["PyrqsBackend", "SdkClient"]
@@ -58,10 +59,8 @@ def _task_id(answer: Any) -> int:
     value = _unwrap(answer)
     if isinstance(value, dict):
         value = value.get("task_id")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if (task_id := as_int(value)) is not None:
+        return task_id
     raise BadAnswer("the SDK's create_query_task gave no task id")
 
 

@@ -18,28 +18,18 @@ from harvester._exceptions import QueryError, SearchIdInvalid, Stalled
 from harvester.api._http import ApiSession
 from harvester.api._records import fresh_records
 from harvester.api.types import Page, Record, Resume
-from harvester.query import RestQuery, validate_fields
+from harvester.fields import as_int
+from harvester.query import MAX_REST_WINDOW_DAYS, RestQuery, validate_fields
 
 __all__ = ["VIDEO_QUERY", "ResearchApiClient"]
 
 VIDEO_QUERY = "/v2/research/video/query/"
-MAX_WINDOW_DAYS = 30
 log = structlog.get_logger("harvester.api")
 
 
 def _videos(data: dict[str, Any]) -> list[Any]:
     videos = data.get("videos")
     return videos if isinstance(videos, list) else []
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _day(epoch: int) -> date:
@@ -110,10 +100,10 @@ class ResearchApiClient:
         if end_date < start_date:
             raise QueryError(f"end_date {end_date} is before start_date {start_date}")
         sent_end = end_date if self.end_date_inclusive else end_date + timedelta(days=1)
-        if (sent_end - start_date).days > MAX_WINDOW_DAYS:
+        if (sent_end - start_date).days > MAX_REST_WINDOW_DAYS:
             raise QueryError(
                 f"window {start_date}..{end_date} is longer than the API's "
-                f"{MAX_WINDOW_DAYS} days; split it"
+                f"{MAX_REST_WINDOW_DAYS} days; split it"
             )
         limit = None
         if not self.end_date_inclusive:
@@ -227,7 +217,7 @@ class ResearchApiClient:
                 confirmed = True
                 log.info("empty_result_confirm", start_date=start_s, end_date=end_s)
                 continue
-            next_cursor = _int_or_none(data.get("cursor"))
+            next_cursor = as_int(data.get("cursor"))
             if next_cursor is None or next_cursor < cursor:
                 # Missing or null: the cursor advances by max_count, not by videos sent.
                 next_cursor = cursor + size
@@ -293,5 +283,5 @@ class ResearchApiClient:
 
 
 def _at_or_after(record: Record, epoch: int) -> bool:
-    created = _int_or_none(record.get("create_time"))
+    created = as_int(record.get("create_time"))
     return created is not None and created >= epoch

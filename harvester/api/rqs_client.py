@@ -14,6 +14,7 @@ from harvester.api._pages import PageDecoder
 from harvester.api._records import coerce_records, fresh_records, fresh_rows
 from harvester.api._tasks import PollPolicy, TaskRunner, _Slot, normalise_status
 from harvester.api.types import Page, TaskStatus
+from harvester.fields import as_int
 from harvester.query import SeedQuery, Stage
 
 __all__ = ["CANCEL", "CREATE", "RESULT", "STATUS", "RqsClient"]
@@ -28,14 +29,6 @@ NO_PUBLIC_RQS = (
     "gateway in front of the pyrqs SDK, not by TikTok; check api.base_url (inside TikTok's "
     'VCE, use source = "pyrqs")'
 )
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _count(data: dict[str, Any]) -> int:
@@ -114,7 +107,7 @@ class RqsClient(TaskRunner):
                     f"{NO_PUBLIC_RQS}"
                 ) from None
             raise
-        task_id = _as_int(data.get("task_id"))
+        task_id = as_int(data.get("task_id"))
         if task_id is None:
             raise BadAnswer("create answered without a task_id")
         return task_id
@@ -156,8 +149,8 @@ class RqsClient(TaskRunner):
                 rows = result if fast is not None and isinstance(result, pa.StructArray) else None
                 raw = [] if rows is not None else coerce_records(result)
                 received = len(rows) if rows is not None else len(raw)
-                total = _as_int(data.get("total"))
-                next_cursor = _as_int(data.get("cursor"))
+                total = as_int(data.get("total"))
+                next_cursor = as_int(data.get("cursor"))
                 if next_cursor is None or next_cursor < cursor:
                     next_cursor = cursor + received
                 has_more = data.get("has_more")

@@ -24,11 +24,11 @@ Decisions:
 
 from __future__ import annotations
 
-from harvester.config._load import DERIVED_PARTITIONS, MAX_REST_WINDOW_DAYS, load_study, loads_study
+from harvester._credentials import Credentials
+from harvester.config._load import load_study, loads_study
 from harvester.config._schema import DEFAULT_BASE_URL
 from harvester.config._study import (
     ApiSettings,
-    Credentials,
     Enrichment,
     QuotaSettings,
     Study,
@@ -37,8 +37,6 @@ from harvester.config._study import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "DERIVED_PARTITIONS",
-    "MAX_REST_WINDOW_DAYS",
     "ApiSettings",
     "Credentials",
     "Enrichment",

@@ -25,9 +25,10 @@ from harvester.config._schema import (
     shown,
 )
 from harvester.config._study import ApiSettings, Enrichment, QuotaSettings, Study
-from harvester.fields import CATALOGUE, DEFAULT_FIELDS, STRING
+from harvester.fields import DEFAULT_FIELDS, REQUIRED_FIELDS, partition_problem
 from harvester.plan.windows import parse_window
 from harvester.query import (
+    MAX_REST_WINDOW_DAYS,
     STAGE_LIMITS,
     RestQuery,
     SeedQuery,
@@ -41,9 +42,6 @@ from harvester.query import (
     validate_limit,
 )
 
-MAX_REST_WINDOW_DAYS = 30
-DERIVED_PARTITIONS = ("create_date", "create_month", "create_year")
-_REQUIRED_FIELDS = ("id", "create_time")
 #: Default daily record quota: the seed caps the RQS Test Stage at 5,000 records a day.
 QUOTA_RECORDS = {"test": 5_000, "execution": 100_000}
 _FIRST_DATE = date(2016, 1, 1)
@@ -226,17 +224,12 @@ def _creatable(key: str, path: Path, *, folder: bool) -> None:
 
 
 def _partitions(values: list[str], fields: tuple[str, ...]) -> tuple[str, ...]:
-    text_fields = [f for f in fields if CATALOGUE[f].type == STRING]
     for i, name in enumerate(values):
         key = f"output.partition_by[{i}]"
         if name in values[:i]:
             raise Problem(key, f"{shown(name)} is repeated", "list each partition once")
-        if name in DERIVED_PARTITIONS or name in text_fields:
-            continue
-        if CATALOGUE.get(name) is not None and CATALOGUE[name].type == STRING:
-            raise Problem(key, f"{name} is not in study.fields", "add it there or remove it here")
-        allowed = ", ".join((*DERIVED_PARTITIONS, *text_fields))
-        raise Problem(key, f"{shown(name)} cannot partition the dataset", f"use one of {allowed}")
+        if (problem := partition_problem(name, fields)) is not None:
+            raise Problem(key, *problem)
     return tuple(values)
 
 
@@ -330,7 +323,7 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         fields = validate_fields(DEFAULT_FIELDS if s.fields is None else s.fields, s.source)
     except QueryError as e:
         raise _query_problem("study.fields", e) from None
-    fields = tuple(f for f in _REQUIRED_FIELDS if f not in fields) + fields
+    fields = tuple(f for f in REQUIRED_FIELDS if f not in fields) + fields
 
     limit: int | None = None
     test_stage = s.stage == "test" and s.source != "research-api"

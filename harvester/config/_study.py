@@ -6,11 +6,12 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
+from harvester._credentials import Credentials
 from harvester._exceptions import CredentialsError
 from harvester.query import RestQuery, SeedQuery, Source, Stage, Translation
 
@@ -157,19 +158,6 @@ class Study:
         """The data's fingerprint plus the window length: equal plans have equal shards."""
         text = f"{self.fingerprint()}:window={self.window_days}d"
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Client credentials; the secret never appears in a repr, a log line or a traceback."""
-
-    client_key: str
-    client_secret: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"Credentials(client_key={self.client_key!r}, client_secret='***')"
-
-    __str__ = __repr__
 
 
 def resolve_credentials(study: Study, environ: Mapping[str, str] | None = None) -> Credentials:

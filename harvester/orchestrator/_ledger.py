@@ -15,11 +15,11 @@ import anyio
 import structlog
 
 from harvester._exceptions import QuotaExhausted, QuotaSpent
+from harvester.plan import DAY
 from harvester.state import StateStore, utc_day
 
 log = structlog.get_logger("harvester.quota")
 
-DAY = 86_400
 #: After 00:00 UTC the API has been seen to say "quota exceeded" for a while: retry this often.
 RESET_GRACE_RETRY = 300.0
 

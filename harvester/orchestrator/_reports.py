@@ -441,7 +441,6 @@ def verify_study(study: Study) -> dict[str, Any]:
 def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     """Cancel the remote tasks of leaves not yet paged; their next run creates fresh ones."""
     from harvester.api import ApiSession, PyrqsBackend, RqsClient
-    from harvester.api import Credentials as ApiCredentials
     from harvester.orchestrator._run import sdk_client
 
     if study.source == "research-api":
@@ -456,10 +455,9 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
 
         async def go() -> list[str]:
             done: list[str] = []
-            creds = ApiCredentials(credentials.client_key, credentials.client_secret)
             async with ApiSession(
                 study.api.base_url,
-                creds,
+                credentials,
                 request_timeout=study.api.timeout_s,
                 verify_tls=study.api.verify_tls,
                 ca_bundle=study.api.ca_bundle,

@@ -38,7 +38,6 @@ from harvester.api import (
     RetryPolicy,
     RqsClient,
 )
-from harvester.api import Credentials as ApiCredentials
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
 from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
@@ -156,7 +155,7 @@ class Harvest:
         self.stats = RunStats(started=clock())
         self.layout = layout(study.fields, study.partition_by)
         self.staging = staging_dir(study)
-        self._credentials = ApiCredentials(credentials.client_key, credentials.client_secret)
+        self._credentials = credentials
         self._stop_code: int | None = None
         self._stop_reason = ""
         self.queue: LeafQueue | None = None

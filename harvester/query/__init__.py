@@ -10,6 +10,7 @@ what a condition means (docs/design.md lists the semantics chosen where the spec
 from __future__ import annotations
 
 from harvester.query._common import (
+    MAX_REST_WINDOW_DAYS,
     STAGE_LIMITS,
     Source,
     Stage,
@@ -23,6 +24,7 @@ from harvester.query._seed import Condition, ConditionGroup, SeedQuery, parse_se
 from harvester.query._translate import Translation, translate_rest, translate_to_rest
 
 __all__ = [
+    "MAX_REST_WINDOW_DAYS",
     "OUT_OF_SCOPE",
     "REGION_CODES",
     "STAGE_LIMITS",

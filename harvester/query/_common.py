@@ -78,19 +78,6 @@ def _check_like(pattern: str, where: str) -> None:
         )
 
 
-def _as_int(v: object) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str):
-        try:
-            return int(v)
-        except ValueError:
-            return None
-    return None
-
-
 def _compare(op: str, nums: Sequence[int], get: Callable[[Record], int | None]) -> Predicate:
     first = nums[0]
     if op in ("EQ", "IN"):
@@ -140,6 +127,10 @@ def validate_fields(fields: str | Sequence[str], source: Source) -> tuple[str, .
         if n not in out:
             out.append(n)
     return tuple(out)
+
+
+#: The public API's longest window: end_date at most 30 days after start_date.
+MAX_REST_WINDOW_DAYS = 30
 
 
 def validate_limit(limit: int | None, stage: Stage) -> int:

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harvester._exceptions import QueryError
-from harvester.fields import REST_CONDITION_FIELDS, REST_OPERATIONS, VIDEO_LENGTHS
+from harvester.fields import REST_CONDITION_FIELDS, REST_OPERATIONS, VIDEO_LENGTHS, as_int
 from harvester.query._common import (
     Predicate,
     Record,
-    _as_int,
     _check_arity,
     _check_int,
     _compare,
@@ -142,14 +141,14 @@ def _parse_rest_condition(c: object, where: str) -> RestCondition:
 
 
 def _create_date(r: Record) -> int | None:
-    t = _as_int(r.get("create_time"))
+    t = as_int(r.get("create_time"))
     if t is None:
         return None
     return int(datetime.fromtimestamp(t, UTC).strftime("%Y%m%d"))
 
 
 def _length_bucket(r: Record) -> str | None:
-    d = _as_int(r.get("video_duration"))
+    d = as_int(r.get("video_duration"))
     if d is None:
         return None
     for name, (lo, hi) in VIDEO_LENGTHS.items():
@@ -164,7 +163,7 @@ def _compile_rest_condition(c: RestCondition) -> Predicate:
         return _compare(c.operation, [int(v) for v in vals], _create_date)
     if name in ("video_id", "music_id", "view_count", "comment_count"):
         key = "id" if name == "video_id" else name
-        return _compare(c.operation, [int(v) for v in vals], lambda r: _as_int(r.get(key)))
+        return _compare(c.operation, [int(v) for v in vals], lambda r: as_int(r.get(key)))
     wanted = frozenset(v.lower() for v in vals)
     if name == "hashtag_name":
         return lambda r: not wanted.isdisjoint(_lowered_list(r.get("hashtag_names")))

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harvester._exceptions import QueryError
-from harvester.fields import CATALOGUE, Scalar
+from harvester.fields import CATALOGUE, Scalar, as_int
 from harvester.query._common import (
     Predicate,
     Record,
-    _as_int,
     _check_arity,
     _check_int,
     _check_like,
@@ -200,7 +199,7 @@ def _compile_condition(c: Condition) -> Predicate:
         rx = _like_regex(c.values[0])
         return lambda r: isinstance(v := r.get(name), str) and rx.fullmatch(v) is not None
     if spec.type == Scalar("int64"):
-        return _compare(op, [int(v) for v in c.values], lambda r: _as_int(r.get(name)))
+        return _compare(op, [int(v) for v in c.values], lambda r: as_int(r.get(name)))
     strings = frozenset(c.values)
     return lambda r: r.get(name) in strings
 

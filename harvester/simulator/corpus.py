@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-__all__ = ["HASHTAGS", "REGIONS", "Corpus", "Day", "day_of", "epoch"]
+from harvester.plan.windows import DAY
+
+__all__ = ["DAY", "HASHTAGS", "REGIONS", "Corpus", "Day", "day_of", "epoch"]
 
 Video = dict[str, Any]
-DAY = 86_400
 INT64_MAX = 2**63 - 1
 
 #: Region codes with rough weights; the research audience is European and American. All from

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from harvester._arrow import arrow_type
 from harvester._exceptions import ConfigError
-from harvester.fields import CATALOGUE, Scalar
+from harvester.fields import CATALOGUE, DERIVED_PARTITIONS, REQUIRED_FIELDS, partition_problem
 
 __all__ = [
     "DERIVED_PARTITIONS",
@@ -24,13 +24,9 @@ __all__ = [
     "layout",
 ]
 
-#: Partition columns computed from `create_time` (UTC).
-DERIVED_PARTITIONS = ("create_date", "create_month", "create_year")
 #: Provenance columns appended to every row, after the catalogue fields.
 PROVENANCE = ("_retrieved_at", "_shard", "_source", "_extra")
 SOURCES = frozenset({"research-api", "rqs", "pyrqs"})
-#: Fields a row cannot exist without: identity and the window it belongs to.
-REQUIRED = ("id", "create_time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +57,14 @@ def layout(fields: Sequence[str], partition_by: Sequence[str] = ("create_date",)
     unknown = [f for f in fields if f not in CATALOGUE]
     if unknown:
         raise ConfigError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    chosen = set(fields) | set(REQUIRED)
+    chosen = set(fields) | set(REQUIRED_FIELDS)
     names = tuple(n for n in CATALOGUE if n in chosen)
     parts = tuple(dict.fromkeys(partition_by))
     for p in parts:
-        if p in DERIVED_PARTITIONS:
-            continue
-        f = CATALOGUE.get(p)
-        if f is None or f.type != Scalar("string"):
-            raise ConfigError(
-                f"cannot partition by {p!r}: use one of {', '.join(DERIVED_PARTITIONS)} "
-                "or a string field such as region_code"
-            )
-        if p not in chosen:
-            raise ConfigError(f"cannot partition by {p!r}: it is not among the study's fields")
-    cols = [pa.field(n, arrow_type(CATALOGUE[n].type), nullable=n not in REQUIRED) for n in names]
+        if (problem := partition_problem(p, names)) is not None:
+            raise ConfigError(f"output.partition_by: {problem[0]}; {problem[1]}")
+    nullable = {n: n not in REQUIRED_FIELDS for n in names}
+    cols = [pa.field(n, arrow_type(CATALOGUE[n].type), nullable=nullable[n]) for n in names]
     cols += [
         pa.field("_retrieved_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("_shard", pa.string(), nullable=False),
