@@ -53,6 +53,8 @@ error code and message only.
 
 from __future__ import annotations
 
+from harvester._exit import EXIT_LOCKED, EXIT_USER
+
 __all__ = [
     "RETRIED_BY_SESSION",
     "ApiError",
@@ -98,7 +100,7 @@ class HarvesterError(Exception):
 class UserError(HarvesterError):
     """Bad input. The CLI prints the message on one line and exits 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USER
 
 
 class ConfigError(UserError):
@@ -285,7 +287,7 @@ class StudyLocked(StateError):
     """Another live `harvester run` of the study holds its run lock. This run harvests nothing
     and exits 99 at once: a scheduler that started two overlapping runs counts it as skipped."""
 
-    exit_code = 99
+    exit_code = EXIT_LOCKED
 
 
 class SinkError(HarvesterError):

@@ -20,13 +20,11 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from harvester._exceptions import HarvesterError, StudyLocked, UserError
+from harvester._exit import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_USER
 from harvester._version import __version__
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USER, EXIT_QUOTA = 0, 1, 2, 75
-EXIT_LOCKED = StudyLocked.exit_code
 
 
 def _fail(message: str, code: int, *, what: str = "error") -> None:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from harvester import StudyLocked
-from harvester.cli import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_QUOTA, EXIT_USER
+from harvester._exit import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_QUOTA, EXIT_USER
 from harvester.config import loads_study
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import SIM, SIM_ENV, make_study

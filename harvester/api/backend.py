@@ -13,7 +13,8 @@ Q_contra = TypeVar("Q_contra", contravariant=True)
 
 
 class Backend(Protocol[Q_contra]):
-    """Pages of `query` over the half-open UTC window `[start_epoch, end_epoch)`.
+    """Pages of `query` over the half-open UTC window `[start_epoch, end_epoch)`, and the
+    cancelling of a remote task.
 
     Checkpoint `page.resume` with each page's records; after a crash pass it back as `resume`
     together with the ids already stored as `seen_ids`. `ResearchApiClient` takes a
@@ -30,3 +31,8 @@ class Backend(Protocol[Q_contra]):
         resume: Resume | None = None,
         seen_ids: Iterable[int] = (),
     ) -> AsyncIterator[Page]: ...
+
+    async def cancel(self, task_id: int) -> bool:
+        """Cancel a task this backend created (`page.task_id`); False when it cannot be
+        cancelled (finished, unknown) or the backend has no tasks (the public API)."""
+        ...

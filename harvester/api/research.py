@@ -266,6 +266,10 @@ class ResearchApiClient:
             yield page
             del page  # not alive while the next page is fetched (see TaskRunner.task_pages)
 
+    async def cancel(self, task_id: int) -> bool:
+        """The public API runs no remote task: nothing to cancel."""
+        return False
+
     async def query(
         self,
         query: RestQuery,

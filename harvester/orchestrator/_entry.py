@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -14,15 +15,11 @@ import structlog
 
 from harvester._arrow import use_lean_memory_pool
 from harvester._exceptions import HarvesterError
+from harvester._exit import EXIT_OK, EXIT_QUOTA, EXIT_SIGNAL
 from harvester.config import Credentials, Study
 from harvester.logs import configure_logging, register_secret
 from harvester.orchestrator._reports import check_full_scan, day_report, status_report
-from harvester.orchestrator._run import (
-    EXIT_OK,
-    EXIT_QUOTA,
-    Harvest,
-    RunOptions,
-)
+from harvester.orchestrator._run import Harvest, RunOptions
 
 __all__ = ["default_log_file", "harvest", "run_study"]
 
@@ -85,7 +82,7 @@ def run_study(study: Study, credentials: Credentials, options: RunOptions) -> in
             ) from None
         raise found from None
     except KeyboardInterrupt:
-        return 130
+        return EXIT_SIGNAL[signal.SIGINT]
     print(f"harvester: {_summary(study, code, time.monotonic() - started)}", file=sys.stderr)
     return code
 

@@ -441,6 +441,7 @@ def verify_study(study: Study) -> dict[str, Any]:
 def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     """Cancel the remote tasks of leaves not yet paged; their next run creates fresh ones."""
     from harvester.api import ApiSession, PyrqsBackend, RqsClient
+    from harvester.orchestrator._cancel import cancel_tasks, cancellable
     from harvester.orchestrator._run import sdk_client
 
     if study.source == "research-api":
@@ -449,12 +450,9 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     if state is None:
         return {"cancelled": [], "text": f"{study.name}: not started"}
     with state:
-        leaves = [
-            s for s in state.shards() if s.task_id and s.status in ("pending", "running", "parked")
-        ]
+        leaves = cancellable(state.shards())
 
         async def go() -> list[str]:
-            done: list[str] = []
             async with ApiSession(
                 study.api.base_url,
                 credentials,
@@ -462,18 +460,12 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
                 verify_tls=study.api.verify_tls,
                 ca_bundle=study.api.ca_bundle,
             ) as session:
-                client: RqsClient | PyrqsBackend = RqsClient(session)
+                backend: RqsClient | PyrqsBackend = RqsClient(session)
                 if study.source == "pyrqs":  # through the SDK: it holds the VCE's credentials
-                    client = PyrqsBackend(sdk_client(study), anyio.CapacityLimiter(1))
-                for leaf in leaves:
-                    assert leaf.task_id is not None
-                    if await client.cancel(int(leaf.task_id)):
-                        done.append(leaf.key)
-            return done
+                    backend = PyrqsBackend(sdk_client(study), anyio.CapacityLimiter(1))
+                return await cancel_tasks(backend, state, leaves)
 
         cancelled = anyio.run(go) if leaves else []
-        for key in cancelled:
-            state.restart_leaf(key)
     return {
         "cancelled": cancelled,
         "text": f"cancelled {len(cancelled)} of {len(leaves)} remote task(s)"

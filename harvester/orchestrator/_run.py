@@ -22,12 +22,13 @@ import structlog
 from anyio.abc import TaskGroup
 
 from harvester._exceptions import (
-    ApiError,
     AuthError,
     ConfigError,
     HarvesterError,
     QuotaExhausted,
+    QuotaSpent,
 )
+from harvester._exit import EXIT_FAILURE, EXIT_OK, EXIT_QUOTA, EXIT_SIGNAL
 from harvester._version import __version__
 from harvester.api import (
     ApiSession,
@@ -40,6 +41,7 @@ from harvester.api import (
 )
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
+from harvester.orchestrator._cancel import cancel_tasks, cancellable
 from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
@@ -56,8 +58,6 @@ from harvester.state import LeaseHeld, LeaseLost, PlannedShard, StateStore, open
 
 log = structlog.get_logger("harvester.run")
 
-EXIT_OK, EXIT_FAILURE, EXIT_QUOTA = 0, 1, 75
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How often a leaf that failed with a transient error is tried again before it is parked.
 MAX_LEAF_ATTEMPTS = 5
 #: 5xx answers to one call over a multi-day window before the window is split. One: the 500s
@@ -568,7 +568,7 @@ class Harvest:
             f"{free.requests:,} requests left today cannot finish any of the "
             f"{len(self.queue):,} windows waiting"
         )
-        exc = QuotaExhausted(reason, kind="quota_local")
+        exc = QuotaSpent(reason)
         if self.study.quota.on_exhausted == "exit":
             log.warning("day_budget_spent", left=free.requests, waiting=len(self.queue))
             self.stop(EXIT_QUOTA, "quota", tg)
@@ -605,25 +605,12 @@ class Harvest:
             await self.publisher.finalize(plan_key)
 
     async def _cancel_in_flight(self, backend: Backend[Any]) -> None:
-        if not isinstance(backend, RqsClient | PyrqsBackend):
-            return  # the public API has no remote tasks
-        client = backend  # the run's own: pyrqs cancels through the SDK, rqs over HTTP
-        # Only this worker's tasks: other workers sharing the study go on with theirs.
-        mine = None if self.state.alone else set(self.state.heartbeat())
-        for leaf in self.state.shards(status="running"):
-            if mine is not None and leaf.key not in mine:
-                continue
-            if leaf.task_id and leaf.pages <= 1:  # created, results not yet paged
-                try:
-                    cancelled = await client.cancel(int(leaf.task_id))
-                except (ApiError, ValueError) as exc:
-                    log.warning("task_cancel_failed", leaf=leaf.key, error=str(exc))
-                    continue
-                if cancelled:
-                    # Forget the task, as `harvester cancel` does: resuming a cancelled task
-                    # would fail the window and park it; the next run creates a fresh one.
-                    self.state.restart_leaf(leaf.key)
-                    log.info("task_cancelled", leaf=leaf.key, task_id=leaf.task_id)
+        leaves = self.state.shards()
+        if not self.state.alone:
+            # Only this worker's tasks: other workers sharing the study go on with theirs.
+            mine = set(self.state.heartbeat())
+            leaves = [s for s in leaves if s.key in mine]
+        await cancel_tasks(backend, self.state, cancellable(leaves))
 
 
 __all__ = [
