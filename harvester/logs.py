@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,7 +18,11 @@ import orjson
 import stamina
 import structlog
 
-__all__ = ["configure_logging", "register_secret", "scrub"]
+__all__ = ["configure_logging", "console_lines_to", "register_secret", "scrub"]
+
+#: Where console lines go instead of the console stream while a live display owns the terminal
+#: (`console_lines_to`): a line written beside the display's cursor moves would tear its frame.
+_console_hook: Callable[[str], None] | None = None
 
 _SECRETS: set[str] = set()
 _REDACTED = "[redacted]"
@@ -85,11 +90,28 @@ def _render(console: TextIO | None, console_level: int) -> Any:
                     [str(event.get("event"))]
                     + [f"{k}={v}" for k, v in event.items() if k not in _QUIET_KEYS]
                 )
-            console.write(f"{event.get('level', 'info')}: {said}\n")
-            console.flush()
+            text = f"{event.get('level', 'info')}: {said}"
+            hook = _console_hook
+            if hook is not None:
+                hook(text)
+            else:
+                console.write(text + "\n")
+                console.flush()
         return line
 
     return render
+
+
+@contextmanager
+def console_lines_to(write: Callable[[str], None]) -> Iterator[None]:
+    """For the block, hand every console line to `write` (the live display prints it above its
+    region) instead of writing it to the console stream."""
+    global _console_hook
+    previous, _console_hook = _console_hook, write
+    try:
+        yield
+    finally:
+        _console_hook = previous
 
 
 def configure_logging(

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harvester.logs import console_lines_to
 from harvester.state import utc_day
 
 if TYPE_CHECKING:
@@ -81,7 +82,22 @@ async def show_progress(h: Harvest) -> None:
     """Until cancelled: a live table on a terminal, a plain line every 30 s elsewhere."""
     if sys.stderr.isatty():
         console = Console(file=sys.stderr)
-        with Live(_table(h), console=console, refresh_per_second=2, transient=False) as live:
+        live = Live(
+            _table(h),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+            # Rows come and go (quota wait, errors): a frame taller than the screen could not
+            # be redrawn in place, so it is cut, never scrolled.
+            vertical_overflow="crop",
+        )
+
+        def above(line: str) -> None:
+            # Printed through the live console: rich clears the region, prints the line, and
+            # draws the frame again below it.
+            console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+        with live, console_lines_to(above):
             try:
                 while True:
                     await anyio.sleep(1.0)
