@@ -121,12 +121,12 @@ class LeafRunner:
                 result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
             quarantine_page(h.study.output_path, key, seq, result, page.fetched_at)
             segment = None
-            if result.rows:
+            if result.row_count:
                 segment = write_segment(h.staging, key, seq, result.batch, tag=h.segment_tag).path
             state.checkpoint_page(
                 key,
                 segment=segment,
-                rows=result.rows,
+                rows=result.row_count,
                 cursor=page.cursor,
                 search_id=page.search_id,
                 task_id=str(page.task_id) if page.task_id is not None else None,
@@ -136,12 +136,12 @@ class LeafRunner:
             if h.budget is not None:
                 h.budget.page(key, result.rows)
             h.stats.pages += 1
-            h.stats.records += result.rows
+            h.stats.records += result.row_count
             h.stats.filtered += filtered
             log.info(
                 "page_fetched",
                 leaf=key,
-                rows=result.rows,
+                rows=result.row_count,
                 received=page.raw_count,
                 dropped_outside=result.outside,
                 dropped_invalid=result.invalid,

@@ -27,9 +27,9 @@ def keep_sample(result: PageResult, room: int, leaf_key: str) -> PageResult:
     window's sample is larger than any other's.
     """
     room = max(0, room)
-    if result.rows <= room:
+    if result.row_count <= room:
         return result
-    log.info("sample_capped", leaf=leaf_key, rows=result.rows, kept=room)
+    log.info("sample_capped", leaf=leaf_key, rows=result.row_count, kept=room)
     return dataclasses.replace(result, batch=result.batch.slice(0, room))
 
 

@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harvester._arrow import CONTROL_CHARS, clean_strings
+from harvester._arrow import CONTROL_CHARS
 from harvester._names import canonical_names, has_aliases
 from harvester.sink.partition import is_lossless
 from harvester.sink.schema import DERIVED_PARTITIONS, SOURCES, Layout
@@ -44,7 +44,6 @@ class PageResult:
     received: int
     invalid: int = 0
     outside: int = 0
-    duplicates: int = 0
     uncoerced: int = 0
     unknown_fields: frozenset[str] = field(default_factory=frozenset)
     #: The records counted in `invalid`, as received: without a usable id or create_time they
@@ -52,7 +51,7 @@ class PageResult:
     rejected: tuple[object, ...] = ()
 
     @property
-    def rows(self) -> int:
+    def row_count(self) -> int:
         return int(self.batch.num_rows)
 
 
@@ -184,28 +183,23 @@ def _select(
     ids: list[int | None],
     times: list[int | None],
     window: tuple[int, int],
-    seen: set[int] | frozenset[int],
-) -> tuple[list[int], list[int], list[int], int, int, int]:
-    """(indexes kept, their ids, their create_times, invalid, outside, duplicates)."""
+) -> tuple[list[int], list[int], list[int], int, int]:
+    """(indexes kept, their ids, their create_times, invalid, outside)."""
     start, end = window
     keep: list[int] = []
     kept_ids: list[int] = []
     kept_times: list[int] = []
-    page_seen: set[int] = set()
-    invalid = outside = dups = 0
+    invalid = outside = 0
     for idx, (i, t) in enumerate(zip(ids, times, strict=True)):
         if i is None or t is None:
             invalid += 1
         elif not start <= t < end:
             outside += 1
-        elif i in seen or i in page_seen:
-            dups += 1
         else:
-            page_seen.add(i)
             keep.append(idx)
             kept_ids.append(i)
             kept_times.append(t)
-    return keep, kept_ids, kept_times, invalid, outside, dups
+    return keep, kept_ids, kept_times, invalid, outside
 
 
 def _assemble(
@@ -272,11 +266,12 @@ def normalise_page(
     window: tuple[int, int],
     source: str,
     retrieved_at: datetime,
-    seen: set[int] | frozenset[int] = frozenset(),
 ) -> PageResult:
-    """Normalise one page for `leaf_key`: drop records without a valid id/create_time, outside
-    the half-open `window`, or already in `seen` (the caller's, never mutated) or earlier on
-    this page; coerce the rest to `layout.schema`."""
+    """Normalise one page for `leaf_key`: drop records without a valid id/create_time or outside
+    the half-open `window`; coerce the rest to `layout.schema`.
+
+    The records come from the API layer deduplicated (within the page and against the leaf's
+    earlier pages) and with their strings cleaned: neither is done again here."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     # The API layer renames already; a page handed here directly gets the same treatment.
@@ -296,7 +291,7 @@ def normalise_page(
             t = _to_int(t)
         ids.append(i)
         times.append(t)
-    index, kept_ids, kept_times, invalid, outside, dups = _select(ids, times, window, seen)
+    index, kept_ids, kept_times, invalid, outside = _select(ids, times, window)
     keep: list[dict[str, object]] = [records[i] for i in index]  # type: ignore[misc]
     rejected = (
         tuple(r for r, i, t in zip(records, ids, times, strict=True) if i is None or t is None)
@@ -314,7 +309,7 @@ def normalise_page(
             extras.setdefault(idx, {}).update(more)
 
     def column(name: str, t: pa.DataType) -> pa.Array:
-        return clean_strings(_column(list(map(dict.get, keep, repeat(name))), t, name, extras))
+        return _column(list(map(dict.get, keep, repeat(name))), t, name, extras)
 
     batch = _assemble(
         layout,
@@ -332,7 +327,6 @@ def normalise_page(
         len(records),
         invalid,
         outside,
-        dups,
         sum(1 for e in extras.values() for k in e if k in known),
         frozenset(unknown),
         rejected,
@@ -347,13 +341,12 @@ def normalise_rows(
     window: tuple[int, int],
     source: str,
     retrieved_at: datetime,
-    seen: set[int] | frozenset[int] = frozenset(),
 ) -> PageResult:
     """`normalise_page` for a page the API layer decoded into Arrow (`Page.rows`).
 
-    Its values have the catalogue's types already and its strings are clean, so nothing is
-    coerced: rows are only dropped (null items, no id or create_time, outside the window,
-    repeated), and fields the study fetched but does not keep are left out.
+    Its values have the catalogue's types already, its strings are clean and its ids fresh, so
+    nothing is coerced: rows are only dropped (null items, no id or create_time, outside the
+    window), and fields the study fetched but does not keep are left out.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
@@ -380,18 +373,6 @@ def normalise_rows(
         rejected = tuple(unusable.to_pylist())
     if kept < received:
         rows = rows.filter(inside)
-    dups = 0
-    repeats = (pc.count_distinct(rows.field("id")).as_py() or 0) < kept
-    if repeats or (seen and not seen.isdisjoint(rows.field("id").to_pylist())):
-        # Rare (the backend deduplicates already): drop repeats in page order, as
-        # `normalise_page` does.
-        mask, page_seen = [], set()
-        for i in rows.field("id").to_pylist():
-            fresh = i not in seen and i not in page_seen
-            page_seen.add(i)
-            mask.append(fresh)
-        rows = rows.filter(pa.array(mask, type=pa.bool_()))
-        dups = kept - len(rows)
     n = len(rows)
     extras: dict[int, dict[str, object]] = {}
 
@@ -417,4 +398,4 @@ def normalise_rows(
     # Only partition values a path cannot carry land in `_extra` here; counted as coercions,
     # as `normalise_page` counts them.
     uncoerced = sum(len(e) for e in extras.values())
-    return PageResult(batch, received, invalid, outside, dups, uncoerced, rejected=rejected)
+    return PageResult(batch, received, invalid, outside, uncoerced, rejected=rejected)

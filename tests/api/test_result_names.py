@@ -120,7 +120,7 @@ def test_the_arrow_path_falls_back_on_aliases_and_keeps_id_less_rows_apart() -> 
         source="rqs",
         retrieved_at=NOW,
     )
-    assert result.rows == 1 and result.invalid == 1
+    assert result.row_count == 1 and result.invalid == 1
     assert result.rejected == ({**CATALOGUE_STYLE, "id": None},)
 
 

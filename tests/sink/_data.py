@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harvester.api._records import fresh_records
 from harvester.fields import DEFAULT_FIELDS
 from harvester.sink import Layout, Segment, layout, normalise_page, write_segment
 
@@ -66,10 +67,10 @@ def stage_segments(
     seen: set[int] = set()
     paths = []
     for seq, page in enumerate(pages):
+        fresh = fresh_records(page, seen)  # as a backend hands pages over: deduplicated
         result = normalise_page(
-            page, lay, leaf_key=leaf_key, window=window, source="rqs", retrieved_at=NOW, seen=seen
+            fresh, lay, leaf_key=leaf_key, window=window, source="rqs", retrieved_at=NOW
         )
-        if result.rows:
+        if result.row_count:
             paths.append(write_segment(staging, leaf_key, seq, result.batch))
-        seen.update(result.batch.column("id").to_pylist())
     return paths

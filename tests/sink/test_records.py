@@ -7,6 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harvester.api._records import fresh_records
 from harvester.query import clean_string
 from harvester.sink import layout, normalise_page
 from harvester.sink.records import PageResult
@@ -16,17 +17,17 @@ from ._data import DAY, FULL, JAN1, NOW, video
 WINDOW = (JAN1, JAN1 + DAY)
 
 
-def norm(page: list[Any], lay: Any = FULL, seen: set[int] | None = None) -> PageResult:
+def norm(page: list[Any], lay: Any = FULL) -> PageResult:
     return normalise_page(
         page, lay, leaf_key="20230101-20230101", window=WINDOW, source="research-api",
-        retrieved_at=NOW, seen=seen if seen is not None else set(),
+        retrieved_at=NOW,
     )  # fmt: skip
 
 
 def test_clean_page_keeps_everything_and_matches_the_schema() -> None:
     page = [video(i, JAN1 + i) for i in range(50)]
     r = norm(page)
-    assert r.rows == 50 and r.batch.schema == FULL.schema
+    assert r.row_count == 50 and r.batch.schema == FULL.schema
     row = r.batch.slice(3, 1).to_pylist()[0]
     assert row["id"] == page[3]["id"] and row["hashtag_info_list"] == page[3]["hashtag_info_list"]
     assert row["_extra"] is None and row["_source"] == "research-api"
@@ -46,19 +47,22 @@ def test_window_and_identity_filters_are_counted() -> None:
         video(6, JAN1, id="7000000000000000006", create_time=str(JAN1 + 5)),  # strings coerce
     ]
     r = norm(page)
-    assert (r.rows, r.outside, r.invalid) == (2, 2, 4)
+    assert (r.row_count, r.outside, r.invalid) == (2, 2, 4)
     assert r.batch.column("id").to_pylist() == [
         7_000_000_000_000_000_003,
         7_000_000_000_000_000_006,
     ]
 
 
-def test_dedupe_within_the_page_and_against_the_seen_set() -> None:
+def test_dedupe_is_the_api_layer_s_and_the_sink_keeps_what_it_is_given() -> None:
     seen = {video(1, JAN1)["id"]}
-    r = norm([video(1, JAN1), video(2, JAN1), video(2, JAN1 + 1), video(3, JAN1)], seen=seen)
-    assert r.rows == 2 and r.duplicates == 2
-    assert seen == {video(1, JAN1)["id"]}  # the caller adds ids after its checkpoint commits
+    page = [video(1, JAN1), video(2, JAN1), video(2, JAN1 + 1), video(3, JAN1)]
+    fresh = fresh_records(page, seen)  # within the page and against the leaf's earlier pages
+    r = norm(fresh)
     assert r.batch.column("id").to_pylist() == [video(2, JAN1)["id"], video(3, JAN1)["id"]]
+    assert seen == {video(i, JAN1)["id"] for i in (1, 2, 3)}
+    # One owner: handed a repeat, the sink does not second-guess the API layer.
+    assert norm([video(2, JAN1), video(2, JAN1)]).row_count == 2
 
 
 def test_wrong_types_are_coerced_or_kept_in_extra() -> None:
@@ -99,7 +103,8 @@ def test_control_characters_are_removed_everywhere() -> None:
         video(1, JAN1, username=dirty, hashtag_names=[dirty], video_label={"content": dirty},
               hashtag_info_list=[{"hashtag_id": 1, "hashtag_name": dirty}]),
     ]  # fmt: skip
-    row = norm(page).batch.to_pylist()[0]
+    # Cleaning is the API layer's (it sees every record first); the sink stores what it gets.
+    row = norm(fresh_records(page, set())).batch.to_pylist()[0]
     clean = clean_string(dirty)
     assert clean == "abc\td\ne"
     assert row["username"] == clean and row["hashtag_names"] == [clean]
@@ -117,7 +122,7 @@ def test_a_partition_value_the_path_cannot_carry_is_kept() -> None:
 
 def test_empty_page() -> None:
     r = norm([])
-    assert r.rows == 0 and r.batch.schema == FULL.schema
+    assert r.row_count == 0 and r.batch.schema == FULL.schema
 
 
 json_values = st.recursive(
@@ -138,5 +143,5 @@ def test_normalise_never_raises(page: list[dict[str, Any]]) -> None:
             rec.update(id=i, create_time=JAN1 + i)
     r = norm(page)
     assert r.batch.schema == FULL.schema
-    assert r.rows + r.invalid + r.outside + r.duplicates == len(page)
+    assert r.row_count + r.invalid + r.outside == len(page)
     pa.Table.from_batches([r.batch]).validate(full=True)

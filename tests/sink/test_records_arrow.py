@@ -37,7 +37,6 @@ def both(
     records: Sequence[Any],
     lay: Layout = FULL,
     window: tuple[int, int] = WINDOW,
-    seen: frozenset[int] = frozenset(),
     t: pa.StructType = ROWS_TYPE,
 ) -> tuple[PageResult, PageResult]:
     kw: dict[str, Any] = {
@@ -45,7 +44,6 @@ def both(
         "window": window,
         "source": "rqs",
         "retrieved_at": NOW,
-        "seen": seen,
     }
     return normalise_rows(to_rows(records, t), lay, **kw), normalise_page(list(records), lay, **kw)
 
@@ -64,12 +62,7 @@ def assert_same(records: Sequence[Any], **kw: Any) -> PageResult:
             else b.batch.column(name).cast(pa.int64()).to_pylist(),
         )
     assert a.batch.equals(b.batch)
-    assert (a.received, a.invalid, a.outside, a.duplicates) == (
-        b.received,
-        b.invalid,
-        b.outside,
-        b.duplicates,
-    )
+    assert (a.received, a.invalid, a.outside) == (b.received, b.invalid, b.outside)
     # The records are well typed: the general path coerced nothing, and what both count as
     # "uncoerced" is only the partition values kept in `_extra`.
     assert not b.unknown_fields
@@ -88,15 +81,15 @@ def test_window_inside_outside_and_both_boundaries() -> None:
     recs = [video(i, t) for i, t in enumerate(times)]
     r = assert_same(recs)
     assert [t for t in r.batch.column("create_time").to_pylist()] == [start, start + 1, end - 1]
-    assert (r.rows, r.outside, r.invalid) == (3, 5, 0)
+    assert (r.row_count, r.outside, r.invalid) == (3, 5, 0)
 
 
 def test_all_outside_and_all_inside() -> None:
     start, end = WINDOW
     r = assert_same([video(i, end + i) for i in range(5)])
-    assert r.rows == 0 and r.outside == 5
+    assert r.row_count == 0 and r.outside == 5
     r = assert_same([video(i, start + i) for i in range(5)])
-    assert r.rows == 5 and r.outside == 0
+    assert r.row_count == 5 and r.outside == 0
 
 
 def test_negative_and_extreme_windows() -> None:
@@ -109,9 +102,9 @@ def test_negative_and_extreme_windows() -> None:
 def test_null_items_are_invalid() -> None:
     recs = [None, video(1, JAN1), None, None, video(2, JAN1 + 5), None]
     r = assert_same(recs)
-    assert (r.received, r.invalid, r.rows) == (6, 4, 2)
+    assert (r.received, r.invalid, r.row_count) == (6, 4, 2)
     r = assert_same([None, None])
-    assert (r.received, r.invalid, r.rows) == (2, 2, 0)
+    assert (r.received, r.invalid, r.row_count) == (2, 2, 0)
     assert_same([])
 
 
@@ -125,36 +118,14 @@ def test_missing_id_or_create_time_is_invalid() -> None:
         video(6, JAN1),
     ]
     r = assert_same(recs)
-    assert r.invalid == 4 and r.rows == 2
+    assert r.invalid == 4 and r.row_count == 2
 
 
-def test_repeated_ids_within_a_page_keep_the_first() -> None:
+def test_repeats_are_the_api_layer_s_both_paths_keep_what_they_are_handed() -> None:
     a, b = video(1, JAN1), video(2, JAN1 + 1)
-    recs = [a, b, {**a, "username": "second"}, None, {**b, "create_time": JAN1 - 1}, b, a]
+    recs = [a, b, {**a, "username": "second"}, None, {**b, "create_time": JAN1 - 1}]
     r = assert_same(recs)
-    assert ids(r) == [a["id"], b["id"]]
-    assert r.batch.column("username").to_pylist() == [a["username"], b["username"]]
-    assert r.duplicates == 3 and r.outside == 1 and r.invalid == 1
-
-
-def test_a_repeat_outside_the_window_does_not_shadow_one_inside() -> None:
-    a = video(1, JAN1 + 10)
-    r = assert_same([{**a, "create_time": JAN1 - 1}, a])
-    assert ids(r) == [a["id"]] and r.outside == 1 and r.duplicates == 0
-
-
-def test_seen_ids_are_dropped_and_not_mutated() -> None:
-    recs = [video(i, JAN1 + i) for i in range(6)]
-    seen = frozenset({recs[1]["id"], recs[4]["id"], 12345})
-    r = assert_same([*recs, recs[2]], seen=seen)
-    assert ids(r) == [recs[i]["id"] for i in (0, 2, 3, 5)]
-    assert r.duplicates == 3
-    mutable = set(seen)
-    normalise_rows(
-        to_rows(recs), FULL, leaf_key=LEAF, window=WINDOW, source="rqs", retrieved_at=NOW,
-        seen=mutable,
-    )  # fmt: skip
-    assert mutable == set(seen)
+    assert ids(r) == [a["id"], b["id"], a["id"]] and r.outside == 1 and r.invalid == 1
 
 
 def test_derived_partitions_of_every_kind() -> None:
@@ -307,5 +278,5 @@ def pages(draw: st.DrawFn) -> tuple[list[Any], frozenset[int], tuple[int, int]]:
 def test_any_page_normalises_the_same_either_way(
     page: tuple[list[Any], frozenset[int], tuple[int, int]], lay: Layout
 ) -> None:
-    records, seen, window = page
-    assert_same(records, lay=lay, window=window, seen=seen)
+    records, _, window = page
+    assert_same(records, lay=lay, window=window)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harvester.api._records import fresh_records
 from harvester.sink import (
     cleanup_staging,
     cleanup_strays,
@@ -46,17 +47,16 @@ def run(
         start = 0 if leaf.cursor is None else leaf.cursor
         for n in range(start, len(PAGES)):
             page = normalise_page(
-                PAGES[n], FULL, leaf_key=leaf.key, window=(PLAN.start, PLAN.end),
-                source="research-api", retrieved_at=NOW, seen=seen,
+                fresh_records(PAGES[n], seen), FULL, leaf_key=leaf.key,
+                window=(PLAN.start, PLAN.end), source="research-api", retrieved_at=NOW,
             )  # fmt: skip
             seq = state.shard(leaf.key).pages
-            seg = write_segment(staging, leaf.key, seq, page.batch) if page.rows else None
+            seg = write_segment(staging, leaf.key, seq, page.batch) if page.row_count else None
             if crash == f"page{n}":
                 raise Crash  # segment renamed, state not told
             state.checkpoint_page(
-                leaf.key, segment=seg.path if seg else None, rows=page.rows, cursor=n + 1
+                leaf.key, segment=seg.path if seg else None, rows=page.row_count, cursor=n + 1
             )
-            seen.update(page.batch.column("id").to_pylist())
         state.mark_done(leaf.key)
     if state.plan_ready(PLAN.key):
         segments = [s.path for s in state.segments(plan_key=PLAN.key)]
