@@ -468,6 +468,22 @@ class ApiSession:
             return answer
         raise failure
 
+    def note_retry(self, endpoint: str, exc: ApiError, attempt: int, delay: float) -> None:
+        """Log a retry and count it: here for the session's own retries, and for a client's
+        (a rejected search id asked again)."""
+        # Retries are the normal weather of this API: the JSON log and `status` count them;
+        # only a request that finally fails is worth a warning on the console.
+        log.info(
+            "retry",
+            endpoint=endpoint,
+            kind=exc.kind,
+            attempt=attempt,
+            delay=round(delay, 3),
+            status=exc.status,
+            code=exc.code,
+        )
+        self.hooks.on_retry(exc.kind, attempt, delay)
+
     async def check_reachable(self, within: float = 15.0) -> None:
         """Fail fast when the API cannot be reached at all: a wrong base URL, a name that does
         not resolve, a certificate not trusted.
@@ -533,18 +549,7 @@ class ApiSession:
                 if give_up_5xx is not None and answers_5xx >= give_up_5xx:
                     return False
             delay = policy.delay(exc, attempt_no)
-            # Retries are the normal weather of this API: the JSON log and `status` count them;
-            # only a request that finally fails is worth a warning on the console.
-            log.info(
-                "retry",
-                endpoint=endpoint,
-                kind=exc.kind,
-                attempt=attempt_no,
-                delay=round(delay, 3),
-                status=exc.status,
-                code=exc.code,
-            )
-            self.hooks.on_retry(exc.kind, attempt_no, delay)
+            self.note_retry(endpoint, exc, attempt_no, delay)
             return delay * policy.wait_scale
 
         try:

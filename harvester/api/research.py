@@ -142,19 +142,12 @@ class ResearchApiClient:
         params = {"fields": ",".join(wanted)}
         seen = set(seen_ids)
         multi_day = end_date > start_date
-        failures = restarts = stuck = 0
-        confirmed = False
-        restarted = False
-        waits = self.search_id_waits(resumed=bool(search_id))
-        scale = self.session.retry.wait_scale
+        at = _Paging(self, (start_s, end_s), size, cursor, search_id)
         while True:
-            body = dict(base, cursor=cursor)
-            if search_id:
-                body["search_id"] = search_id
             try:
                 data = await self.session.post(
                     VIDEO_QUERY,
-                    body,
+                    at.body(base),
                     params=params,
                     counted=True,
                     records_of=lambda d: len(_videos(d)),
@@ -163,84 +156,35 @@ class ResearchApiClient:
                     give_up_5xx=(
                         None
                         if not multi_day or self.split_after_5xx is None
-                        else self.split_after_5xx + (1 if search_id else 0)
+                        else self.split_after_5xx + (1 if at.search_id else 0)
                     ),
                 )
             except SearchIdInvalid as exc:
-                failures += 1
-                if failures <= len(waits):
-                    delay = waits[failures - 1]
-                    log.info(
-                        "retry",
-                        endpoint=VIDEO_QUERY,
-                        kind=exc.kind,
-                        attempt=failures,
-                        delay=delay,
-                        status=exc.status,
-                        code=exc.code,
-                    )
-                    self.session.hooks.on_retry(exc.kind, failures, delay)
-                    await anyio.sleep(delay * scale)
-                    continue
-                if restarts >= self.max_restarts:
-                    raise
-                restarts += 1
-                log.warning(
-                    "window_restarted",
-                    start_date=start_s,
-                    end_date=end_s,
-                    cursor=cursor,
-                    search_id=search_id,
-                    reason=exc.kind,
-                    restarts=restarts,
-                )
-                cursor, search_id, restarted, failures = 0, None, True, 0
-                waits = self.search_id_waits()
+                delay = at.rejected(exc)
+                if delay is not None:
+                    self.session.note_retry(VIDEO_QUERY, exc, at.failures, delay)
+                    await anyio.sleep(delay * self.session.retry.wait_scale)
                 continue
-            if failures:
-                log.info("search_id_accepted", cursor=cursor, retries=failures)
-            if search_id is None or data.get("search_id") not in (None, "", search_id):
-                # A new search id is a fresh one: its rejections are waited out in full.
-                waits = self.search_id_waits()
-            failures = 0
+            at.answered(data)
             videos = _videos(data)
             has_more = bool(data.get("has_more"))
-            if (
-                self.confirm_empty
-                and not videos
-                and not has_more
-                and not search_id
-                and cursor == 0
-                and not confirmed
-            ):
-                # A fresh search that finds nothing may be a silent empty answer: ask once more.
-                confirmed = True
-                log.info("empty_result_confirm", start_date=start_s, end_date=end_s)
+            if at.confirm_empty(videos, has_more):
                 continue
-            next_cursor = as_int(data.get("cursor"))
-            if next_cursor is None or next_cursor < cursor:
-                # Missing or null: the cursor advances by max_count, not by videos sent.
-                next_cursor = cursor + size
-            sid = data.get("search_id")
-            search_id = str(sid) if sid not in (None, "") else search_id
+            next_cursor = at.next_cursor(data)
             records = fresh_records(videos, seen, cleaned=True)
             if drop_from is not None:
                 records = [r for r in records if not _at_or_after(r, drop_from)]
             yield Page(
                 records=records,
                 cursor=next_cursor,
-                search_id=search_id,
+                search_id=at.search_id,
                 has_more=has_more,
                 raw_count=len(videos),
-                restarted=restarted,
+                restarted=at.take_restarted(),
             )
-            restarted = False
             if not has_more:
                 return
-            stuck = 0 if videos and next_cursor > cursor else stuck + 1
-            if stuck >= self.max_empty_pages:
-                raise Stalled(f"{stuck} pages in a row without progress at cursor {next_cursor}")
-            cursor = next_cursor
+            at.advance(bool(videos), next_cursor)
 
     async def pages(
         self,
@@ -284,6 +228,97 @@ class ResearchApiClient:
         async for page in self.iter_pages(query, start_date, end_date, fields, max_count=max_count):
             out.extend(page.records)
         return out
+
+
+class _Paging:
+    """Where the paging of one window stands: the cursor and search id to send next, and the
+    rejections, restarts and empty pages met so far, with the rules for each."""
+
+    def __init__(
+        self,
+        client: ResearchApiClient,
+        window: tuple[str, str],
+        size: int,
+        cursor: int,
+        search_id: str | None,
+    ) -> None:
+        self.client, self.window, self.size = client, window, size
+        self.cursor, self.search_id = cursor, search_id
+        self.failures = self.restarts = self.stuck = 0
+        self.confirmed = self.restarted = False
+        self.waits = client.search_id_waits(resumed=bool(search_id))
+
+    def body(self, base: dict[str, Any]) -> dict[str, Any]:
+        body = dict(base, cursor=self.cursor)
+        if self.search_id:
+            body["search_id"] = self.search_id
+        return body
+
+    def rejected(self, exc: SearchIdInvalid) -> float | None:
+        """The wait before asking again with the same search id, or None when the window was
+        restarted from cursor 0 without it; raises `exc` once the restarts are spent."""
+        self.failures += 1
+        if self.failures <= len(self.waits):
+            return self.waits[self.failures - 1]
+        if self.restarts >= self.client.max_restarts:
+            raise exc
+        self.restarts += 1
+        log.warning(
+            "window_restarted",
+            start_date=self.window[0],
+            end_date=self.window[1],
+            cursor=self.cursor,
+            search_id=self.search_id,
+            reason=exc.kind,
+            restarts=self.restarts,
+        )
+        self.cursor, self.search_id, self.restarted, self.failures = 0, None, True, 0
+        self.waits = self.client.search_id_waits()
+        return None
+
+    def answered(self, data: dict[str, Any]) -> None:
+        if self.failures:
+            log.info("search_id_accepted", cursor=self.cursor, retries=self.failures)
+        if self.search_id is None or data.get("search_id") not in (None, "", self.search_id):
+            # A new search id is a fresh one: its rejections are waited out in full.
+            self.waits = self.client.search_id_waits()
+        self.failures = 0
+
+    def confirm_empty(self, videos: list[Any], has_more: bool) -> bool:
+        """A fresh search that finds nothing may be a silent empty answer: ask once more."""
+        if (
+            self.client.confirm_empty
+            and not videos
+            and not has_more
+            and not self.search_id
+            and self.cursor == 0
+            and not self.confirmed
+        ):
+            self.confirmed = True
+            log.info("empty_result_confirm", start_date=self.window[0], end_date=self.window[1])
+            return True
+        return False
+
+    def next_cursor(self, data: dict[str, Any]) -> int:
+        """The answer's cursor (and search id, kept for the next call)."""
+        next_cursor = as_int(data.get("cursor"))
+        if next_cursor is None or next_cursor < self.cursor:
+            # Missing or null: the cursor advances by max_count, not by videos sent.
+            next_cursor = self.cursor + self.size
+        sid = data.get("search_id")
+        self.search_id = str(sid) if sid not in (None, "") else self.search_id
+        return next_cursor
+
+    def take_restarted(self) -> bool:
+        """Whether the page about to be yielded follows a restart (told once)."""
+        restarted, self.restarted = self.restarted, False
+        return restarted
+
+    def advance(self, had_videos: bool, next_cursor: int) -> None:
+        self.stuck = 0 if had_videos and next_cursor > self.cursor else self.stuck + 1
+        if self.stuck >= self.client.max_empty_pages:
+            raise Stalled(f"{self.stuck} pages in a row without progress at cursor {next_cursor}")
+        self.cursor = next_cursor
 
 
 def _at_or_after(record: Record, epoch: int) -> bool:

@@ -134,7 +134,7 @@ class LeafRunner:
             )
             seq += 1
             if h.budget is not None:
-                h.budget.page(key, result.rows)
+                h.budget.page(key, result.row_count)
             h.stats.pages += 1
             h.stats.records += result.row_count
             h.stats.filtered += filtered
