@@ -79,6 +79,37 @@ class PollPolicy:
         `rate`."""
         return 0.0 if self.rate is None else waiting / self.rate
 
+    def first_wait(self, lead: float, phase: float, waiting: int, deadline: float | None) -> float:
+        """The wait before a fresh task's first poll: past `lead`, the age at which recent
+        tasks were still running (0: none known), at this task's `phase` of the interval."""
+        spacing = self.spacing(waiting)
+        if lead <= 0:
+            return phase * max(self.initial, spacing)
+        # Nothing to ask before `lead`. Tasks started together then take different points of
+        # the fine interval.
+        fine = max(self.initial * self.fine / self.fraction, self.fine * lead, spacing)
+        first = lead + phase * fine
+        return min(first, self.maximum) if deadline is None else first
+
+    def next_wait(self, age: float, fine: bool, waiting: int) -> float:
+        """The wait before the next poll of a task `age` seconds old."""
+        if fine:
+            delay = max(self.initial * self.fine / self.fraction, self.fine * age)
+        else:
+            delay = max(self.initial, self.fraction * age)
+        return max(min(self.maximum, delay), self.spacing(waiting))
+
+
+def _finished(st: TaskStatus, task_id: int) -> bool:
+    """True once the task is Completed; raises when it failed or was cancelled."""
+    if st.status == "AnalysisFailed":
+        raise TaskAnalysisFailed(
+            f"task {task_id} failed: {st.message or 'no reason given'}", code="AnalysisFailed"
+        )
+    if st.status == "Cancelled":
+        raise TaskCancelled(f"task {task_id} was cancelled", code="Cancelled")
+    return st.status == "Completed"
+
 
 class TaskClock:
     """How long this client's recent tasks took, as seen through their status polls, shared by
@@ -256,38 +287,19 @@ class TaskRunner(ABC):
         deadline = None if poll.timeout is None else started + poll.timeout
         running_at = 0.0
         if fresh:
-            phase = clock.phase()
-            spacing = poll.spacing(clock.waiting)
-            if (lead := clock.first_poll()) > 0:
-                # Recent tasks were still running at `lead`: nothing to ask before it. Tasks
-                # started together then take different points of the fine interval.
-                fine = max(poll.initial * poll.fine / poll.fraction, poll.fine * lead, spacing)
-                first = lead + phase * fine
-                first = min(first, poll.maximum) if deadline is None else first
-            else:
-                first = phase * max(poll.initial, spacing)
+            first = poll.first_wait(clock.first_poll(), clock.phase(), clock.waiting, deadline)
             await clock.sleep(first, started, running_at)
         while True:
             asked = anyio.current_time() - started
             st = await self.status(task_id)
-            if st.status == "Completed":
+            if _finished(st, task_id):
                 if fresh:
                     clock.completed(running_at, asked)
                 return st
-            if st.status == "AnalysisFailed":
-                raise TaskAnalysisFailed(
-                    f"task {task_id} failed: {st.message or 'no reason given'}",
-                    code="AnalysisFailed",
-                )
-            if st.status == "Cancelled":
-                raise TaskCancelled(f"task {task_id} was cancelled", code="Cancelled")
             running_at = asked
-            age = anyio.current_time() - started
-            if fresh and clock.first_poll() > 0:  # close to the expected end: poll finely
-                delay = max(poll.initial * poll.fine / poll.fraction, poll.fine * age)
-            else:
-                delay = max(poll.initial, poll.fraction * age)
-            delay = max(min(poll.maximum, delay), poll.spacing(clock.waiting))
+            # Close to the end recent tasks took: poll finely.
+            fine = fresh and clock.first_poll() > 0
+            delay = poll.next_wait(anyio.current_time() - started, fine, clock.waiting)
             if deadline is not None and anyio.current_time() + delay > deadline:
                 raise TaskTimedOut(f"task {task_id} still {st.status} after {poll.timeout:g} s")
             if fresh:
