@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ __all__ = [
     "ROW_GROUP_ROWS",
     "STAGING",
     "DatasetFile",
+    "PartitionWriter",
     "cleanup_strays",
     "finalize_plan_shard",
     "write_manifest",
@@ -88,39 +89,24 @@ def write_parquet(
 
     Batches are buffered up to one row group, so memory stays at one group whatever the size.
     """
-    tmp = final.with_name(f".{final.name}.tmp")
-    rows = 0
-    buffered: list[pa.RecordBatch] = []
-    pending = pending_bytes = 0
+    out = PartitionWriter(final, schema, row_group_rows)
     try:
-        with pq.ParquetWriter(
-            str(tmp), schema, compression="zstd", write_statistics=True
-        ) as writer:
-            for batch in batches:
-                buffered.append(batch)
-                pending += batch.num_rows
-                pending_bytes += batch.nbytes
-                if pending >= row_group_rows or pending_bytes >= ROW_GROUP_BYTES:
-                    table = pa.Table.from_batches(buffered, schema)
-                    writer.write_table(table, row_group_size=row_group_rows)
-                    rows += pending
-                    buffered, pending, pending_bytes = [], 0, 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(buffered, schema))
-                rows += pending
-        publish(tmp, final)
+        for batch in batches:
+            out.add(batch)
+            if out.full:
+                out.flush()
+        out.publish()
     except BaseException:
         # A full disk must not leave a half-written file behind it (start-up would remove it,
         # but the space is wanted now).
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        out.discard()
         raise
-    return rows
+    return out.rows
 
 
-class _PartitionFile:
-    """One partition's Parquet file of a plan shard, written through a temporary name, with
-    the rows not yet written buffered until they make a row group."""
+class PartitionWriter:
+    """One Parquet file written through a hidden temporary name, with the rows not yet written
+    buffered until they make a row group (`row_group_rows` or ROW_GROUP_BYTES)."""
 
     def __init__(self, final: Path, schema: pa.Schema, row_group_rows: int) -> None:
         self.final = final
@@ -129,7 +115,7 @@ class _PartitionFile:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         try:
-            self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
                 str(self.tmp),
                 schema,
                 compression="zstd",
@@ -138,25 +124,52 @@ class _PartitionFile:
         except BaseException:
             self.tmp.unlink(missing_ok=True)  # the caller never learns of this file
             raise
-        self.buffered: list[pa.RecordBatch] = []
+        self._buffered: list[pa.RecordBatch] = []
         self.pending = self.pending_bytes = self.rows = 0
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        self.buffered.append(batch)
+    @property
+    def closed(self) -> bool:
+        return self._writer is None
+
+    @property
+    def full(self) -> bool:
+        """The buffered rows make a row group."""
+        return self.pending >= self.row_group_rows or self.pending_bytes >= ROW_GROUP_BYTES
+
+    def add(self, batch: pa.RecordBatch) -> int:
+        """Buffer `batch`; returns the bytes it holds."""
+        self._buffered.append(batch)
         self.pending += batch.num_rows
         self.pending_bytes += batch.nbytes
+        return int(batch.nbytes)
 
-    def flush(self) -> None:
-        if self.pending and self.writer is not None:
-            table = pa.Table.from_batches(self.buffered, self.schema)
-            self.writer.write_table(table, row_group_size=self.row_group_rows)
+    def flush(self) -> int:
+        """Write the buffered rows as a row group; returns the bytes released."""
+        released = self.pending_bytes
+        if self.pending and self._writer is not None:
+            table = pa.Table.from_batches(self._buffered, self.schema)
+            self._writer.write_table(table, row_group_size=self.row_group_rows)
             self.rows += self.pending
-        self.buffered, self.pending, self.pending_bytes = [], 0, 0
+        self._buffered, self.pending, self.pending_bytes = [], 0, 0
+        return released
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def publish(self) -> None:
+        """Flush, close, and give the file its final name."""
+        self.flush()
+        self.close()
+        publish(self.tmp, self.final)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (a failed write)."""
+        with contextlib.suppress(Exception):
+            self.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
 
 
 def finalize_plan_shard(
@@ -180,46 +193,21 @@ def finalize_plan_shard(
     segments each). Returns the files for `StateStore.commit_plan_shard`.
     """
     check_key(plan_key)
-    files_schema = layout.file_schema
-    names = files_schema.names
-    parts = layout.partition_by
-    files: dict[str, _PartitionFile] = {}
+    files: dict[str, PartitionWriter] = {}
     published: list[Path] = []
+
+    def writer(path: str) -> PartitionWriter:
+        final = root / path / f"{plan_key}.parquet"
+        return PartitionWriter(final, layout.file_schema, row_group_rows)
+
     with sink_errors(f"finalize plan shard {plan_key}"):
         try:
             # One pass over the segments per `open_files` partitions: nearly every shard spans
             # a few and needs one; a month of days × regions must not run out of descriptors.
-            more = True
-            while more:
-                more = False
-                open_now: list[_PartitionFile] = []
-                buffered = 0
-                for batch in read_segments(staging, segments):
-                    for path, rows in _groups(batch, parts):
-                        f = files.get(path)
-                        if f is None:
-                            if len(open_now) >= open_files:
-                                more = True  # the next pass takes it
-                                continue
-                            f = files[path] = _PartitionFile(
-                                root / path / f"{plan_key}.parquet", files_schema, row_group_rows
-                            )
-                            open_now.append(f)
-                        elif f.writer is None:
-                            continue  # written by an earlier pass
-                        chunk = rows.select(names)
-                        f.add(chunk)
-                        buffered += chunk.nbytes
-                        if f.pending >= row_group_rows or f.pending_bytes >= ROW_GROUP_BYTES:
-                            buffered -= f.pending_bytes
-                            f.flush()
-                        while buffered > buffer_bytes:
-                            largest = max(open_now, key=lambda x: x.pending_bytes)
-                            buffered -= largest.pending_bytes
-                            largest.flush()
-                for f in open_now:
-                    f.flush()
-                    f.close()
+            while _finalize_pass(
+                staging, segments, layout, files, writer, buffer_bytes, open_files
+            ):
+                pass
             for f in files.values():
                 published.append(f.final)
                 publish(f.tmp, f.final)
@@ -228,10 +216,7 @@ def finalize_plan_shard(
             # readers never see part of a plan shard the state does not know, and verify holds;
             # a full disk must not keep half-written files either.
             for f in files.values():
-                with contextlib.suppress(Exception):
-                    f.close()
-                with contextlib.suppress(OSError):
-                    f.tmp.unlink(missing_ok=True)
+                f.discard()
             for final in published:
                 with contextlib.suppress(OSError):
                     final.unlink(missing_ok=True)
@@ -239,6 +224,44 @@ def finalize_plan_shard(
     out = [DatasetFile(f"{path}/{plan_key}.parquet", path, f.rows) for path, f in files.items()]
     pa.default_memory_pool().release_unused()  # the pool would keep the freed buffers a while
     return sorted(out, key=lambda f: f.path)
+
+
+def _finalize_pass(
+    staging: Path,
+    segments: Sequence[str],
+    layout: Layout,
+    files: dict[str, PartitionWriter],
+    writer: Callable[[str], PartitionWriter],
+    buffer_bytes: int,
+    open_files: int,
+) -> bool:
+    """One pass over the segments: rows of the partitions opened in this pass (at most
+    `open_files` new ones) are written, those of partitions written by an earlier pass skipped.
+    True when a partition is left for another pass."""
+    names = layout.file_schema.names
+    more = False
+    open_now: list[PartitionWriter] = []
+    buffered = 0
+    for batch in read_segments(staging, segments):
+        for path, rows in _groups(batch, layout.partition_by):
+            f = files.get(path)
+            if f is None:
+                if len(open_now) >= open_files:
+                    more = True  # the next pass takes it
+                    continue
+                f = files[path] = writer(path)
+                open_now.append(f)
+            elif f.closed:
+                continue  # written by an earlier pass
+            buffered += f.add(rows.select(names))
+            if f.full:
+                buffered -= f.flush()
+            while buffered > buffer_bytes:
+                buffered -= max(open_now, key=lambda x: x.pending_bytes).flush()
+    for f in open_now:
+        f.flush()
+        f.close()
+    return more
 
 
 def cleanup_strays(root: Path, known: set[str]) -> list[str]:
