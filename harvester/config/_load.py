@@ -296,17 +296,68 @@ def _enrichments(
 
 
 def _resolve(model: StudyFile, config_path: Path) -> Study:
-    s, api, base = model.study, model.api, config_path.parent
-    if not _NAME_RE.fullmatch(s.name):
+    """The study the file describes, checked in the order a reader of the file meets it: the
+    first problem found is the one reported."""
+    s = model.study
+    _check_name(s.name)
+    start, end, window_days = _period(s)
+    fields = _fields(s)
+    limit = _limit(model)
+    stage = "execution" if s.source == "research-api" else s.stage
+    seed, rest, translation, warnings = _queries(s)
+    output, state, state_url = _places(model, config_path)
+    enrichments = _enrichments(model, config_path.parent, output, state, fields)
+    if not model.api.verify_tls:
+        warnings += ("api.verify_tls = false: server certificates are not checked (loopback only)",)
+    return Study(
+        name=s.name,
+        source=s.source,
+        category=s.category,
+        fields=fields,
+        start_date=start,
+        end_date=end,
+        window_days=window_days,
+        stage=s.stage,
+        limit=limit,
+        expected_records_per_day=s.expected_records_per_day,
+        allow_full_scan=s.allow_full_scan,
+        seed_query=seed,
+        rest_query=rest,
+        translation=translation,
+        api=_api_settings(model.api, s.source, config_path.parent),
+        quota=QuotaSettings(
+            daily_requests=model.quota.daily_requests,
+            daily_records=model.quota.daily_records or QUOTA_RECORDS[stage],
+            on_exhausted=model.quota.on_exhausted,
+            pool=model.quota.pool,
+            share=model.quota.share,
+            window_fraction=model.quota.window_fraction,
+        ),
+        output_path=output,
+        partition_by=_partitions(model.output.partition_by, fields),
+        state_path=state,
+        config_path=config_path,
+        enrichments=enrichments,
+        warnings=warnings,
+        state_url=state_url,
+        lease_s=model.state.lease_s,
+    )
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.fullmatch(name):
         raise Problem(
             "study.name",
-            f"{shown(s.name)} cannot name files",
+            f"{shown(name)} cannot name files",
             "use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
+
+
+def _period(s: StudyTable) -> tuple[date, date, int]:
+    """(start_date, end_date, window length in days)."""
     start, end = _date("study.start_date", s.start_date), _date("study.end_date", s.end_date)
     if end < start:
         raise Problem("study.end_date", f"{end} is before start_date {start}", "swap the dates")
-
     most = MAX_REST_WINDOW_DAYS if s.source == "research-api" else 3660
     try:
         window_days = parse_window(s.window)
@@ -318,13 +369,21 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             f"{shown(s.window)} is not a window",
             f'use a whole number of days from 1 to {most} like "7d"',
         ) from None
+    return start, end, window_days
 
+
+def _fields(s: StudyTable) -> tuple[str, ...]:
+    """The fields to fetch, the required ones first when the study leaves them out."""
     try:
         fields = validate_fields(DEFAULT_FIELDS if s.fields is None else s.fields, s.source)
     except QueryError as e:
         raise _query_problem("study.fields", e) from None
-    fields = tuple(f for f in REQUIRED_FIELDS if f not in fields) + fields
+    return tuple(f for f in REQUIRED_FIELDS if f not in fields) + fields
 
+
+def _limit(model: StudyFile) -> int | None:
+    """The per-task record limit of an RQS study (None for the public API)."""
+    s = model.study
     limit: int | None = None
     test_stage = s.stage == "test" and s.source != "research-api"
     if s.source == "research-api":
@@ -347,15 +406,18 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
             f"{model.quota.daily_records:,} is more than the test stage's {day_cap:,} a day",
             f"use at most {day_cap}",
         )
+    return limit
 
-    stage = "execution" if s.source == "research-api" else s.stage
-    seed, rest, translation, warnings = _queries(s)
+
+def _places(model: StudyFile, config_path: Path) -> tuple[Path, Path, str | None]:
+    """(output folder, state file, state URL): where the study's data and memory live."""
+    base = config_path.parent
     output = _path(base, "output.path", model.output.path)
     state_key = "state.path"
     state = (
         _path(base, state_key, model.state.path)
         if model.state.path is not None
-        else output.parent / f"{s.name}.state.sqlite"
+        else output.parent / f"{model.study.name}.state.sqlite"
     )
     if config_path.is_relative_to(output):
         raise Problem("output.path", f"{output} holds the study file", "use a folder of its own")
@@ -372,59 +434,24 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         )
     if model.quota.share is not None and model.quota.pool is None:
         raise Problem("quota.share", "is a share of a pool", 'name the pool: pool = "our-lab"')
-    enrichments = _enrichments(model, base, output, state, fields)
+    return output, state, state_url
 
-    return Study(
-        name=s.name,
-        source=s.source,
-        category=s.category,
-        fields=fields,
-        start_date=start,
-        end_date=end,
-        window_days=window_days,
-        stage=s.stage,
-        limit=limit,
-        expected_records_per_day=s.expected_records_per_day,
-        allow_full_scan=s.allow_full_scan,
-        seed_query=seed,
-        rest_query=rest,
-        translation=translation,
-        api=ApiSettings(
-            base_url=_base_url(api, s.source),
-            client_key_env=_env_name("api.client_key_env", api.client_key_env),
-            client_secret_env=_env_name("api.client_secret_env", api.client_secret_env),
-            max_concurrency=api.max_concurrency,
-            requests_per_second=api.requests_per_second,
-            timeout_s=api.timeout_s,
-            max_attempts=api.max_attempts,
-            end_date_inclusive=api.end_date_inclusive,
-            verify_tls=api.verify_tls,
-            ca_bundle=_ca_bundle(base, api.ca_bundle),
-            retry_wait_s=api.retry_wait_s,
-            retry_wait_max_s=max(api.retry_wait_s, api.retry_wait_max_s),
-            search_id_wait_s=api.search_id_wait_s,
-        ),
-        quota=QuotaSettings(
-            daily_requests=model.quota.daily_requests,
-            daily_records=model.quota.daily_records or QUOTA_RECORDS[stage],
-            on_exhausted=model.quota.on_exhausted,
-            pool=model.quota.pool,
-            share=model.quota.share,
-            window_fraction=model.quota.window_fraction,
-        ),
-        output_path=output,
-        partition_by=_partitions(model.output.partition_by, fields),
-        state_path=state,
-        config_path=config_path,
-        enrichments=enrichments,
-        warnings=warnings
-        + (
-            ()
-            if api.verify_tls
-            else ("api.verify_tls = false: server certificates are not checked (loopback only)",)
-        ),
-        state_url=state_url,
-        lease_s=model.state.lease_s,
+
+def _api_settings(api: ApiTable, source: str, base: Path) -> ApiSettings:
+    return ApiSettings(
+        base_url=_base_url(api, source),
+        client_key_env=_env_name("api.client_key_env", api.client_key_env),
+        client_secret_env=_env_name("api.client_secret_env", api.client_secret_env),
+        max_concurrency=api.max_concurrency,
+        requests_per_second=api.requests_per_second,
+        timeout_s=api.timeout_s,
+        max_attempts=api.max_attempts,
+        end_date_inclusive=api.end_date_inclusive,
+        verify_tls=api.verify_tls,
+        ca_bundle=_ca_bundle(base, api.ca_bundle),
+        retry_wait_s=api.retry_wait_s,
+        retry_wait_max_s=max(api.retry_wait_s, api.retry_wait_max_s),
+        search_id_wait_s=api.search_id_wait_s,
     )
 
 
