@@ -29,6 +29,7 @@
     │   ├── TaskNotCompleted       409 result asked before Completed
     │   ├── TaskCancelled          the task was cancelled (by `harvester cancel` or by hand)
     │   ├── TaskTimedOut           the task still ran when the poll policy's timeout ran out
+    │   ├── TargetUnavailable      one enrichment target refused (private, deleted): its outcome
     │   └── SdkError               the pyrqs SDK raised something of its own
     ├── StateError                 the state store refuses (unreadable, corrupt, newer)
     │   └── StudyLocked            another run of the study is live: exit 99 at once ("skipped")
@@ -78,6 +79,7 @@ __all__ = [
     "StateError",
     "StudyChangedError",
     "StudyLocked",
+    "TargetUnavailable",
     "TaskAnalysisFailed",
     "TaskCancelled",
     "TaskExpired",
@@ -261,6 +263,18 @@ class TaskCancelled(ApiError):
 
 class TaskTimedOut(ApiError):
     kind = "task_timeout"
+
+
+class TargetUnavailable(ApiError):
+    """The API refuses this one target (a private, deleted or under-18 account, a deleted video
+    or playlist): its outcome, not the run's failure. `kind` is the verdict."""
+
+    kind = "target_unavailable"
+
+    def __init__(self, message: str, *, verdict: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        if verdict is not None:
+            self.kind = verdict
 
 
 class SdkError(ApiError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from harvester._exceptions import ApiError, InvalidRequest, TransientError
+from harvester._exceptions import InvalidRequest, Stalled, TargetUnavailable
 from harvester.api._http import ApiSession
 from harvester.api.types import Record, utcnow
 from harvester.kinds import COMMENT_CEILING, Kind
@@ -32,11 +32,6 @@ _VERDICTS = (
     ("private", re.compile(r"private", re.I)),
     ("deleted", re.compile(r"not exist|deleted|not found|no such|banned|removed", re.I)),
 )
-
-
-class TargetUnavailable(ApiError):
-    """The API refuses this one target (a private, deleted or under-18 account, a deleted video
-    or playlist): its outcome, not the run's failure. `kind` is the verdict."""
 
 
 def verdict_of(exc: InvalidRequest) -> str | None:
@@ -133,7 +128,11 @@ class EnrichClient:
                 if verdict is None:
                     raise
                 raise TargetUnavailable(
-                    exc.message, status=exc.status, code=exc.code, log_id=exc.log_id, kind=verdict
+                    exc.message,
+                    status=exc.status,
+                    code=exc.code,
+                    log_id=exc.log_id,
+                    verdict=verdict,
                 ) from None
             if kind.flat:
                 yield TargetPage([dict(data)], None, False, 1)
@@ -153,10 +152,7 @@ class EnrichClient:
                 return
             stuck = 0 if raw and progressed else stuck + 1
             if stuck >= self.max_empty_pages:
-                raise TransientError(
-                    f"{stuck} pages in a row without progress at cursor {next_cursor}",
-                    kind="stalled",
-                )
+                raise Stalled(f"{stuck} pages in a row without progress at cursor {next_cursor}")
             cursor = next_cursor
 
     def _raw(self, data: dict[str, Any]) -> list[Any]:

@@ -28,6 +28,7 @@ from harvester._exceptions import (
     AuthError,
     HarvesterError,
     QuotaExhausted,
+    QuotaSpent,
 )
 from harvester._version import __version__
 from harvester.api import ApiSession, EnrichClient, RetryPolicy, TargetUnavailable
@@ -109,10 +110,9 @@ class _PoolHooks:
             day = utc_day(self.clock())
             if not self.es.reserve(day):
                 used = self.es.usage(day)
-                raise QuotaExhausted(
+                raise QuotaSpent(
                     f"the followers/following daily quota for {day} (UTC) is spent: "
-                    f"{used.requests:,} of {self.es.daily_requests:,} requests",
-                    kind="quota_local",
+                    f"{used.requests:,} of {self.es.daily_requests:,} requests"
                 )
             self.h.stats.requests += 1
         else:
@@ -262,7 +262,7 @@ class EnrichmentRun:
                 return []
             except QuotaExhausted as exc:
                 self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
-                if exc.kind != "quota_local":
+                if not isinstance(exc, QuotaSpent):
                     day = utc_day(self.clock())
                     if kind.pool == "followers":
                         self.es.exhaust(day)
