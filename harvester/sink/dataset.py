@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,9 @@ def cleanup_strays(root: Path, known: set[str]) -> list[str]:
 def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:
     """Write `_harvest.json` atomically (readers skip names starting with `_`)."""
     final = root / MANIFEST
-    tmp = root / f".{MANIFEST}.tmp"
+    # One temporary name per process: workers sharing a study (PostgreSQL state) write the
+    # manifest at the same moments, and one's rename must not take the other's file away.
+    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
     with sink_errors(f"write {final}"):
         root.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
