@@ -237,6 +237,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("wait max text", toml(api__retry_wait_max_s='"long"'), "api.retry_wait_max_s", "a number"),
     ("inclusive text", toml(api__end_date_inclusive='"yes"'), "api.end_date_inclusive", "true or"),
     ("records negative", toml(quota__daily_records="-5"), "quota.daily_records", "at least 1"),
+    ("window share", toml(quota__window_fraction="1.5"), "quota.window_fraction", "at most 1"),
     ("lease zero", toml(state__lease_s="0"), "state.lease_s", "more than 0"),
     ("search id wait", toml(api__search_id_wait_s="-1"), "api.search_id_wait_s", "at least 0"),
     ("ca bundle missing", toml(api__ca_bundle='"no-such.pem"'), "api.ca_bundle", "not a file"),
