@@ -26,9 +26,14 @@ from harvester.sink import PageResult, normalise_page, normalise_rows, read_ids,
 from harvester.state import PlannedShard, ShardRecord
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harvester.api import Backend
-    from harvester.orchestrator._ledger import QuotaGate
-    from harvester.orchestrator._run import Harvest
+    from harvester.config import Study
+    from harvester.orchestrator._budget import DayBudget
+    from harvester.orchestrator._ledger import QuotaGate, RunStats
+    from harvester.sink import Layout
+    from harvester.state import StateStore
 
 log = structlog.get_logger("harvester.leaf")
 
@@ -52,12 +57,45 @@ class LeafOutcome:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LeafPolicy:
+    """What to do with a leaf that keeps failing or meets a spent quota."""
+
+    #: Attempts of a leaf failing with transient errors before it is parked.
+    max_attempts: int = 5
+    #: Seconds before such a leaf is tried again.
+    retry_delay: float = 30.0
+    #: On a spent quota: "wait" for 00:00 UTC, or "exit" (the run stops with 75).
+    on_exhausted: str = "wait"
+    #: Tag of this worker's staged segments (several workers share a PostgreSQL study).
+    segment_tag: str = ""
+
+
 class LeafRunner:
-    def __init__(self, harvest: Harvest, backend: Backend[Any], gate: QuotaGate) -> None:
-        self.h = harvest
+    """Runs leaves with what it is handed, never reaching back into the run that made it."""
+
+    def __init__(
+        self,
+        study: Study,
+        backend: Backend[Any],
+        gate: QuotaGate,
+        *,
+        state: StateStore,
+        staging: Path,
+        layout: Layout,
+        stats: RunStats,
+        policy: LeafPolicy,
+        budget: DayBudget | None = None,
+    ) -> None:
+        self.study = study
         self.backend = backend
         self.gate = gate
-        study = harvest.study
+        self.state = state
+        self.staging = staging
+        self.layout = layout
+        self.stats = stats
+        self.policy = policy
+        self.budget = budget
         self.rest = study.source == "research-api"
         self.post_filter: Any = None
         if self.rest:
@@ -79,25 +117,25 @@ class LeafRunner:
             try:
                 return await self._fetch(key)
             except QuotaExhausted as exc:
-                self.h.state.requeue_leaf(key)
-                if self.h.study.quota.on_exhausted == "exit":
+                self.state.requeue_leaf(key)
+                if self.policy.on_exhausted == "exit":
                     self.gate.record(exc)
                     raise
                 await self.gate.wait(exc)
             except AuthError:
                 # Wrong credentials are the run's failure, not the window's: leave it pending
                 # for the run with the right ones (parking it would need --retry-failed).
-                self.h.state.requeue_leaf(key)
+                self.state.requeue_leaf(key)
                 raise
             except ApiError as exc:
                 return self._failed(key, exc)
 
     async def _fetch(self, key: str) -> LeafOutcome:
-        h, state = self.h, self.h.state
+        state = self.state
         leaf = state.start_leaf(key)
         segments = [s.path for s in state.segments(leaf_key=key)]
         # What this leaf staged before a restart: the backend leaves these ids out.
-        seen = read_ids(h.staging, segments) if segments else set()
+        seen = read_ids(self.staging, segments) if segments else set()
         resume = Resume(
             cursor=leaf.cursor or 0,
             search_id=leaf.search_id,
@@ -119,10 +157,12 @@ class LeafRunner:
             result, filtered = await self._normalise(leaf, page)
             if self.sample_limit is not None:
                 result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
-            quarantine_page(h.study.output_path, key, seq, result, page.fetched_at)
+            quarantine_page(self.study.output_path, key, seq, result, page.fetched_at)
             segment = None
             if result.row_count:
-                segment = write_segment(h.staging, key, seq, result.batch, tag=h.segment_tag).path
+                segment = write_segment(
+                    self.staging, key, seq, result.batch, tag=self.policy.segment_tag
+                ).path
             state.checkpoint_page(
                 key,
                 segment=segment,
@@ -133,11 +173,11 @@ class LeafRunner:
                 filtered=filtered,
             )
             seq += 1
-            if h.budget is not None:
-                h.budget.page(key, result.row_count)
-            h.stats.pages += 1
-            h.stats.records += result.row_count
-            h.stats.filtered += filtered
+            if self.budget is not None:
+                self.budget.page(key, result.row_count)
+            self.stats.pages += 1
+            self.stats.records += result.row_count
+            self.stats.filtered += filtered
             log.info(
                 "page_fetched",
                 leaf=key,
@@ -160,11 +200,10 @@ class LeafRunner:
 
     async def _normalise(self, leaf: ShardRecord, page: Page) -> tuple[PageResult, int]:
         """The page normalised, and how many of its records failed the exact query."""
-        h = self.h
         options: _PageOptions = {
             "leaf_key": leaf.key,
             "window": (leaf.start, leaf.end),
-            "source": h.study.source,
+            "source": self.study.source,
             "retrieved_at": page.fetched_at,
         }
         rows = page.rows
@@ -173,7 +212,7 @@ class LeafRunner:
         if rows is not None and self.post_filter is None:
             # Decoded into Arrow by the backend: typed and clean, only rows to drop (and the
             # fetched-only fields, which the layout does not name, are left out).
-            work = functools.partial(normalise_rows, rows, h.layout, **options)
+            work = functools.partial(normalise_rows, rows, self.layout, **options)
             count = len(rows)
         else:
             records: list[Any] = page.as_records()
@@ -183,7 +222,7 @@ class LeafRunner:
                 filtered = returned - len(records)
             if self.strip:
                 records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
-            work = functools.partial(normalise_page, records, h.layout, **options)
+            work = functools.partial(normalise_page, records, self.layout, **options)
             count = len(records)
         if count > THREAD_ROWS:
             return await anyio.to_thread.run_sync(work), filtered
@@ -201,17 +240,17 @@ class LeafRunner:
         if halves is None:
             return ()
         children = [PlannedShard(w.key, w.start, w.end) for w in halves]
-        for path in self.h.state.split(leaf.key, children):
+        for path in self.state.split(leaf.key, children):
             # The children fetch these records again; start-up would remove them anyway.
-            (self.h.staging / path).unlink(missing_ok=True)
-        forget_quarantine(self.h.study.output_path, leaf.key)
-        self.h.stats.splits += 1
+            (self.staging / path).unlink(missing_ok=True)
+        forget_quarantine(self.study.output_path, leaf.key)
+        self.stats.splits += 1
         log.info("shard_split", leaf=leaf.key, reason=why, children=[c.key for c in children])
         return tuple(c.key for c in children)
 
     def _failed(self, key: str, exc: ApiError) -> LeafOutcome:
         """A leaf whose request failed for good this time: split, retry later, or park."""
-        state, h = self.h.state, self.h
+        state, policy = self.state, self.policy
         message = str(exc)
         leaf = state.shard(key)
         if isinstance(exc, TransientError):
@@ -228,14 +267,14 @@ class LeafRunner:
                 if children:
                     return LeafOutcome(children=children)
             state.record_error("window_failed", key, message)
-            if leaf.attempts + 1 < h.max_leaf_attempts:
+            if leaf.attempts + 1 < policy.max_attempts:
                 state.requeue_leaf(key)
                 log.warning("shard_retry_later", leaf=key, kind=exc.kind, error=message)
-                return LeafOutcome(retry_after=h.retry_delay)
+                return LeafOutcome(retry_after=policy.retry_delay)
         state.park(key, exc.kind, message)
-        h.stats.parked += 1
+        self.stats.parked += 1
         log.error("shard_parked", leaf=key, kind=exc.kind, error=message)
         return LeafOutcome()
 
 
-__all__ = ["LeafOutcome", "LeafRunner"]
+__all__ = ["LeafOutcome", "LeafPolicy", "LeafRunner"]

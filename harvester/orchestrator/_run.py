@@ -42,7 +42,7 @@ from harvester.api import (
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
 from harvester.orchestrator._cancel import cancel_tasks, cancellable
-from harvester.orchestrator._leaf import LeafOutcome, LeafRunner
+from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
 from harvester.plan import DAY, Window, plan_study
@@ -227,7 +227,22 @@ class Harvest:
         gate = QuotaGate(ledger, self.clock, stats)
         self.budget = DayBudget(lambda: self._left_today(ledger))
         async with self._session(ledger) as session:
-            runner = LeafRunner(self, self._backend(session), gate)
+            runner = LeafRunner(
+                self.study,
+                self._backend(session),
+                gate,
+                state=self.state,
+                staging=self.staging,
+                layout=self.layout,
+                stats=stats,
+                policy=LeafPolicy(
+                    max_attempts=self.max_leaf_attempts,
+                    retry_delay=self.retry_delay,
+                    on_exhausted=self.study.quota.on_exhausted,
+                    segment_tag=self.segment_tag,
+                ),
+                budget=self.budget,
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
                 if not self.state.alone:
