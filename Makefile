@@ -64,6 +64,7 @@ bench: setup
 chaos: setup
 	$(PY) scripts/chaos.py --kills 200
 	$(PY) scripts/chaos.py --source rqs --kills 100
+	$(PY) scripts/chaos_workers.py --kills 50
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache

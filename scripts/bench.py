@@ -7,6 +7,7 @@ ratios against a reference measured in the same run, so a noisy machine moves bo
     python scripts/bench.py            # the full run: writes bench/results.json, docs/benchmarks.md
     python scripts/bench.py --quick    # smaller studies, prints only (for development)
     python scripts/bench.py --only cpu,memory --profile
+    python scripts/bench.py --only scale   # workers, leases, the pool's ledger (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -246,6 +247,8 @@ class Sizes:
     memory_records: tuple[int, int]
     plan_years: int
     split_leaves: int
+    scale_windows: int = 16
+    scale_leaves: int = 500
 
 
 FULL = Sizes(
@@ -255,6 +258,8 @@ FULL = Sizes(
     memory_records=(1_000_000, 5_000_000),
     plan_years=10,
     split_leaves=50_000,
+    scale_windows=24,
+    scale_leaves=1_000,
 )
 QUICK = Sizes(
     quota_days=28,
@@ -719,6 +724,205 @@ def plan_figures(work: Path, sizes: Sizes) -> list[Figure]:
     return out
 
 
+# --------------------------------------------------------------------------- scale-out
+
+#: The lab's PostgreSQL for the scale-out figures (a database is created and dropped per run).
+PG_ADMIN = os.environ.get("HARVESTER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: Service times for the workers figure: short tasks, and a running-task cap that does not bind,
+#: so what one worker's own concurrency allows is what more workers can add to.
+SCALE_TASK = {"rqs_created": 0.2, "rqs_validating": 0.8, "rqs_processing": 2.0}
+SCALE_CONCURRENCY = 2
+
+
+class Database:
+    """A fresh PostgreSQL database for one figure, dropped afterwards."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"harvester_bench_{name}_{os.getpid()}"
+        base = PG_ADMIN.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}"
+
+    def __enter__(self) -> Database:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _workers_makespan(work: Path, windows: int, workers: int) -> tuple[float, int]:
+    """Wall time of one RQS study harvested by `workers` processes at once; rows written."""
+    settings: dict[str, float] = {
+        "latency": 0.05,
+        "videos_per_day": 2_000,
+        "max_running_tasks": 100,
+        "rate_limit_per_minute": 100_000,
+        **QUOTA_FREE,
+        **SCALE_TASK,
+    }
+    end = START + timedelta(days=windows - 1)
+    with Simulator(work, settings) as sim, Database(f"w{workers}") as db:
+        config = write_study(
+            work, f"scale-{workers}", url=sim.url, source="rqs", start=START, end=end,
+            window="1d", regions=ALL_REGIONS, concurrency=SCALE_CONCURRENCY, rps=1000,
+        )  # fmt: skip
+        with config.open("a") as f:
+            f.write(f'\n[state]\nurl = "{db.url}"\nlease_s = 10\n')
+        t0 = time.perf_counter()
+        procs = []
+        for i in range(workers):
+            log = (work / f"scale-{workers}-{i}.log").open("w")
+            cmd = [*HARVESTER, "run", str(config), "--no-progress"]
+            procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
+            )
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - t0
+        if any(codes):
+            tails = "".join(
+                (work / f"scale-{workers}-{i}.log").read_text()[-1500:]
+                for i, c in enumerate(codes)
+                if c
+            )
+            raise RuntimeError(f"workers exited {codes}:\n{tails}")
+        rows = _rows(sim)
+    return wall, rows
+
+
+def _lease_overhead(leaves: int) -> tuple[float, float]:
+    """Milliseconds per leaf of claim + checkpoint + done: PostgreSQL (lease, SKIP LOCKED) and
+    SQLite (the single runner's start + checkpoint + done) for reference."""
+    from harvester.state import PlannedShard, SqliteState
+    from harvester.state.postgres import PostgresState
+
+    plan = [PlannedShard(f"k{i:05d}", i * 86_400, (i + 1) * 86_400) for i in range(leaves)]
+    with Database("lease") as db, PostgresState(db.url, study="bench") as pg:
+        pg.open_study("bench", "fp", "bench")
+        pg.add_plan_shards(plan)
+        t0 = time.perf_counter()
+        while (leaf := pg.claim_leaf()) is not None:
+            pg.start_leaf(leaf.key)
+            pg.checkpoint_page(leaf.key, segment=f"{leaf.key}/0.arrow", rows=100, cursor=None)
+            pg.mark_done(leaf.key)
+        pg_ms = (time.perf_counter() - t0) * 1000 / leaves
+    with tempfile.TemporaryDirectory() as tmp, SqliteState(Path(tmp) / "s.sqlite") as lite:
+        lite.open_study("bench", "fp", "bench")
+        lite.add_plan_shards(plan)
+        t0 = time.perf_counter()
+        for s in plan:
+            lite.start_leaf(s.key)
+            lite.checkpoint_page(s.key, segment=f"{s.key}/0.arrow", rows=100, cursor=None)
+            lite.mark_done(s.key)
+        lite_ms = (time.perf_counter() - t0) * 1000 / leaves
+    return pg_ms, lite_ms
+
+
+def _reservations(threads: int, seconds: float, cap: int) -> tuple[float, int, int]:
+    """Reservations per second granted by one pool's ledger to `threads` workers at once (each
+    its own connection pool, as separate processes would be); then, with a cap, how many were
+    granted against how many the cap allows."""
+    import threading
+
+    from harvester.state.postgres import PostgresState
+
+    with Database("ledger") as db:
+        stores = [
+            PostgresState(db.url, study=f"s{i % 2}", pool="lab", daily_requests=10**9)
+            for i in range(threads)
+        ]
+        counts = [0] * threads
+        stop = time.perf_counter() + seconds
+
+        def hammer(i: int) -> None:
+            while time.perf_counter() < stop:
+                counts[i] += stores[i].reserve("2030-01-01")
+
+        pool = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        rate = sum(counts) / seconds
+        for s in stores:
+            s.daily_requests = cap
+        granted = [0] * threads
+
+        def spend(i: int) -> None:
+            granted[i] = sum(stores[i].reserve("2030-01-02") for _ in range(cap // threads + 50))
+
+        pool = [threading.Thread(target=spend, args=(i,)) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        for s in stores:
+            s.close()
+    return rate, sum(granted), cap
+
+
+def scale_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """One RQS study by 1, 2 and 4 workers; lease cost per leaf; ledger under contention."""
+    windows = sizes.scale_windows
+    out: list[Figure] = []
+    walls: dict[int, float] = {}
+    rows: dict[int, int] = {}
+    for n in (1, 2, 4):
+        walls[n], rows[n] = _workers_makespan(work, windows, n)
+    for n in (1, 2, 4):
+        out.append(
+            Figure(
+                f"makespan, rqs, {n} worker{'s' if n > 1 else ''}",
+                "(reported)",
+                round(walls[n], 2),
+                "s",
+                None,
+                f"{windows} one-day tasks of {sum(SCALE_TASK.values()):g} s, "
+                f"{SCALE_CONCURRENCY} tasks in flight per worker, {rows[n]:,} rows; "
+                f"{walls[1] / walls[n]:.2f}× the one-worker speed",
+            )
+        )
+    pg_ms, lite_ms = _lease_overhead(sizes.scale_leaves)
+    out.append(
+        Figure(
+            "lease overhead per leaf (claim, checkpoint, done), PostgreSQL",
+            "(reported)",
+            round(pg_ms, 2),
+            "ms",
+            None,
+            f"{sizes.scale_leaves} leaves; SQLite's start, checkpoint and done: {lite_ms:.2f} ms",
+        )
+    )
+    rate, granted, cap = _reservations(8, 3.0, 2_000)
+    out.append(
+        Figure(
+            "ledger reservations per second, 8 workers on one pool",
+            "(reported)",
+            round(rate),
+            "reservations/s",
+            None,
+            f"8 connections reserving at once for 3 s; with a cap of {cap}: {granted} granted",
+        )
+    )
+    out.append(
+        Figure(
+            "pool cap held under contention",
+            f"= {cap}",
+            granted,
+            "requests granted",
+            granted == cap,
+            "8 workers asking for more than the cap together",
+        )
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -774,7 +978,7 @@ def update_doc(section: str) -> None:
     DOC.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
 
 
-STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan")
+STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan", "scale")
 
 
 def run_fast_retries(config: str) -> int:
@@ -839,6 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("quotadays", lambda: quota_days_figures(work, sizes)),
             ("makespan", lambda: makespan_figures(work, sizes)),
             ("plan", lambda: plan_figures(work, sizes)),
+            ("scale", lambda: scale_figures(work, sizes)),
         ]
         for name, job in jobs:
             if name in steps:

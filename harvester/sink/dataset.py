@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,9 +280,10 @@ def cleanup_strays(root: Path, known: set[str]) -> list[str]:
 def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:
     """Write `_harvest.json` atomically (readers skip names starting with `_`)."""
     final = root / MANIFEST
-    # One temporary name per process: workers sharing a study (PostgreSQL state) write the
-    # manifest at the same moments, and one's rename must not take the other's file away.
-    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+    # One temporary name per writer: workers sharing a study (PostgreSQL state) write the
+    # manifest at the same moments, and one's rename must not take the other's file away
+    # (threads of one process too).
+    tmp = root / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     with sink_errors(f"write {final}"):
         root.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
