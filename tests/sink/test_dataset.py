@@ -200,3 +200,26 @@ def test_coarser_partitions(tmp_path: Path, partition_by: tuple[str, ...]) -> No
             f"create_year=2023/region_code={c}" for c in ("US", "GB", "DE")
         }
     assert verify(root, {f.path: f.rows for f in files}).ok
+
+
+def test_workers_writing_the_manifest_at_once_never_collide(tmp_path: Path) -> None:
+    """Workers sharing a study each write `_harvest.json` at the end of their run."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(30):
+                write_manifest(tmp_path, {"study": "t", "writer": n, "i": i})
+        except BaseException as e:  # collected for the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert json.loads((tmp_path / "_harvest.json").read_text())["i"] == 29
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_harvest.json"]
