@@ -296,7 +296,7 @@ def simulate(
 
 
 #: SimulatorConfig switches `--set` takes as on/off (their default depends on the profile).
-_SWITCHES = ("approximate_matching",)
+_SWITCHES = ("approximate_matching", "indexing_lag")
 _ON_OFF = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
 

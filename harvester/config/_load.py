@@ -7,7 +7,7 @@ import os
 import re
 import ssl
 import tomllib
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,12 +46,16 @@ from harvester.query import (
 QUOTA_RECORDS = {"test": 5_000, "execution": 100_000}
 _FIRST_DATE = date(2016, 1, 1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: `today`, `yesterday`, `today-3d` (UTC): resolved at every run.
+_RELATIVE_RE = re.compile(r"\s*(today|yesterday)\s*(?:-\s*([0-9]{1,5})\s*d)?\s*")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def load_study(path: str | os.PathLike[str]) -> Study:
-    """Read and validate the study file at `path`; ConfigError (one line) on any problem."""
+def load_study(path: str | os.PathLike[str], *, today: date | None = None) -> Study:
+    """Read and validate the study file at `path`; ConfigError (one line) on any problem.
+
+    Relative dates (`"today-2d"`) resolve against `today` (the current UTC date when None)."""
     label = os.fspath(path)
     try:
         raw = Path(path).read_bytes()
@@ -69,10 +73,16 @@ def load_study(path: str | os.PathLike[str]) -> Study:
         raise ConfigError(
             f"{label}: byte {e.start} is not UTF-8; save the study file as UTF-8 text"
         ) from None
-    return loads_study(text, Path(path).absolute(), label=label)
+    return loads_study(text, Path(path).absolute(), label=label, today=today)
 
 
-def loads_study(text: str, path: Path, *, label: str | None = None) -> Study:
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def loads_study(
+    text: str, path: Path, *, label: str | None = None, today: date | None = None
+) -> Study:
     """Validate study TOML `text` as if read from `path` (relative paths resolve beside it)."""
     label = label if label is not None else path.name
     try:
@@ -88,12 +98,30 @@ def loads_study(text: str, path: Path, *, label: str | None = None) -> Study:
             model = StudyFile.model_validate(doc)
         except ValidationError as e:
             raise pydantic_problem(e) from None
-        return _resolve(model, Path(path).absolute())
+        return _resolve(model, Path(path).absolute(), today or utc_today())
     except Problem as p:
         raise ConfigError(f"{label}: {p.key}: {p.problem}; {p.fix}") from None
 
 
 # --------------------------------------------------------------------------- meaning problems
+
+
+def _relative(key: str, value: object, today: date) -> tuple[date, str] | None:
+    """A relative date and its normalised rule, or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    m = _RELATIVE_RE.fullmatch(value.lower())
+    if m is None:
+        if value.strip().lower().startswith(("today", "yesterday")):
+            raise Problem(
+                key,
+                f"{shown(value)} is not a relative date",
+                'write "today", "yesterday" or "today-7d" (days before today, UTC)',
+            )
+        return None
+    back = (1 if m[1] == "yesterday" else 0) + int(m[2] or 0)
+    rule = "today" if back == 0 else f"today-{back}d"
+    return today - timedelta(days=back), rule
 
 
 def _date(key: str, value: object) -> date:
@@ -108,7 +136,11 @@ def _date(key: str, value: object) -> date:
             problem = f"{shown(value)} is not a calendar date"
             raise Problem(key, problem, "fix the day or month") from None
     else:
-        raise Problem(key, f"{shown(value)} is not a date", 'write it as "YYYY-MM-DD"')
+        raise Problem(
+            key,
+            f"{shown(value)} is not a date",
+            'write it as "YYYY-MM-DD", or relative: "today", "yesterday", "today-7d"',
+        )
     if parsed < _FIRST_DATE:
         raise Problem(key, f"{parsed} is before TikTok existed", "use a date from 2016 on")
     return parsed
@@ -295,12 +327,12 @@ def _enrichments(
     return tuple(out)
 
 
-def _resolve(model: StudyFile, config_path: Path) -> Study:
+def _resolve(model: StudyFile, config_path: Path, today: date) -> Study:
     """The study the file describes, checked in the order a reader of the file meets it: the
     first problem found is the one reported."""
     s = model.study
     _check_name(s.name)
-    start, end, window_days = _period(s)
+    start, end, window_days, rules = _period(s, today)
     fields = _fields(s)
     limit = _limit(model)
     stage = "execution" if s.source == "research-api" else s.stage
@@ -338,6 +370,10 @@ def _resolve(model: StudyFile, config_path: Path) -> Study:
         state_path=state,
         config_path=config_path,
         enrichments=enrichments,
+        start_rule=rules[0],
+        end_rule=rules[1],
+        settle_days=s.settle_days,
+        history_path=output.with_name(f"{output.name}.history") if model.output.history else None,
         warnings=warnings,
         state_url=state_url,
         lease_s=model.state.lease_s,
@@ -353,9 +389,12 @@ def _check_name(name: str) -> None:
         )
 
 
-def _period(s: StudyTable) -> tuple[date, date, int]:
-    """(start_date, end_date, window length in days)."""
-    start, end = _date("study.start_date", s.start_date), _date("study.end_date", s.end_date)
+def _period(s: StudyTable, today: date) -> tuple[date, date, int, tuple[str | None, str | None]]:
+    """(start_date, end_date, window length in days, the dates' rules when relative)."""
+    rel_start = _relative("study.start_date", s.start_date, today)
+    rel_end = _relative("study.end_date", s.end_date, today)
+    start = rel_start[0] if rel_start else _date("study.start_date", s.start_date)
+    end = rel_end[0] if rel_end else _date("study.end_date", s.end_date)
     if end < start:
         raise Problem("study.end_date", f"{end} is before start_date {start}", "swap the dates")
     most = MAX_REST_WINDOW_DAYS if s.source == "research-api" else 3660
@@ -369,7 +408,8 @@ def _period(s: StudyTable) -> tuple[date, date, int]:
             f"{shown(s.window)} is not a window",
             f'use a whole number of days from 1 to {most} like "7d"',
         ) from None
-    return start, end, window_days
+    rules = (rel_start[1] if rel_start else None, rel_end[1] if rel_end else None)
+    return start, end, window_days, rules
 
 
 def _fields(s: StudyTable) -> tuple[str, ...]:

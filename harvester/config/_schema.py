@@ -41,6 +41,8 @@ class StudyTable(_Table):
     start_date: Any = Field(json_schema_extra={"required": True})
     end_date: Any = Field(json_schema_extra={"required": True})
     window: str = "7d"
+    #: Days after a window's end its counts keep changing (TikTok: up to 10); 0 turns refreshes off.
+    settle_days: Annotated[int, Field(ge=0, le=365)] = 10
     limit: int | None = None
     stage: Literal["test", "execution"] = "execution"
     expected_records_per_day: Annotated[float, Field(ge=0)] | None = None
@@ -80,6 +82,8 @@ class _QuotaTable(_Table):
 class _OutputTable(_Table):
     path: str
     partition_by: list[str] = ["create_date"]
+    #: Keep every row a refresh supersedes, in a dataset beside this one.
+    history: bool = False
 
 
 class _StateTable(_Table):
@@ -129,6 +133,7 @@ EXAMPLES: Mapping[str, str] = {
     "study.start_date": 'start_date = "2023-01-01"',
     "study.end_date": 'end_date = "2023-12-31"',
     "study.window": 'window = "7d"',
+    "study.settle_days": "settle_days = 10",
     "study.limit": "limit = 1000",
     "study.expected_records_per_day": "expected_records_per_day = 500",
     "study.allow_full_scan": "allow_full_scan = true",

@@ -112,11 +112,24 @@ class Study:
     lease_s: float = 60.0
     #: `[[enrich]]` blocks; not part of the fingerprint (adding one never replans the videos).
     enrichments: tuple[Enrichment, ...] = ()
+    #: The dates as written when they are relative (`"today-3d"`), None for a fixed date: a
+    #: relative date is resolved at every run, and its rule, not its value, defines the data.
+    start_rule: str | None = None
+    end_rule: str | None = None
+    #: Days after its end a window's counts keep changing; until then every run refreshes it.
+    settle_days: int = 10
+    #: Where superseded rows go (`[output] history = true`), None to drop them.
+    history_path: Path | None = None
 
     @property
     def is_sample(self) -> bool:
         """A VCE test-stage study: every task returns a random sample, never all matches."""
         return self.stage == "test" and self.source != "research-api"
+
+    @property
+    def relative(self) -> bool:
+        """Whether a date moves with the calendar (the plan grows at every run)."""
+        return self.start_rule is not None or self.end_rule is not None
 
     @property
     def needs_credentials(self) -> bool:
@@ -143,8 +156,8 @@ class Study:
             "fields": sorted(self.fields),
             "query_form": form,
             "query": json.loads(query),
-            "start_date": self.start_date.isoformat(),
-            "end_date": self.end_date.isoformat(),
+            "start_date": self.start_rule or self.start_date.isoformat(),
+            "end_date": self.end_rule or self.end_date.isoformat(),
             "limit": self.limit,
         }
         if self.is_sample:

@@ -39,6 +39,10 @@ class RunStats:
     plan_total: int = 0
     plan_committed: int = 0
     plan_committed_this_run: int = 0
+    #: Windows harvested again because their counts had not settled, and the rows they hold now.
+    refreshing: int = 0
+    refreshed_rows: int = 0
+    superseded_rows: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     quota_wait_until: float | None = None

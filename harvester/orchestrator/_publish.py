@@ -7,6 +7,7 @@ to finish or undo it at the next start (see docs/design.md, "Crash safety").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harvester._quarantine import quarantine_info
 from harvester._version import __version__, written_by
 from harvester.config import Study
 from harvester.orchestrator._ledger import RunStats
+from harvester.orchestrator._settle import settling
 from harvester.plan import DAY, PlanShard
 from harvester.plan.sample import completeness
 from harvester.sink import (
@@ -30,6 +32,7 @@ from harvester.sink import (
     swap_compaction,
     write_manifest,
 )
+from harvester.sink.history import keep_history
 from harvester.state import StateStore
 
 __all__ = ["Publisher", "partition_span"]
@@ -57,13 +60,25 @@ def partition_span(partition: str) -> tuple[int, int] | None:
     return (first - epoch).days * DAY, (last - epoch).days * DAY
 
 
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 class Publisher:
     """Commits plan shards into the dataset for one run."""
 
     def __init__(
-        self, study: Study, state: StateStore, layout: Layout, staging: Path, stats: RunStats
+        self,
+        study: Study,
+        state: StateStore,
+        layout: Layout,
+        staging: Path,
+        stats: RunStats,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.study = study
+        self.clock = clock
         self.state = state
         self.layout = layout
         self.staging = staging
@@ -113,12 +128,32 @@ class Publisher:
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         manifest.update(completeness(study, summary.committed_plan_shards))
+        manifest.update(self._settling_info())
         manifest.update(quarantine_info(study.output_path))
         if shards is not None:
             manifest["windows"] = [s.key for s in shards]
         else:
             manifest["windows"] = [s.key for s in self.state.shards() if s.parent_key is None]
         write_manifest(study.output_path, manifest)
+
+    def _settling_info(self) -> dict[str, Any]:
+        """Up to which day the counts are final, and what later runs will still refresh."""
+        study = self.study
+        status = settling(study, self.state, self.clock())
+        through = status.settled_through()
+        next_refresh = status.next_refresh()
+        info: dict[str, Any] = {
+            "settle_days": study.settle_days,
+            "settled_through": through.isoformat() if through else None,
+            "settled_windows": status.settled_count,
+            "unsettled_windows": len(status.unsettled),
+            "next_refresh": _iso(next_refresh),
+        }
+        if study.relative:
+            info["date_rules"] = {"start_date": study.start_rule, "end_date": study.end_rule}
+        if study.history_path is not None:
+            info["history_path"] = str(study.history_path)
+        return info
 
     def ready_plan_shards(self) -> list[str]:
         return [
@@ -144,6 +179,16 @@ class Publisher:
 
     async def _finalize(self, plan_key: str) -> list[DatasetFile]:
         segments = [s.path for s in self.state.segments(plan_key=plan_key)]
+        # A refresh (or a window completing a short one): the files of the earlier harvest
+        # stay readable until the new ones take their place.
+        before = [f for f in self.state.files() if f.plan_key == plan_key]
+        previous = {f.path for f in before}
+        if previous and self.study.history_path is not None:
+            kept = await anyio.to_thread.run_sync(
+                keep_history, self.study.output_path, self.study.history_path, sorted(previous)
+            )
+            if kept:
+                log.info("history_kept", shard=plan_key, rows=kept)
         files = await anyio.to_thread.run_sync(
             finalize_plan_shard,
             self.study.output_path,
@@ -153,8 +198,16 @@ class Publisher:
             segments,
             limiter=self._writer,
         )
-        leaves = self.state.commit_plan_shard(plan_key, files)
+        leaves = self.state.commit_plan_shard(plan_key, files, at=self.clock())
         remove_leaves(self.staging, leaves)
+        # The earlier harvest's files the new one did not overwrite (a partition it no longer
+        # has, a completed window's old name): the state forgot them with the commit, and a
+        # crash before this line leaves them to start-up's sweep.
+        for stale in sorted(previous - {f.path for f in files}):
+            (self.study.output_path / stale).unlink(missing_ok=True)
+        if previous:
+            self.stats.refreshed_rows += sum(f.rows for f in files)
+            self.stats.superseded_rows += sum(f.rows for f in before)
         self.stats.plan_committed += 1
         self.stats.plan_committed_this_run += 1
         for f in files:
@@ -187,6 +240,8 @@ class Publisher:
                 continue
             if touched is not None and not self.partition_complete(partition):
                 continue
+            if touched is None and not self.partition_settled(partition):
+                continue
             self._compacting.add(partition)
             try:
                 with self.state.exclusive(f"compact:{partition}") as mine:
@@ -206,7 +261,21 @@ class Publisher:
             s.committed_at is not None
             for s in self.state.shards()
             if s.parent_key is None and s.start < hi and s.end > lo
-        )
+        ) and self.partition_settled(partition)
+
+    def partition_settled(self, partition: str) -> bool:
+        """Whether no window that may write into `partition` will be harvested again: merging
+        rows of several windows into one file must wait until none of them is refreshed (a
+        refresh replaces its own files only)."""
+        if self.study.settle_days == 0 and not self.study.relative:
+            return True
+        span = partition_span(partition) or (0, 2**62)
+        lo, hi = span
+        status = settling(self.study, self.state, self.clock())
+        windows = [w for w in status.windows if w.start < hi and w.end > lo]
+        if self.study.relative and windows and max(w.end for w in status.windows) <= hi:
+            return False  # the last window: a moving end date may still complete it
+        return all(w.settled for w in windows)
 
     async def compact_one(self, partition: str, paths: list[str]) -> None:
         root, staging = self.study.output_path, self.staging

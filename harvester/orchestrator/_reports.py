@@ -17,6 +17,7 @@ from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import quota_day_forecast
+from harvester.orchestrator._settle import settling_status
 from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
 from harvester.state import StateStore, open_store, store_location, utc_day
@@ -311,6 +312,7 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         ]
         days_used = sum(1 for u in state.quota_days() if u.requests)
         finished = [FinishedShard(*cost) for cost in state.committed_costs()]
+        settle = settling_status(study, state, time.time() if now is None else now)
     plan = plan_study(study)
     est = estimate_plan(plan, study, finished)
     minimum = quota_day_forecast(study, est.records_per_day, plan).minimum
@@ -365,7 +367,9 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         ),
         ("errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"),
         ("completeness", describe(report)),
+        *settle.rows,
     ]
+    report["settling"] = settle.info
     if report["quarantined_records"]:
         rows.append(_quarantine_row(study, report["quarantined_records"]))
     if study.enrichments:

@@ -45,6 +45,7 @@ from harvester.orchestrator._cancel import cancel_tasks, cancellable
 from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
+from harvester.orchestrator._settle import extend_study_plan, new_first, start_refreshes
 from harvester.plan import DAY, Window, plan_study
 from harvester.plan.sample import sample_plan
 from harvester.sink import (
@@ -54,7 +55,7 @@ from harvester.sink import (
     cleanup_strays,
     layout,
 )
-from harvester.state import LeaseHeld, LeaseLost, PlannedShard, StateStore, open_store, utc_day
+from harvester.state import LeaseHeld, LeaseLost, StateStore, open_store, utc_day
 
 log = structlog.get_logger("harvester.run")
 
@@ -174,7 +175,11 @@ class Harvest:
         self.state: StateStore = open_state(study)
         #: Workers sharing a study name their staged pages apart (see `write_segment`).
         self.segment_tag = uuid.uuid4().hex[:12] if study.state_url is not None else ""
-        self.publisher = Publisher(study, self.state, self.layout, self.staging, self.stats)
+        self.publisher = Publisher(
+            study, self.state, self.layout, self.staging, self.stats, clock=clock
+        )
+        #: Plan shards harvested before and open again: they wait behind new windows.
+        self.refreshing: set[str] = set()
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -189,9 +194,8 @@ class Harvest:
         check_output_is_ours(study, state)
         study.output_path.mkdir(parents=True, exist_ok=True)
         plan = plan_study(study)
-        added = state.add_plan_shards(
-            PlannedShard(s.key, s.window.start, s.window.end) for s in plan
-        )
+        # Segments a completed short window had staged go with the sweep below.
+        added, _ = extend_study_plan(state, plan)
         if added:
             log.info("study_planned", study=study.name, shards=len(plan), added=added)
         state.reset_running()  # when others work on the study too: only leases that ran out
@@ -205,8 +209,12 @@ class Harvest:
             removed += cleanup_staging(self.staging, state.known_segments())
             if removed:
                 log.warning("stray_files_removed", count=len(removed), files=removed[:20])
+        # After the sweep: a refresh keeps the window's files known, and readable, meanwhile.
+        self.refreshing = start_refreshes(study, state, self.clock())
+        self.stats.refreshing = len(self.refreshing)
         self.stats.plan_total = len(plan)
-        self.publisher.write_manifest(plan.shards)
+        # A relative study's windows are the state's (the plan only adds to them).
+        self.publisher.write_manifest(None if study.relative else plan.shards)
         state.open_to_others()
 
     # -- the run --------------------------------------------------------------------------------
@@ -440,8 +448,10 @@ class Harvest:
         self.sizer = window_sizer(self.study)
         for done in self.state.shards(status="done"):
             self.sizer.observe(done.records, done.end - done.start)
-        # Windows begun on an earlier day first: finishing them frees what they staged.
-        pending.sort(key=lambda s: (s.pages == 0, s.start))
+        # Windows begun on an earlier day first: finishing them frees what they staged; then
+        # new windows before refreshes (a short day leaves the refreshes waiting).
+        pending = new_first(pending, self.refreshing)
+        pending.sort(key=lambda s: s.pages == 0)
         self._progress = {
             s.key: (s.pages, s.records, utc_day(s.updated_at)) for s in pending if s.pages
         }

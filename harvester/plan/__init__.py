@@ -13,7 +13,7 @@ from harvester.plan.estimate import (
     FinishedShard,
     estimate_plan,
 )
-from harvester.plan.shards import Plan, PlanShard, plan_study, split_window
+from harvester.plan.shards import Plan, PlanShard, extend_plan, plan_study, split_window
 from harvester.plan.windows import DAY, Window, parse_window, plan_windows
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PlanShard",
     "Window",
     "estimate_plan",
+    "extend_plan",
     "parse_window",
     "plan_study",
     "plan_windows",

@@ -7,16 +7,17 @@ only offers the split rule so that every part of the pipeline splits the same wa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harvester.plan.windows import Window, plan_windows
+from harvester.plan.windows import DAY, Window, plan_windows
 
 if TYPE_CHECKING:
     from harvester.config import Study
 
-__all__ = ["Plan", "PlanShard", "plan_study", "split_window"]
+__all__ = ["Plan", "PlanShard", "extend_plan", "plan_study", "split_window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,18 @@ def _shards_of(windows: Sequence[Window]) -> tuple[PlanShard, ...]:
 
 
 def plan_study(study: Study) -> Plan:
-    """Cut the study's period into windows of its window length; no request, no I/O."""
+    """Cut the study's period into windows of its window length; no request, no I/O.
+
+    A relative start date moves every day: its windows follow a grid fixed to the calendar
+    (whole multiples of the window length since 1970-01-01), so a moving start cuts its first
+    window short instead of moving every window.
+    """
     windows = plan_windows(study.start_date, study.end_date, study.window_days)
+    if study.start_rule is not None and study.window_days > 1:
+        step = study.window_days * DAY
+        lo, hi = windows[0].start, windows[-1].end
+        edges = [lo, *range((lo // step + 1) * step, hi, step), hi]
+        windows = [Window(a, b) for a, b in itertools.pairwise(edges)]
     return Plan(
         source=study.source,
         window_days=study.window_days,
@@ -76,3 +87,35 @@ def split_window(window: Window, *, min_seconds: int = 1) -> tuple[Window, Windo
     if first.seconds < min_seconds or second.seconds < min_seconds:
         return None
     return first, second
+
+
+def extend_plan(
+    planned: Sequence[Window], wanted: Sequence[Window]
+) -> tuple[list[Window], list[tuple[Window, Window]]]:
+    """What a plan that moved (relative dates) adds to the windows already `planned`.
+
+    Returns the windows to add and the (old, new) pairs where a new window completes an old
+    one that the end date had cut short (same start, later end, nothing planned after it).
+    Whatever is already covered is never planned twice: a window that overlaps planned ones is
+    cut to the days they leave uncovered.
+    """
+    if not planned:
+        return list(wanted), []
+    ordered = sorted(planned)
+    last = max(ordered, key=lambda w: w.end)
+    add: list[Window] = []
+    supersede: list[tuple[Window, Window]] = []
+    for w in wanted:
+        if w.start == last.start and w.end > last.end:
+            supersede.append((last, w))
+            continue
+        edge = w.start
+        for p in ordered:
+            if p.end <= edge or p.start >= w.end:
+                continue
+            if p.start > edge:
+                add.append(Window(edge, p.start))
+            edge = max(edge, p.end)
+        if edge < w.end:
+            add.append(Window(edge, w.end))
+    return add, supersede

@@ -56,6 +56,8 @@ class Simulator:
             end=config.end,
             cache_days=config.cache_days,
             cache_records=config.cache_records,
+            lag=bool(config.indexing_lag),
+            now=self.clock.now,
         )
         self.stats = Stats()
         daily_records = config.daily_records
@@ -171,9 +173,15 @@ class Simulator:
         self.faults.configure(self.faults.config.replace(**rates))
 
     def oracle(
-        self, query: SeedQuery | RestQuery | list[Any] | Mapping[str, Any], start: int, end: int
+        self,
+        query: SeedQuery | RestQuery | list[Any] | Mapping[str, Any],
+        start: int,
+        end: int,
+        *,
+        as_of: float | None = None,
     ) -> set[int]:
-        """The ids that truly match `query` with create_time in [start, end): the ground truth."""
+        """The ids that truly match `query` with create_time in [start, end): the ground truth
+        (with the indexing lag on: what the index holds at `as_of`, now by default)."""
         if isinstance(query, list):
             query = parse_seed_query(query)
         elif isinstance(query, Mapping):
@@ -185,7 +193,7 @@ class Simulator:
         if end <= start:
             return set()
         matches = query.matches
-        return {v["id"] for v in self.corpus.videos(start, end) if matches(v)}
+        return {v["id"] for v in self.corpus.videos(start, end, as_of=as_of) if matches(v)}
 
     # ------------------------------------------------------------------ the gate
 

@@ -185,6 +185,10 @@ class SimulatorConfig:
     #: The public API matches string conditions approximately (near strings too, see
     #: `harvester.simulator.fuzzy`). Left unset (None): on in the flaky and hostile profiles.
     approximate_matching: bool | None = None
+    #: TikTok's 48-hour indexing lag and counts that settle over 10 days (research-tools-facts
+    #: fact 3), against the simulator's clock. Left unset (None): on in the flaky and hostile
+    #: profiles (with the real clock, a corpus in the past is long settled either way).
+    indexing_lag: bool | None = None
     #: Left unset, the profile's preset.
     faults: FaultConfig = _UNSET_FAULTS
 
@@ -197,6 +201,8 @@ class SimulatorConfig:
             object.__setattr__(self, "faults", _FAULT_PRESETS[self.profile])
         if self.approximate_matching is None:
             object.__setattr__(self, "approximate_matching", self.profile in _APPROXIMATE)
+        if self.indexing_lag is None:
+            object.__setattr__(self, "indexing_lag", self.profile in _APPROXIMATE)
         for name, value in _CONFIG_PRESETS.get(self.profile, {}).items():
             if getattr(self, name) == _DEFAULTS[name]:
                 object.__setattr__(self, name, value)

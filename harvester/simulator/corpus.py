@@ -12,15 +12,26 @@ import bisect
 import functools
 import itertools
 import random
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from harvester.plan.windows import DAY
 
-__all__ = ["DAY", "HASHTAGS", "REGIONS", "Corpus", "Day", "day_of", "epoch"]
+__all__ = [
+    "DAY",
+    "HASHTAGS",
+    "REGIONS",
+    "Corpus",
+    "Day",
+    "day_of",
+    "epoch",
+    "grown",
+    "indexed_at",
+]
 
 Video = dict[str, Any]
 INT64_MAX = 2**63 - 1
@@ -210,8 +221,15 @@ class Corpus:
         end: date = date(2025, 1, 1),
         cache_days: int = 64,
         cache_records: int = 150_000,
+        lag: bool = False,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self.seed = seed
+        #: TikTok's indexing lag and settling counts (research-tools-facts.md, fact 3): a video
+        #: reaches the search index up to 48 h after its creation, and its counts grow to their
+        #: final values over its first 10 days. Off, every video is indexed and settled at once.
+        self.lag = lag
+        self.now = now or time.time
         self.videos_per_day = videos_per_day
         self.first_day = _epoch_day(start)
         self.end_day = _epoch_day(end)
@@ -256,8 +274,19 @@ class Corpus:
         for d in range(lo, hi + 1):
             yield self.day(d)
 
-    def videos(self, start: int, end: int) -> Iterator[Video]:
-        """Every video with create_time in [start, end), by ascending id."""
+    def videos(self, start: int, end: int, *, as_of: float | None = None) -> Iterator[Video]:
+        """Every video with create_time in [start, end), by ascending id; with the indexing
+        lag, only those the index holds at `as_of` (now by default)."""
+        if self.lag:
+            now = self.now() if as_of is None else as_of
+            end = min(end, int(now) + 1)
+            for v in self._videos(start, end):
+                if indexed_at(v["id"]) <= now:
+                    yield v
+            return
+        yield from self._videos(start, end)
+
+    def _videos(self, start: int, end: int) -> Iterator[Video]:
         for d in self.days(start, end):
             if d.day * DAY >= start and (d.day + 1) * DAY <= end:
                 yield from d.videos
@@ -270,12 +299,15 @@ class Corpus:
         create_time = video_id >> 32
         return self.day(day_of(create_time)).find(video_id)
 
-    def lookup(self, ids: Sequence[int]) -> list[Video]:
+    def lookup(self, ids: Sequence[int], *, as_of: float | None = None) -> list[Video]:
+        """The videos of `ids` as the API shows them at `as_of` (now by default): with the lag
+        on, a young video's counts are still growing towards their final values."""
         out = []
+        now = (self.now() if as_of is None else as_of) if self.lag else 0.0
         for i in ids:
             v = self.get(i)
             if v is not None:
-                out.append(v)
+                out.append(grown(v, now) if self.lag else v)
         return out
 
     def _generate(self, day: int) -> Day:
@@ -330,6 +362,35 @@ class Corpus:
                 }
             )
         return Day(day, tuple(ids), tuple(videos))
+
+
+#: Fact 3: indexed up to 48 hours late; counts settle within 10 days.
+INDEX_LAG = 48 * 3600
+SETTLE = 10 * DAY
+_COUNTS = ("view_count", "like_count", "comment_count", "share_count", "favorites_count")
+
+
+def indexed_at(video_id: int) -> int:
+    """When the video reaches the search index: its creation plus a lag of up to 48 h,
+    drawn from its id (the same every time), on the hour (the index is updated in batches;
+    it also keeps a harvest and its oracle in agreement within an hour)."""
+    mixed = (video_id * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    at = (video_id >> 32) + (mixed >> 16) % (INDEX_LAG - 3600)
+    return (at // 3600 + 1) * 3600
+
+
+def grown(video: Video, now: float) -> Video:
+    """`video` with its counts as they stand `now`: a fifth at creation, growing linearly to
+    the final values at 10 days, updated hourly (a copy; settled videos are returned as
+    they are)."""
+    age = (now - video["create_time"]) // 3600 * 3600
+    if age >= SETTLE:
+        return video
+    share = 0.2 + 0.8 * max(0.0, age) / SETTLE
+    out = dict(video)
+    for name in _COUNTS:
+        out[name] = int(video[name] * share)
+    return out
 
 
 def epoch(d: date) -> int:

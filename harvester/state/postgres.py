@@ -734,10 +734,13 @@ class PostgresState:
         )
         return [(str(k), int(r), int(n)) for k, r, n in rows]
 
-    def commit_plan_shard(self, plan_key: str, files: Iterable[FileLike]) -> list[str]:
+    def commit_plan_shard(
+        self, plan_key: str, files: Iterable[FileLike], *, at: float | None = None
+    ) -> list[str]:
         """Record the plan shard's dataset files (replacing any earlier ones), mark it committed
-        and forget its segments; returns its leaf keys, whose staging can now go."""
-        now = time.time()
+        (at `at`, the run's clock; now by default) and forget its segments; returns its leaf
+        keys, whose staging can now go."""
+        now = time.time() if at is None else at
         study = self._study
         with self._tx() as cur:
             plan = self._get(cur, plan_key, lock=True)
@@ -777,6 +780,74 @@ class PostgresState:
                 (study, plan_key),
             ).fetchall()
         return [r[0] for r in leaves]
+
+    def reopen_plan_shard(self, plan_key: str) -> list[str]:
+        """See `SqliteState.reopen_plan_shard`."""
+        study = self._study
+        with self._tx() as cur:
+            plan = self._get(cur, plan_key, lock=True)
+            if plan.parent_key is not None:
+                raise StateError(f"{plan_key} is a leaf, not a plan shard")
+            if plan.committed_at is None:
+                return []
+            dropped = [
+                r[0]
+                for r in cur.execute(
+                    "DELETE FROM segments WHERE study = %s AND plan_key = %s RETURNING path",
+                    (study, plan_key),
+                ).fetchall()
+            ]
+            cur.execute(
+                "UPDATE shards SET parent_key = NULL WHERE study = %s AND plan_key = %s "
+                "AND key != %s",
+                (study, plan_key, plan_key),
+            )
+            cur.execute(
+                "DELETE FROM shards WHERE study = %s AND plan_key = %s AND key != %s",
+                (study, plan_key, plan_key),
+            )
+            cur.execute(
+                "UPDATE shards SET status = 'pending', committed_at = NULL, task_id = NULL, "
+                "search_id = NULL, next_cursor = NULL, attempts = 0, last_error = NULL, "
+                "error_kind = NULL, records = 0, pages = 0, filtered = 0, started_at = NULL, "
+                "lease_owner = NULL, lease_until = NULL, updated_at = %s "
+                "WHERE study = %s AND key = %s",
+                (time.time(), study, plan_key),
+            )
+        return dropped
+
+    def supersede_plan_shard(self, old_key: str, new: PlannedShard) -> list[str]:
+        """See `SqliteState.supersede_plan_shard`."""
+        study = self._study
+        with self._tx() as cur:
+            old = self._get(cur, old_key, lock=True)
+            if old.parent_key is not None:
+                raise StateError(f"{old_key} is a leaf, not a plan shard")
+            if not (old.start == new.start and old.end < new.end):
+                raise StateError(f"{new.key} does not complete {old_key}")
+            cur.execute(
+                "INSERT INTO shards (study, key, plan_key, start_ts, end_ts, status, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, 'pending', %s) ON CONFLICT DO NOTHING",
+                (study, new.key, new.key, new.start, new.end, time.time()),
+            )
+            for table in ("files", "window_harvests"):
+                cur.execute(
+                    f"UPDATE {table} SET plan_key = %s WHERE study = %s AND plan_key = %s",
+                    (new.key, study, old_key),
+                )
+            dropped = [
+                r[0]
+                for r in cur.execute(
+                    "DELETE FROM segments WHERE study = %s AND plan_key = %s RETURNING path",
+                    (study, old_key),
+                ).fetchall()
+            ]
+            cur.execute(
+                "UPDATE shards SET parent_key = NULL WHERE study = %s AND plan_key = %s",
+                (study, old_key),
+            )
+            cur.execute("DELETE FROM shards WHERE study = %s AND plan_key = %s", (study, old_key))
+        return dropped
 
     def files(self, partition: str | None = None) -> list[FileRecord]:
         sql = "SELECT path, plan_key, partition, rows FROM files WHERE study = %s"

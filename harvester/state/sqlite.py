@@ -274,10 +274,13 @@ class SqliteState(Ledger):
         )
         return [(str(k), int(r), int(n)) for k, r, n in rows]
 
-    def commit_plan_shard(self, plan_key: str, files: Iterable[FileLike]) -> list[str]:
+    def commit_plan_shard(
+        self, plan_key: str, files: Iterable[FileLike], *, at: float | None = None
+    ) -> list[str]:
         """Record the plan shard's dataset files (replacing any earlier ones), mark it committed
-        and forget its segments; returns its leaf keys, whose staging can now go."""
-        now = time.time()
+        (at `at`, the run's clock; now by default) and forget its segments; returns its leaf
+        keys, whose staging can now go."""
+        now = time.time() if at is None else at
         with self._tx() as db:
             plan = self._get(db, plan_key)
             if plan.parent_key is not None:
@@ -309,6 +312,62 @@ class SqliteState(Ledger):
                 (plan_key,),
             ).fetchall()
         return [r[0] for r in leaves]
+
+    def reopen_plan_shard(self, plan_key: str) -> list[str]:
+        """A committed plan shard back to one pending leaf, to be harvested again (a refresh);
+        its files stay recorded (readable) until the new harvest's commit replaces them.
+        Returns the staged segments its old leaves still had (none after a commit)."""
+        with self._tx() as db:
+            plan = self._get(db, plan_key)
+            if plan.parent_key is not None:
+                raise StateError(f"{plan_key} is a leaf, not a plan shard")
+            if plan.committed_at is None:
+                return []
+            dropped = [
+                r[0]
+                for r in db.execute("SELECT path FROM segments WHERE plan_key = ?", (plan_key,))
+            ]
+            db.execute("DELETE FROM segments WHERE plan_key = ?", (plan_key,))
+            db.execute(
+                "UPDATE shards SET parent_key = NULL WHERE plan_key = ? AND key != ?",
+                (plan_key, plan_key),
+            )
+            db.execute("DELETE FROM shards WHERE plan_key = ? AND key != ?", (plan_key, plan_key))
+            db.execute(
+                "UPDATE shards SET status = 'pending', committed_at = NULL, task_id = NULL, "
+                "search_id = NULL, next_cursor = NULL, attempts = 0, last_error = NULL, "
+                "error_kind = NULL, records = 0, pages = 0, filtered = 0, started_at = NULL, "
+                "updated_at = ? WHERE key = ?",
+                (time.time(), plan_key),
+            )
+        return dropped
+
+    def supersede_plan_shard(self, old_key: str, new: PlannedShard) -> list[str]:
+        """Plan shard `new` takes over `old_key`'s files and harvest history (a window the end
+        date cut short, completed); `old_key` is forgotten. The old files stay readable until
+        `new` is committed. Returns `old_key`'s staged segments, to delete."""
+        with self._tx() as db:
+            old = self._get(db, old_key)
+            if old.parent_key is not None:
+                raise StateError(f"{old_key} is a leaf, not a plan shard")
+            if not (old.start == new.start and old.end < new.end):
+                raise StateError(f"{new.key} does not complete {old_key}")
+            db.execute(
+                "INSERT INTO shards (key, plan_key, start_ts, end_ts, status, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (key) DO NOTHING",
+                (new.key, new.key, new.start, new.end, time.time()),
+            )
+            db.execute("UPDATE files SET plan_key = ? WHERE plan_key = ?", (new.key, old_key))
+            db.execute(
+                "UPDATE window_harvests SET plan_key = ? WHERE plan_key = ?", (new.key, old_key)
+            )
+            dropped = [
+                r[0] for r in db.execute("SELECT path FROM segments WHERE plan_key = ?", (old_key,))
+            ]
+            db.execute("DELETE FROM segments WHERE plan_key = ?", (old_key,))
+            db.execute("UPDATE shards SET parent_key = NULL WHERE plan_key = ?", (old_key,))
+            db.execute("DELETE FROM shards WHERE plan_key = ?", (old_key,))
+        return dropped
 
     def window_harvests(self) -> list[WindowHarvest]:
         rows = self._query(

@@ -1,0 +1,169 @@
+"""A scheduled study over many simulated days: relative dates, the 48-hour lag, settling counts.
+
+The simulator's index takes up to 48 h to show a video and its counts grow for 10 days (fact 3
+of the Research Tools' documentation). A nightly `harvester run` of a study ending "today" must
+end with the dataset the index holds on its last day: every video once, with that day's counts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+import tomli_w
+
+from harvester.config import Study, loads_study
+from harvester.orchestrator import EXIT_OK, Harvest, status_report
+from harvester.simulator.app import Simulator
+from harvester.simulator.testing import running_simulator
+from tests.orchestrator.conftest import (
+    CREDS,
+    DAY,
+    SEED_GROUPS,
+    SIM,
+    counted_requests,
+    epoch,
+    options,
+    read_duckdb,
+)
+
+pytestmark = pytest.mark.anyio
+
+START = date(2022, 1, 3)
+FIRST_RUN = date(2022, 1, 6)
+#: Nightly runs: enough for the first windows to settle (10 days after their end) and for the
+#: last ones to be refreshed several times.
+DAYS = 16
+FIELDS = ["id", "create_time", "region_code", "hashtag_names", "view_count", "like_count"]
+
+
+def write_study(tmp_path: Path, base_url: str, **study: Any) -> Path:
+    tables: dict[str, Any] = {
+        "study": {
+            "name": "nightly",
+            "source": "research-api",
+            "start_date": START.isoformat(),
+            "end_date": "today",
+            "window": "3d",
+            "fields": FIELDS,
+            "condition_groups": SEED_GROUPS,
+            **study,
+        },
+        "api": {"base_url": base_url, "max_concurrency": 3, "requests_per_second": 2000},
+        "output": {"path": "data/nightly", "history": True},
+    }
+    path = tmp_path / "study.toml"
+    path.write_text(tomli_w.dumps(tables))
+    return path
+
+
+def load(path: Path, sim: Simulator) -> Study:
+    return loads_study(path.read_text(), path, today=sim.clock.today())
+
+
+def next_night(sim: Simulator) -> None:
+    """02:10 UTC of the next day: the nightly run's time (counts change on the hour)."""
+    now = sim.clock.now()
+    sim.clock.advance((now // DAY + 1) * DAY + 2 * 3600 + 600 - now)
+
+
+async def night(sim: Simulator, study: Study) -> dict[str, int]:
+    """One scheduled run; what it spent on new windows and on refreshes (clean simulator:
+    a request is a page)."""
+    before = counted_requests(sim)
+    h = Harvest(study, CREDS, options(), clock=sim.clock.now)
+    try:
+        assert await h.run() == EXIT_OK
+        refresh_pages = sum(
+            s.pages for s in h.state.shards() if s.plan_key in h.refreshing and s.status == "done"
+        )
+    finally:
+        h.state.close()
+    spent = counted_requests(sim) - before
+    return {
+        "requests": spent,
+        "refresh_requests": refresh_pages,
+        "new_requests": spent - refresh_pages,
+        "refreshed_windows": h.stats.refreshing,
+        "refreshed_rows": h.stats.refreshed_rows,
+        "superseded_rows": h.stats.superseded_rows,
+    }
+
+
+async def test_nightly_runs_end_with_the_last_days_index_and_counts(tmp_path: Path) -> None:
+    clock_start = epoch(FIRST_RUN) + 2 * 3600 + 600
+    async with running_simulator("clean", **SIM, indexing_lag=True, clock_start=clock_start) as sim:
+        path = write_study(tmp_path, sim.base_url)
+        first_seen: dict[int, int] = {}
+        nights = []
+        for day in range(DAYS):
+            if day:
+                next_night(sim)
+            study = load(path, sim)
+            assert study.end_date == sim.clock.today()
+            nights.append(await night(sim, study))
+            for vid in read_duckdb(study.output_path).ids:
+                first_seen.setdefault(vid, day)
+
+        # The dataset is the index of the last night: every video once, with its counts then.
+        now = sim.clock.now()
+        expected = sim.oracle(SEED_GROUPS, epoch(START), epoch(study.end_date) + DAY, as_of=now)
+        table = ds.dataset(study.output_path, format="parquet", partitioning="hive").to_table()
+        ids = table.column("id").to_pylist()
+        assert len(ids) == len(set(ids)), "a video has two rows"
+        assert set(ids) == expected
+        truth = {v["id"]: v for v in sim.corpus.lookup(sorted(expected), as_of=now)}
+        rows = table.select(["id", "view_count", "like_count"]).to_pylist()
+        stale = [r["id"] for r in rows if r["view_count"] != truth[r["id"]]["view_count"]]
+        assert not stale, f"{len(stale)} videos keep counts of an earlier day"
+        assert all(r["like_count"] == truth[r["id"]]["like_count"] for r in rows)
+
+        # Videos the index showed late were added by a later night (not only on the last one).
+        late = [
+            v
+            for v, d in first_seen.items()
+            if d > 0 and (v >> 32) < epoch(FIRST_RUN) + (d - 1) * DAY
+        ]
+        assert late, "no video arrived late: the lag was not exercised"
+
+        manifest = json.loads((study.output_path / "_harvest.json").read_text())
+        settled_through = date.fromisoformat(manifest["settled_through"])
+        # Windows of 3 days from the 3rd: those ending 10 days before the last night are final.
+        assert study.end_date - timedelta(days=14) <= settled_through
+        assert settled_through < study.end_date - timedelta(days=9)
+        assert manifest["unsettled_windows"] > 0
+        assert manifest["next_refresh"] is not None
+
+        # Every superseded row is in the history beside the dataset, never inside it.
+        history = tmp_path / "data" / "nightly.history"
+        con = duckdb.connect()
+        superseded = con.sql(
+            f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{history}/**/*.parquet', "
+            "hive_partitioning = true)"
+        ).fetchall()[0]
+        assert superseded[0] == sum(n["superseded_rows"] for n in nights)
+        assert superseded[0] > superseded[1] > 0
+        refreshed_rows = sum(n["refreshed_rows"] for n in nights)
+        assert refreshed_rows > 0
+
+        status = status_report(study)
+        text = json.dumps(status, default=str)
+        assert "settled" in text
+
+        refresh = sum(n["refresh_requests"] for n in nights)
+        new = sum(n["new_requests"] for n in nights)
+        print(
+            f"\nmulti-day: {DAYS} nights, {len(ids)} videos, {len(late)} added late, "
+            f"{sum(n['refreshed_windows'] for n in nights)} window refreshes, "
+            f"{refreshed_rows} rows refreshed, {superseded[0]} rows in history, "
+            f"requests: {new} on new windows, {refresh} on refreshes; "
+            f"settled through {settled_through}"
+        )
+        # Refreshes stop once windows settle: the last night refreshes at most the windows of
+        # the last 10 days plus the one straddling.
+        assert nights[-1]["refreshed_windows"] <= 10 // 3 + 2
