@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import quota_day_forecast
-from harvester.orchestrator._settle import settling_status
+from harvester.orchestrator._settle import settling_status, upkeep_plan
 from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
 from harvester.state import StateStore, open_store, store_location, utc_day
@@ -216,6 +217,10 @@ def plan_report(study: Study) -> dict[str, Any]:
         ]
     elif study.source != "research-api":
         rows.insert(5, ("est. tasks", f"{count(est.tasks)} (+{count(est.splits)} splits)"))
+    upkeep = upkeep_plan(study, est.records_per_day, datetime.now(UTC).date())
+    report["upkeep"] = upkeep.info
+    rows += upkeep.rows
+    warnings += upkeep.warnings
     if study.enrichments:
         from harvester.orchestrator._enrich_reports import enrich_plan, plan_lines
 

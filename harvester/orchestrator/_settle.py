@@ -9,6 +9,7 @@ again: late videos are added, counts are refreshed, and the new files replace th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,17 +19,20 @@ import structlog
 
 from harvester.config import Study
 from harvester.plan import DAY, Plan, Window, extend_plan
+from harvester.plan.estimate import REST_PAGE, RQS_PAGE
 from harvester.state import PlannedShard, ShardRecord, StateStore
 
 __all__ = [
     "Settling",
     "SettlingStatus",
+    "UpkeepPlan",
     "WindowSettling",
     "extend_study_plan",
     "new_first",
     "settling",
     "settling_status",
     "start_refreshes",
+    "upkeep_plan",
 ]
 
 log = structlog.get_logger("harvester.settle")
@@ -212,3 +216,73 @@ def new_first(pending: Sequence[ShardRecord], refreshing: Iterable[str]) -> list
     day's quota runs short, what was never harvested comes before what is only refreshed."""
     again = set(refreshing)
     return sorted(pending, key=lambda s: (s.plan_key in again, s.start))
+
+
+@dataclass(frozen=True, slots=True)
+class UpkeepPlan:
+    """What `plan` says about keeping a study current."""
+
+    info: dict[str, Any]
+    rows: list[tuple[str, str]]
+    warnings: list[str]
+
+
+def upkeep_plan(study: Study, records_per_day: float, today: date) -> UpkeepPlan:
+    """The daily cost of keeping the study current (a new day, the refreshes of the windows
+    still settling), and a warning when the end date is inside TikTok's 48-hour lag."""
+    warnings: list[str] = []
+    lag_days = (today - study.end_date).days
+    if lag_days < 2:
+        if study.settle_days:
+            then = (
+                f"the next runs harvest its last windows again until {study.settle_days} days "
+                "after their end"
+            )
+        else:
+            then = (
+                'settle_days = 0: they stay as harvested; set end_date = "today-2d" or turn '
+                "settle_days on"
+            )
+        warnings.append(
+            f"end_date {study.end_date} is less than 2 days ago: TikTok indexes videos up to 48 "
+            f"hours late and counts settle over days, so those days are incomplete now; {then}"
+        )
+    info: dict[str, Any] = {"settle_days": study.settle_days}
+    rows: list[tuple[str, str]] = []
+    settling_now = study.settle_days > 0 and (today - study.end_date).days < study.settle_days
+    if study.end_rule is None and not settling_now:
+        return UpkeepPlan(info, rows, warnings)
+    page = REST_PAGE if study.source == "research-api" else RQS_PAGE
+    per_request = 1 if study.source == "research-api" else 2  # RQS: a create, then pages
+    w = study.window_days
+
+    def cost(days: float) -> int:
+        return per_request - 1 + max(1, math.ceil(records_per_day * days / page))
+
+    # Every day: the new day (it lands in the open last window), and each window that ends
+    # within settle_days harvested again in full.
+    unsettled = math.ceil(study.settle_days / w) + 1 if study.settle_days else 0
+    new = cost(1) if study.end_rule is not None else 0
+    refresh = unsettled * cost(w)
+    info.update(
+        daily_requests_to_stay_current=new + refresh,
+        daily_requests_new=new,
+        daily_requests_refresh=refresh,
+        windows_refreshed_daily=unsettled,
+        daily_records_to_stay_current=round(records_per_day * (1 + unsettled * w)),
+    )
+    share = (new + refresh) / study.quota.daily_requests
+    rows.append(
+        (
+            "to stay current",
+            f"~{new + refresh:,} requests a day ({new:,} new, {refresh:,} refreshing "
+            f"{unsettled} unsettled windows), {share:.0%} of the daily quota",
+        )
+    )
+    if new + refresh > study.quota.daily_requests:
+        warnings.append(
+            f"keeping the study current needs ~{new + refresh:,} requests a day, more than the "
+            f"{study.quota.daily_requests:,} of the quota: new windows go first and refreshes "
+            "fall behind; lower settle_days or narrow the query"
+        )
+    return UpkeepPlan(info, rows, warnings)

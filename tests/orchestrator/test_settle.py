@@ -167,3 +167,45 @@ async def test_nightly_runs_end_with_the_last_days_index_and_counts(tmp_path: Pa
         # Refreshes stop once windows settle: the last night refreshes at most the windows of
         # the last 10 days plus the one straddling.
         assert nights[-1]["refreshed_windows"] <= 10 // 3 + 2
+
+
+async def test_short_quota_new_windows_first_and_an_interrupted_refresh_keeps_the_old_rows(
+    tmp_path: Path,
+) -> None:
+    """A night whose quota runs out mid-refresh: the new days are in, the windows still being
+    refreshed keep their earlier rows (readable, once each), and the next night finishes."""
+    clock_start = epoch(FIRST_RUN) + 2 * 3600 + 600
+    async with running_simulator("clean", **SIM, indexing_lag=True, clock_start=clock_start) as sim:
+        path = write_study(tmp_path, sim.base_url, window="1d")
+        study = load(path, sim)
+        first = await night(sim, study)
+        assert first["refreshed_windows"] == 0
+        before = set(read_duckdb(study.output_path).ids)
+
+        next_night(sim)
+        # Tonight's quota covers the new day and a little more, not the refreshes.
+        quota = {"daily_requests": first["requests"] // 2 + 2, "on_exhausted": "exit"}
+        text = path.read_text() + "\n" + tomli_w.dumps({"quota": quota})
+        path.write_text(text)
+        study = load(path, sim)
+        h = Harvest(study, CREDS, options(), clock=sim.clock.now)
+        try:
+            assert await h.run() == 75
+            shards = {s.key: s for s in h.state.shards() if s.parent_key is None}
+        finally:
+            h.state.close()
+        new_day = study.end_date.strftime("%Y%m%d")
+        assert shards[next(k for k in shards if k.startswith(new_day))].committed_at is not None
+        waiting = [k for k in h.refreshing if shards[k].committed_at is None]
+        assert waiting, "the quota was not short: every refresh finished"
+        ids = read_duckdb(study.output_path).ids
+        assert len(ids) == len(set(ids)) and before <= set(ids)
+
+        next_night(sim)
+        path.write_text(text.replace(f"daily_requests = {quota['daily_requests']}", ""))
+        study = load(path, sim)
+        assert (await night(sim, study))["refreshed_windows"] >= len(waiting)
+        now = sim.clock.now()
+        expected = sim.oracle(SEED_GROUPS, epoch(START), epoch(study.end_date) + DAY, as_of=now)
+        ids = read_duckdb(study.output_path).ids
+        assert len(ids) == len(set(ids)) and set(ids) == expected

@@ -89,3 +89,31 @@ def test_generation_is_fast_enough_for_benchmarks() -> None:
     rate = n / (time.perf_counter() - t)
     print(f"corpus: {n} records at {rate:,.0f} records/s")
     assert n > 50_000
+
+
+def test_the_index_lags_up_to_48_hours_and_counts_settle_in_10_days() -> None:
+    """Fact 3 of the Research Tools' documentation, against the corpus's clock."""
+    from harvester.simulator.corpus import SETTLE, indexed_at
+
+    now = [float((D0 + 1) * DAY)]
+    lagging = Corpus(4, lag=True, now=lambda: now[0])
+    settled = Corpus(4)
+    start, end = D0 * DAY, (D0 + 1) * DAY
+    every = [v["id"] for v in settled.videos(start, end)]
+    lags = [indexed_at(i) - (i >> 32) for i in every]
+    assert 0 < min(lags) and max(lags) <= 48 * 3600
+    at_midnight = [v["id"] for v in lagging.videos(start, end)]
+    assert 0 < len(at_midnight) < len(every)  # the day is not all indexed by its end
+    assert set(at_midnight) == {i for i in every if indexed_at(i) <= now[0]}
+    now[0] += 2 * DAY
+    assert [v["id"] for v in lagging.videos(start, end)] == every  # all in after 48 h
+    # Counts grow: a fifth at first, the final values once 10 days old; never above them.
+    final = {v["id"]: v["view_count"] for v in settled.lookup(every)}
+    young = {v["id"]: v["view_count"] for v in lagging.lookup(every, as_of=start + 3600)}
+    assert all(young[i] <= final[i] for i in every)
+    assert sum(young.values()) < sum(final.values()) / 2
+    old = {v["id"]: v["view_count"] for v in lagging.lookup(every, as_of=end + SETTLE)}
+    assert old == final
+    # The same question asked twice within the hour gets the same answer.
+    assert lagging.lookup(every[:5], as_of=end + 60) == lagging.lookup(every[:5], as_of=end + 120)
+    assert settled.day(D0).videos[0]["view_count"] == final[every[0]]  # the cache is untouched

@@ -255,3 +255,55 @@ def test_exact_filter_drops_are_counted_per_leaf_and_reset_by_a_split(
     state.start_leaf(LEFT.key)
     state.checkpoint_page(LEFT.key, segment=None, rows=0, cursor=100, filtered=2)
     assert state.status().filtered == 2
+
+
+def _harvest(state: Store, at: float) -> list[DatasetFile]:
+    state.split(PLAN.key, [LEFT, RIGHT])
+    for leaf in (LEFT, RIGHT):
+        state.start_leaf(leaf.key)
+        state.checkpoint_page(leaf.key, segment=f"{leaf.key}/000000.arrow", rows=3, cursor=None)
+        state.mark_done(leaf.key)
+    files = [
+        DatasetFile(f"create_date=2023-01-0{d}/{PLAN.key}.parquet", f"d{d}", 3) for d in (1, 2)
+    ]
+    state.commit_plan_shard(PLAN.key, files, at=at)
+    return files
+
+
+def test_a_refresh_reopens_a_window_and_keeps_its_files_until_the_new_commit(
+    state: Store,
+) -> None:
+    files = _harvest(state, at=JAN1 + 3 * DAY)
+    assert state.shard(PLAN.key).committed_at == JAN1 + 3 * DAY  # the run's clock, not now
+    assert state.reopen_plan_shard(PLAN.key) == []
+    reopened = state.shards()
+    assert [(s.key, s.status, s.records, s.pages) for s in reopened] == [
+        (PLAN.key, "pending", 0, 0)
+    ]
+    assert reopened[0].committed_at is None
+    # The earlier harvest stays readable (known files) and counted in its history.
+    assert state.known_files() == {f.path for f in files}
+    assert state.plan_ready(PLAN.key) is False
+    assert state.reopen_plan_shard(PLAN.key) == []  # already open: nothing to do
+    state.start_leaf(PLAN.key)
+    state.checkpoint_page(PLAN.key, segment=f"{PLAN.key}/000000.arrow", rows=7, cursor=None)
+    state.mark_done(PLAN.key)
+    assert state.plan_ready(PLAN.key)
+    state.commit_plan_shard(PLAN.key, files[:1], at=JAN1 + 4 * DAY)
+    assert state.known_files() == {files[0].path}
+    harvests = [(h.plan_key, h.committed_at, h.rows) for h in state.window_harvests()]
+    assert harvests == [(PLAN.key, JAN1 + 3 * DAY, 6), (PLAN.key, JAN1 + 4 * DAY, 7)]
+
+
+def test_a_completed_short_window_takes_over_the_files_and_history(state: Store) -> None:
+    files = _harvest(state, at=JAN1 + 2 * DAY)
+    full = PlannedShard("20230101-20230104", JAN1, JAN1 + 3 * DAY)
+    with pytest.raises(StateError, match="does not complete"):
+        state.supersede_plan_shard(
+            PLAN.key, PlannedShard("20230102-20230104", JAN1 + DAY, JAN1 + 3 * DAY)
+        )
+    assert state.supersede_plan_shard(PLAN.key, full) == []
+    assert [(s.key, s.status) for s in state.shards()] == [(full.key, "pending")]
+    assert {f.plan_key for f in state.files()} == {full.key}
+    assert state.known_files() == {f.path for f in files}
+    assert [h.plan_key for h in state.window_harvests()] == [full.key]
