@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ class Publisher:
         self.layout = layout
         self.staging = staging
         self.stats = stats
+        #: Plan shards committed before (refreshes, completed windows): only their finalize
+        #: looks for earlier files to replace (set at start-up; a lookup per commit would cost
+        #: a scan of every file of a big study).
+        self.harvested_before: set[str] = set()
         self._finalizing: set[str] = set()
         self._compacting: set[str] = set()
         #: One plan shard written at a time: each buffers up to a row group (ROW_GROUP_BYTES),
@@ -181,11 +186,21 @@ class Publisher:
         segments = [s.path for s in self.state.segments(plan_key=plan_key)]
         # A refresh (or a window completing a short one): the files of the earlier harvest
         # stay readable until the new ones take their place.
-        before = [f for f in self.state.files() if f.plan_key == plan_key]
+        before = (
+            [f for f in self.state.files() if f.plan_key == plan_key]
+            if plan_key in self.harvested_before
+            else []
+        )
         previous = {f.path for f in before}
         if previous and self.study.history_path is not None:
+            # Rows fetched since the refresh began are its own (a crash after the rename).
+            began = [s.started_at for s in self.state.shards(plan_key=plan_key) if s.started_at]
+            since = datetime.fromtimestamp(min(began), UTC) if began else None
             kept = await anyio.to_thread.run_sync(
-                keep_history, self.study.output_path, self.study.history_path, sorted(previous)
+                partial(keep_history, before=since),
+                self.study.output_path,
+                self.study.history_path,
+                sorted(previous),
             )
             if kept:
                 log.info("history_kept", shard=plan_key, rows=kept)
@@ -267,15 +282,20 @@ class Publisher:
         """Whether no window that may write into `partition` will be harvested again: merging
         rows of several windows into one file must wait until none of them is refreshed (a
         refresh replaces its own files only)."""
-        if self.study.settle_days == 0 and not self.study.relative:
+        study = self.study
+        if study.settle_days == 0 and not study.relative:
             return True
-        span = partition_span(partition) or (0, 2**62)
-        lo, hi = span
-        status = settling(self.study, self.state, self.clock())
-        windows = [w for w in status.windows if w.start < hi and w.end > lo]
-        if self.study.relative and windows and max(w.end for w in status.windows) <= hi:
+        lo, hi = partition_span(partition) or (0, 2**62)
+        plan = [s for s in self.state.shards() if s.parent_key is None]
+        if study.relative and plan and max(s.end for s in plan) <= hi:
             return False  # the last window: a moving end date may still complete it
-        return all(w.settled for w in windows)
+        wait = study.settle_days * DAY
+        # Settled: committed (its last harvest), at least settle_days after its end.
+        return all(
+            s.committed_at is not None and s.committed_at >= s.end + wait
+            for s in plan
+            if s.start < hi and s.end > lo
+        )
 
     async def compact_one(self, partition: str, paths: list[str]) -> None:
         root, staging = self.study.output_path, self.staging

@@ -212,6 +212,7 @@ class Harvest:
         # After the sweep: a refresh keeps the window's files known, and readable, meanwhile.
         self.refreshing = start_refreshes(study, state, self.clock())
         self.stats.refreshing = len(self.refreshing)
+        self.publisher.harvested_before = {h.plan_key for h in state.window_harvests()}
         self.stats.plan_total = len(plan)
         # A relative study's windows are the state's (the plan only adds to them).
         self.publisher.write_manifest(None if study.relative else plan.shards)

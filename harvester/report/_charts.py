@@ -23,6 +23,8 @@ BLUE, ORANGE, GREY, RED, GREEN, PURPLE = (
     "#2ca02c",
     "#9467bd",
 )
+#: Harvested and indexed, counts still settling: the settled blue, lighter.
+LIGHT_BLUE = "#9ecae9"
 KIND_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -90,8 +92,14 @@ def _empty(fig: go.Figure, text: str) -> None:
 def _videos(facts: ReportFacts) -> Chart:
     days = facts.days
     fig = go.Figure()
+    indexed = [d for d in days if d.harvested and not d.provisional and d.videos]
     groups = (
-        ("settled", BLUE, [d for d in days if d.harvested and not d.provisional and d.videos]),
+        ("settled", BLUE, [d for d in indexed if d.settled]),
+        (
+            "unsettled (counts still changing; refreshed by the next runs)",
+            LIGHT_BLUE,
+            [d for d in indexed if not d.settled],
+        ),
         (
             "provisional (harvested < 48 h after the day)",
             ORANGE,
@@ -137,12 +145,15 @@ def _videos(facts: ReportFacts) -> Chart:
     fig.update_xaxes(range=[facts.period[0] - timedelta(days=1), facts.period[1] + timedelta(1)])
     harvested = [d for d in days if d.harvested]
     provisional = sum(1 for d in days if d.provisional)
+    unsettled = sum(1 for d in days if d.harvested and not d.settled)
     note = (
         f"{sum(d.videos for d in days):,} videos over {len(days):,} days "
         f"({facts.period[0]} to {facts.period[1]}, UTC creation day); {len(harvested):,} days "
         f"harvested, {len(missing):,} not yet; {len(gaps):,} harvested days without a video; "
         f"{provisional:,} provisional: TikTok indexes new videos up to 48 hours late, so a day "
-        "harvested sooner may still gain videos."
+        "harvested sooner may still gain videos; "
+        f"{unsettled:,} not settled yet: counts change for up to 10 days, and every run harvests "
+        f"a window again until {facts.study.settle_days} days after its end (settle_days)."
     )
     return Chart("videos", "Videos per day", fig, note)
 

@@ -62,6 +62,9 @@ class DayVideos:
     day: date
     videos: int
     harvested_at: float | None
+    #: Whether its window's counts are final: last harvested `settle_days` after the window's
+    #: end (or settling is off). An indexed but unsettled day is refreshed by the next runs.
+    settled: bool = True
 
     @property
     def harvested(self) -> bool:
@@ -196,7 +199,7 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         version=__version__,
         manifest=_manifest(study.output_path),
         period=(first, last),
-        days=_days(first, last, windows, _videos_per_day(files)),
+        days=_days(first, last, windows, _videos_per_day(files), study.settle_days),
         windows=windows,
         quota=quota,
         today=today,
@@ -282,7 +285,11 @@ def _videos_per_day(files: list[Path]) -> dict[date, int]:
 
 
 def _days(
-    first: date, last: date, windows: tuple[WindowFacts, ...], videos: Mapping[date, int]
+    first: date,
+    last: date,
+    windows: tuple[WindowFacts, ...],
+    videos: Mapping[date, int],
+    settle_days: int = 0,
 ) -> tuple[DayVideos, ...]:
     starts = [w.start for w in windows]
     out = []
@@ -291,12 +298,14 @@ def _days(
         ts = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
         i = bisect.bisect_right(starts, ts) - 1
         harvested_at: float | None = None
+        settled = True
         if i >= 0 and windows[i].start <= ts < windows[i].end and windows[i].harvests:
             latest = windows[i].harvests[-1]
             # The harvest's start is when its first pages were fetched: the conservative
             # moment to judge the indexing lag by.
             harvested_at = latest.started_at or latest.committed_at
-        out.append(DayVideos(day, videos.get(day, 0), harvested_at))
+            settled = settle_days == 0 or latest.committed_at >= windows[i].end + settle_days * DAY
+        out.append(DayVideos(day, videos.get(day, 0), harvested_at, settled))
         day += timedelta(days=1)
     return tuple(out)
 

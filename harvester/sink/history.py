@@ -11,6 +11,7 @@ fixed by what it holds, so a crash and a second try never duplicate it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,9 +26,14 @@ __all__ = ["HISTORY_PARTITION", "keep_history"]
 HISTORY_PARTITION = "retrieved_date"
 
 
-def keep_history(root: Path, history: Path, paths: Iterable[str]) -> int:
+def keep_history(
+    root: Path, history: Path, paths: Iterable[str], *, before: datetime | None = None
+) -> int:
     """Copy the rows of dataset files `paths` (relative to `root`) into `history`, partitioned
-    by the day each row was retrieved; returns the rows copied (0 for copies already made)."""
+    by the day each row was retrieved; returns the rows copied (0 for copies already made).
+
+    Only rows retrieved `before` the refresh began are copied: after a crash between the new
+    files' rename and their commit, those files already hold the refresh's own rows."""
     copied = 0
     with sink_errors(f"keep superseded rows in {history}"):
         for rel in paths:
@@ -35,6 +41,8 @@ def keep_history(root: Path, history: Path, paths: Iterable[str]) -> int:
             if not source.exists():
                 continue
             table = pq.read_table(source, partitioning=None)
+            if before is not None:
+                table = table.filter(pc.less(table.column("_retrieved_at"), pa.scalar(before)))
             if not table.num_rows:
                 continue
             retrieved = table.column("_retrieved_at")

@@ -18,7 +18,7 @@ import pytest
 import tomli_w
 
 from harvester.config import Study, loads_study
-from harvester.orchestrator import EXIT_OK, Harvest, status_report
+from harvester.orchestrator import EXIT_OK, Harvest, plan_report, status_report, verify_study
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import (
@@ -151,9 +151,12 @@ async def test_nightly_runs_end_with_the_last_days_index_and_counts(tmp_path: Pa
         refreshed_rows = sum(n["refreshed_rows"] for n in nights)
         assert refreshed_rows > 0
 
-        status = status_report(study)
-        text = json.dumps(status, default=str)
-        assert "settled" in text
+        status = status_report(study, now=now)
+        assert status["settling"]["settled_through"] == settled_through.isoformat()
+        assert status["settling"]["unsettled_windows"] == manifest["unsettled_windows"]
+        assert "final through" in status["text"] and "next refresh" in status["text"]
+        verified = verify_study(study)
+        assert verified["ok"] and not verified["duplicate_ids"], verified["text"]
 
         refresh = sum(n["refresh_requests"] for n in nights)
         new = sum(n["new_requests"] for n in nights)
@@ -209,3 +212,33 @@ async def test_short_quota_new_windows_first_and_an_interrupted_refresh_keeps_th
         expected = sim.oracle(SEED_GROUPS, epoch(START), epoch(study.end_date) + DAY, as_of=now)
         ids = read_duckdb(study.output_path).ids
         assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+@pytest.mark.parametrize(
+    ("end", "settle_days", "warned"),
+    [("today", 10, "harvest its last windows again"), ("yesterday", 0, "settle_days = 0")],
+)
+def test_plan_warns_inside_the_lag_and_prices_staying_current(
+    tmp_path: Path, end: str, settle_days: int, warned: str
+) -> None:
+    path = write_study(
+        tmp_path, "http://127.0.0.1:9", start_date="today-60d", end_date=end,
+        settle_days=settle_days, window="7d",
+    )  # fmt: skip
+    report = plan_report(loads_study(path.read_text(), path))
+    lag = [w for w in report["warnings"] if "less than 2 days ago" in w]
+    assert len(lag) == 1 and warned in lag[0] and "\n" not in lag[0]
+    upkeep = report["upkeep"]
+    new, refresh = upkeep["daily_requests_new"], upkeep["daily_requests_refresh"]
+    assert new >= 1 and upkeep["daily_requests_to_stay_current"] == new + refresh
+    assert (refresh > 0) == (settle_days > 0)
+    assert "to stay current" in report["text"]
+
+
+def test_plan_of_a_settled_period_says_nothing_about_settling(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "http://127.0.0.1:9", end_date="today-30d")
+    report = plan_report(loads_study(path.read_text(), path))
+    assert not [w for w in report["warnings"] if "2 days ago" in w]
+    assert report["upkeep"]["daily_requests_new"] >= 1  # a relative end grows every day
+    fixed = write_study(tmp_path, "http://127.0.0.1:9", end_date="2022-01-30")
+    assert "daily_requests_new" not in plan_report(loads_study(fixed.read_text(), fixed))["upkeep"]
