@@ -42,7 +42,12 @@ def add_routes(app: web.Application, sim: Simulator) -> None:
             )
             if not isinstance(query, list | dict):
                 raise BadBody("give condition_groups (a list) or query (an object)")
-            ids = sim.oracle(query, start, end)
+            as_of = body.get("as_of")  # with the indexing lag: the index at that time
+            if as_of is not None and (
+                isinstance(as_of, bool) or not isinstance(as_of, int | float)
+            ):
+                raise BadBody("as_of must be epoch seconds")
+            ids = sim.oracle(query, start, end, as_of=as_of)
         except (BadBody, QueryError) as e:
             return json_response({"error": str(e)}, 400)
         return json_response({"ids": [str(i) for i in sorted(ids)], "count": len(ids)})
