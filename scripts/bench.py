@@ -249,6 +249,7 @@ class Sizes:
     split_leaves: int
     scale_windows: int = 16
     scale_leaves: int = 500
+    enrich_days: int = 14
 
 
 FULL = Sizes(
@@ -260,6 +261,7 @@ FULL = Sizes(
     split_leaves=50_000,
     scale_windows=24,
     scale_leaves=1_000,
+    enrich_days=14,
 )
 QUICK = Sizes(
     quota_days=28,
@@ -268,6 +270,7 @@ QUICK = Sizes(
     memory_records=(150_000, 450_000),
     plan_years=10,
     split_leaves=50_000,
+    enrich_days=7,
 )
 REST_PAGE, RQS_PAGE = 100, 10_000
 START = date(2023, 1, 2)
@@ -436,6 +439,111 @@ def _leaves(study: Any) -> list[Any]:
         return list(state.shards())
     finally:
         state.close()
+
+
+#: One `[[enrich]]` block per kind over a two-region study; targets kept small but real.
+ENRICH_BLOCKS = """
+[[enrich]]
+kind = "comments"
+where = "comment_count >= 20"
+replies = true
+
+[[enrich]]
+kind = "users"
+where = "region_code = 'NL'"
+
+[[enrich]]
+kind = "playlists"
+""" + "".join(
+    f'\n[[enrich]]\nkind = "{k}"\nwhere = "region_code = \'BE\'"\n'
+    for k in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos")
+)
+ENRICH_PAGE = 100
+
+
+def _enrich_minimum(kind: str, rows: dict[str, list[dict[str, Any]]], refused: int) -> int:
+    """The fewest calls that fetch these rows: a page per 100 records (one for an empty list),
+    one per refused target; comments also a list per comment with replies."""
+    per_call = {"users": None, "pinned_videos": None}
+    total = refused
+    for target, got in rows.items():
+        if kind in per_call:
+            total += 1
+            continue
+        if kind == "comments":
+            top = [r for r in got if str(r["parent_comment_id"]) == target]
+            total += max(1, math.ceil(len(top) / ENRICH_PAGE))
+            for c in top:
+                if c["reply_count"]:
+                    n = sum(1 for r in got if r["parent_comment_id"] == c["id"])
+                    total += max(1, math.ceil(n / ENRICH_PAGE))
+            continue
+        total += max(1, math.ceil(len(got) / ENRICH_PAGE))
+    return total
+
+
+def enrich_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """Requests per record of each enrichment kind, clean and flaky, against its minimum."""
+    import duckdb
+
+    out: list[Figure] = []
+    end = START + timedelta(days=sizes.enrich_days - 1)
+    # No quota and no short-term limit binds: what is measured is what the API is asked.
+    settings = {
+        **QUOTA_FREE,
+        "follow_daily_requests": BIG,
+        "follow_daily_records": BIG,
+        "rate_limit_per_minute": BIG,
+    }
+    for profile in ("clean", "flaky"):
+        clean = profile == "clean"
+        with Simulator(work, settings, profile=profile) as sim:
+            name = f"enrich-{profile}"
+            config = write_study(
+                work, name, url=sim.url, source="research-api", start=START, end=end,
+                window="7d", regions=NL_BE, rps=200,
+            )  # fmt: skip
+            config.write_text(config.read_text() + ENRICH_BLOCKS)
+            harvest(config, work, fast_retries=not clean)
+            stats = sim.stats()
+            videos = str(work / f"{name}.data" / "**" / "*.parquet")
+            con = duckdb.connect()
+            rows = con.execute(
+                f"SELECT id, username, region_code, comment_count, playlist_id "
+                f"FROM read_parquet('{videos}', hive_partitioning = true)"
+            ).fetchall()
+            con.close()
+            targets: dict[str, list[Any]] = {
+                "comments": sorted({r[0] for r in rows if r[3] >= 20}),
+                "users": sorted({r[1] for r in rows if r[2] == "NL"}),
+                "playlists": sorted({r[4] for r in rows if r[4]}),
+            }
+            for k in ("followers", "following", "liked_videos", "pinned_videos",
+                      "reposted_videos"):  # fmt: skip
+                targets[k] = sorted({r[1] for r in rows if r[2] == "BE"})
+            for kind, tlist in targets.items():
+                want = sim._call(
+                    "/_sim/enrich/expected",
+                    {"kind": kind, "targets": tlist, "replies": kind == "comments"},
+                )
+                records = sum(len(v) for v in want["rows"].values())
+                minimum = _enrich_minimum(kind, want["rows"], len(want["verdicts"]))
+                spent = sum(stats["responses"].get(f"rest.{kind}", {}).values())
+                factor = 1.02 if clean else 1.5
+                per = max(1, records)
+                out.append(
+                    Figure(
+                        f"enrich {kind}, {profile}",
+                        f"<= {factor * minimum / per:.4f}",
+                        round(spent / per, 4),
+                        "requests / record",
+                        spent <= factor * minimum,
+                        f"{spent} requests for {records:,} records of {len(tlist)} targets "
+                        f"({len(want['verdicts'])} refused); minimum {minimum} "
+                        f"({spent / max(1, minimum):.3f}x)",
+                    )
+                )
+    return out
 
 
 #: Simulated service times for the makespan figure: ~150 ms a request, 6 s a task.
@@ -978,7 +1086,7 @@ def update_doc(section: str) -> None:
     DOC.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
 
 
-STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan", "scale")
+STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan", "scale", "enrich")
 
 
 def run_fast_retries(config: str) -> int:
@@ -1044,6 +1152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("makespan", lambda: makespan_figures(work, sizes)),
             ("plan", lambda: plan_figures(work, sizes)),
             ("scale", lambda: scale_figures(work, sizes)),
+            ("enrich", lambda: enrich_figures(work, sizes)),
         ]
         for name, job in jobs:
             if name in steps:

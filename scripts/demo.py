@@ -86,6 +86,26 @@ def show_dataset(path: Path) -> None:
     print(con.sql(top))
 
 
+def show_comments(videos: Path) -> None:
+    """The demo's enrichment: comments beside the videos, joined to them by video_id."""
+    comments = videos.with_name(videos.name + ".comments")
+    if not any(comments.rglob("*.parquet")):
+        return
+    con = duckdb.connect()
+    say(f"DuckDB: {comments} joined to {videos}")
+    query = f"""
+        SELECT v.id AS video_id, v.username, v.comment_count,
+               count(c.id) AS fetched, max(c.like_count) AS top_likes,
+               arg_max(c.text, c.like_count) AS top_comment
+        FROM read_parquet('{videos}/**/*.parquet', hive_partitioning = true) v
+        JOIN read_parquet('{comments}/**/*.parquet', hive_partitioning = true) c
+          ON c.video_id = v.id
+        GROUP BY ALL ORDER BY v.comment_count DESC LIMIT 8
+    """
+    print(query.strip())
+    print(con.sql(query))
+
+
 def main() -> None:
     os.chdir(ROOT)  # relative paths in what the demo prints
     demo = ROOT / ".demo"
@@ -118,6 +138,7 @@ def main() -> None:
             rows = _count_rows(Path(".demo") / name)
             summary.append((config, rows, requests, wall))
             show_dataset(Path(".demo") / name)
+            show_comments(Path(".demo") / name)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
