@@ -151,7 +151,7 @@ def status_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
             (
                 f"enrich {item['kind']}",
                 f"targets {by}; outcomes {outcomes}; {item['dataset_rows']:,} rows in "
-                f"{item['files']:,} files",
+                f"{item['files']:,} file{'' if item['files'] == 1 else 's'}",
             )
         )
     return rows
@@ -167,3 +167,82 @@ def plan_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
         )
         for i in items
     ]
+
+
+def verify_enrichments(study: Study) -> list[dict[str, Any]]:
+    """Each kind's dataset against the enrichment state: every file the state records present
+    with its row count, nothing else visible, one schema, no (target, record) twice."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from harvester.orchestrator._targets import enrich_state_path, open_enrich_state
+    from harvester.sink.dataset import reader_visible
+    from harvester.sink.enrich import enrich_schema
+
+    if not study.enrichments or not enrich_state_path(study).exists():
+        return []
+    es = open_enrich_state(study)
+    try:
+        expected = {e.kind: dict(es.files(e.kind)) for e in study.enrichments}
+    finally:
+        es.close()
+    out = []
+    for e in study.enrichments:
+        kind, root, want = KINDS[e.kind], e.output_path, expected[e.kind]
+        present = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and reader_visible(p.relative_to(root).as_posix())
+        )
+        schema = enrich_schema(kind, with_partition=False)
+        rows, mismatched, bad_schema = 0, [], []
+        found = [p for p in present if p in want]
+        for rel in found:
+            meta = pq.read_metadata(str(root / rel))
+            rows += int(meta.num_rows)
+            if meta.num_rows != want[rel]:
+                mismatched.append(rel)
+            if not meta.schema.to_arrow_schema().remove_metadata().equals(schema):
+                bad_schema.append(rel)
+        duplicates = 0
+        if found:
+            key = dict(kind.renames).get(kind.record_key, kind.record_key) or kind.target
+            con = duckdb.connect()
+            try:
+                row = con.execute(
+                    f"SELECT count(*) - count(DISTINCT ({kind.target}, {key})) "
+                    "FROM read_parquet(?)",
+                    [[str(root / rel) for rel in found]],
+                ).fetchone()
+            finally:
+                con.close()
+            duplicates = int(row[0]) if row else 0
+        item = {
+            "kind": e.kind,
+            "files": len(found),
+            "rows": rows,
+            "missing": sorted(p for p in want if p not in set(present)),
+            "strays": [p for p in present if p not in want],
+            "row_mismatches": mismatched,
+            "schema_mismatches": bad_schema,
+            "duplicates": duplicates,
+        }
+        item["ok"] = not (
+            item["missing"] or item["strays"] or mismatched or bad_schema or duplicates
+        )
+        out.append(item)
+    return out
+
+
+def verify_lines(items: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for i in items:
+        lines.append(
+            f"{'ok' if i['ok'] else 'FAILED'}: enrich {i['kind']}: {i['files']:,} files, "
+            f"{i['rows']:,} rows"
+        )
+        for what in ("missing", "strays", "row_mismatches", "schema_mismatches"):
+            lines += [f"  {what.replace('_', ' ')}: {p}" for p in i[what][:20]]
+        if i["duplicates"]:
+            lines.append(f"  duplicate rows: {i['duplicates']}")
+    return lines

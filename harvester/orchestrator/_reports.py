@@ -443,6 +443,12 @@ def verify_study(study: Study) -> dict[str, Any]:
     ]
     if r.duplicate_ids:
         lines.append(f"duplicate ids: {r.duplicate_ids} (e.g. {list(r.duplicate_examples)[:5]})")
+    if study.enrichments:
+        from harvester.orchestrator._enrich_reports import verify_enrichments, verify_lines
+
+        report["enrichments"] = verify_enrichments(study)
+        report["ok"] = report["ok"] and all(i["ok"] for i in report["enrichments"])
+        lines += verify_lines(report["enrichments"])
     report["text"] = "\n".join(lines)
     return report
 

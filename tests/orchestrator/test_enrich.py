@@ -16,7 +16,7 @@ import tomli_w
 
 from harvester.config import Study, loads_study
 from harvester.kinds import KINDS
-from harvester.orchestrator import EXIT_OK, plan_report, status_report
+from harvester.orchestrator import EXIT_OK, plan_report, status_report, verify_study
 from harvester.orchestrator._enrich import open_enrich_state
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
@@ -187,6 +187,16 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
         assert await run(sim, study) == EXIT_OK
         assert sim.stats.requests_to("rest.comments") == asked
         assert len(read(comments)) == len(got)
+        # verify checks each kind's dataset against the enrichment state too.
+        checked = verify_study(study)
+        assert checked["ok"], checked["text"]
+        assert [i["kind"] for i in checked["enrichments"]] == ["comments", "users", "followers"]
+        assert checked["enrichments"][0]["rows"] == len(got)
+        lost = next(comments.rglob("*.parquet"))
+        lost.rename(lost.with_name("moved.parquet"))
+        broken = verify_study(study)
+        assert not broken["ok"]
+        assert broken["enrichments"][0]["missing"] and broken["enrichments"][0]["strays"]
 
 
 async def test_every_kind_equals_the_oracle_under_faults(tmp_path: Path) -> None:
