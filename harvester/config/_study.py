@@ -13,7 +13,15 @@ from typing import Literal
 
 from harvester._credentials import Credentials
 from harvester._exceptions import CredentialsError
-from harvester.query import RestQuery, SeedQuery, Source, Stage, Translation
+from harvester.query import (
+    RestQuery,
+    SeedQuery,
+    Source,
+    Stage,
+    Translation,
+    ValueSplit,
+    value_split,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,14 @@ class Study:
         """`fields` plus what the local post-filter of a translated query needs."""
         extra = self.translation.extra_fields if self.translation else ()
         return self.fields + tuple(f for f in extra if f not in self.fields)
+
+    @property
+    def value_split(self) -> ValueSplit | None:
+        """The IN list a day too big for a day's quota is cut by (public API only: RQS counts
+        records, not requests, and a task's records do not shrink by cutting the query)."""
+        if self.translation is None or self.is_sample:
+            return None
+        return value_split(self.translation.rest)
 
     def fingerprint(self) -> str:
         """sha256 of what defines the data; see the module docstring for what is left out."""

@@ -170,13 +170,35 @@ def quota_day_forecast(study: Study, records_per_day: float, plan: Plan) -> Quot
     one_day = sizer.need(DAY)
     impossible = ""
     if not one_day.fits(sizer.day):
-        impossible = (
-            f"{study.name}: one day of this query needs about {one_day.requests:,} requests "
-            f"({round(records_per_day):,} records), more than a day's quota of "
-            f"{quota.study_requests:,}: it cannot be harvested completely; narrow the query "
-            "(one region_code per study, say) or raise [quota] daily_requests"
-        )
+        impossible = _one_day_too_big(study, one_day, records_per_day)
     return QuotaDays(minimum, forecast, minimum_requests, records, k, impossible)
+
+
+def _one_day_too_big(study: Study, one_day: Need, records_per_day: float) -> str:
+    """Why a day too big for a day's quota cannot be harvested, or "" when cutting it by the
+    values of the query's IN list brings each value's share within a day."""
+    quota = study.quota
+    split = study.value_split if study.source == "research-api" else None
+    what = (
+        f"{study.name}: one day of this query needs about {one_day.requests:,} requests "
+        f"({round(records_per_day):,} records), more than a day's quota of "
+        f"{quota.study_requests:,}"
+    )
+    if split is None:
+        return (
+            f"{what}, and the query has no IN list (region_code, username, hashtag_name) to "
+            "harvest a day value by value: it cannot be harvested completely; add such a list "
+            "or narrow the query, or raise [quota] daily_requests"
+        )
+    sizer = window_sizer(study, prior=records_per_day)
+    if sizer.need(DAY // len(split.values)).fits(sizer.day):
+        return ""
+    field = split.condition.field_name
+    return (
+        f"{what}, even cut by its {len(split.values)} values of {field}: it cannot be "
+        f"harvested completely; list more, narrower values of {field}, or raise [quota] "
+        "daily_requests"
+    )
 
 
 class DayBudget:

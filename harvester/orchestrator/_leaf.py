@@ -20,7 +20,7 @@ import structlog
 from harvester._exceptions import ApiError, AuthError, QuotaExhausted, ServerError, TransientError
 from harvester.api import Page, Resume
 from harvester.orchestrator._sample import forget_quarantine, keep_sample, quarantine_page
-from harvester.plan import DAY, Window, split_window
+from harvester.plan import DAY, Window, parse_leaf_key, split_window, sub_key
 from harvester.plan.sample import sample_plan
 from harvester.sink import PageResult, normalise_page, normalise_rows, read_ids, write_segment
 from harvester.state import PlannedShard, ShardRecord
@@ -105,6 +105,8 @@ class LeafRunner:
             self.post_filter = study.translation.post_filter
         else:
             self.query = study.seed_query
+        #: The IN list a day too big for a day's quota is cut by (public API), or None.
+        self.value_split = study.value_split if self.rest else None
         self.fetch_fields = study.fetch_fields
         self.strip = frozenset(self.fetch_fields) - frozenset(study.fields)
         #: Test stage: a task's records are a sample of the window, never split, at most this many.
@@ -143,8 +145,15 @@ class LeafRunner:
         )
         log.info("shard_submitted", leaf=key, resume_cursor=resume.cursor, staged=len(seen))
         seq = leaf.pages
+        query, keep = self.query, None
+        index = parse_leaf_key(key).index
+        if index is not None:
+            # One value of the study's IN list: its sub-query, keeping only the records no
+            # earlier value matches (so the union of the window's sub-queries has no repeats).
+            assert self.value_split is not None, f"{key} names a sub-query the query has not"
+            query, keep = self.value_split.sub_query(index), self.value_split.keeps(index)
         pages = self.backend.pages(
-            self.query, leaf.start, leaf.end, self.fetch_fields, resume=resume, seen_ids=seen
+            query, leaf.start, leaf.end, self.fetch_fields, resume=resume, seen_ids=seen
         )
         async for page in pages:
             if page.saturated and self.sample_limit is None:
@@ -154,7 +163,7 @@ class LeafRunner:
                 log.warning("shard_saturated_unsplittable", leaf=key, total=page.total)
             if page.restarted:
                 log.warning("window_restarted", leaf=key, task_id=page.task_id)
-            result, filtered = await self._normalise(leaf, page)
+            result, filtered = await self._normalise(leaf, page, keep)
             if self.sample_limit is not None:
                 result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
             quarantine_page(self.study.output_path, key, seq, result, page.fetched_at)
@@ -198,8 +207,11 @@ class LeafRunner:
         log.info("shard_done", leaf=key, records=state.shard(key).records)
         return LeafOutcome(done=True)
 
-    async def _normalise(self, leaf: ShardRecord, page: Page) -> tuple[PageResult, int]:
-        """The page normalised, and how many of its records failed the exact query."""
+    async def _normalise(
+        self, leaf: ShardRecord, page: Page, keep: Callable[[Any], bool] | None = None
+    ) -> tuple[PageResult, int]:
+        """The page normalised, and how many of its records failed the exact query. A
+        sub-query's `keep` drops, uncounted, the records an earlier value's sub-query keeps."""
         options: _PageOptions = {
             "leaf_key": leaf.key,
             "window": (leaf.start, leaf.end),
@@ -209,7 +221,7 @@ class LeafRunner:
         rows = page.rows
         filtered = 0
         work: Callable[[], PageResult]
-        if rows is not None and self.post_filter is None:
+        if rows is not None and self.post_filter is None and keep is None:
             # Decoded into Arrow by the backend: typed and clean, only rows to drop (and the
             # fetched-only fields, which the layout does not name, are left out).
             work = functools.partial(normalise_rows, rows, self.layout, **options)
@@ -220,6 +232,8 @@ class LeafRunner:
                 returned = len(records)
                 records = [r for r in records if self.post_filter.matches(r)]
                 filtered = returned - len(records)
+            if keep is not None:
+                records = [r for r in records if keep(r)]
             if self.strip:
                 records = [{k: v for k, v in r.items() if k not in self.strip} for r in records]
             work = functools.partial(normalise_page, records, self.layout, **options)
@@ -239,7 +253,24 @@ class LeafRunner:
             halves = split_window(Window(leaf.start, leaf.end), min_seconds=min_seconds)
         if halves is None:
             return ()
-        children = [PlannedShard(w.key, w.start, w.end) for w in halves]
+        # The halves of a sub-query's leaf are the same sub-query: they keep its suffix.
+        suffix = parse_leaf_key(leaf.key).suffix
+        children = [PlannedShard(w.key + suffix, w.start, w.end) for w in halves]
+        return self._replace(leaf, children, why)
+
+    def split_by_value(self, leaf: ShardRecord, why: str) -> tuple[str, ...]:
+        """Cut a window of the whole query into one leaf per value of the study's IN list."""
+        if self.value_split is None or parse_leaf_key(leaf.key).index is not None:
+            return ()
+        children = [
+            PlannedShard(sub_key(leaf.key, i, value), leaf.start, leaf.end)
+            for i, value in enumerate(self.value_split.values)
+        ]
+        return self._replace(leaf, children, why)
+
+    def _replace(
+        self, leaf: ShardRecord, children: list[PlannedShard], why: str
+    ) -> tuple[str, ...]:
         for path in self.state.split(leaf.key, children):
             # The children fetch these records again; start-up would remove them anyway.
             (self.staging / path).unlink(missing_ok=True)

@@ -46,7 +46,7 @@ from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
 from harvester.orchestrator._settle import extend_study_plan, new_first, start_refreshes
-from harvester.plan import DAY, Window, plan_study
+from harvester.plan import DAY, LeafKey, parse_leaf_key, plan_study
 from harvester.plan.sample import sample_plan
 from harvester.sink import (
     MANIFEST,
@@ -55,7 +55,14 @@ from harvester.sink import (
     cleanup_strays,
     layout,
 )
-from harvester.state import LeaseHeld, LeaseLost, StateStore, open_store, utc_day
+from harvester.state import (
+    LeaseHeld,
+    LeaseLost,
+    ShardRecord,
+    StateStore,
+    open_store,
+    utc_day,
+)
 
 log = structlog.get_logger("harvester.run")
 
@@ -448,7 +455,7 @@ class Harvest:
         self._sampling = runner.sample_limit is not None
         self.sizer = window_sizer(self.study)
         for done in self.state.shards(status="done"):
-            self.sizer.observe(done.records, done.end - done.start)
+            self._observe(done)
         # Windows begun on an earlier day first: finishing them frees what they staged; then
         # new windows before refreshes (a short day leaves the refreshes waiting).
         pending = new_first(pending, self.refreshing)
@@ -487,17 +494,20 @@ class Harvest:
         def choose(key: str) -> bool:
             nonlocal free, first
             head, first = first, False
-            window = Window.from_key(key)
+            leaf = parse_leaf_key(key)
+            window = leaf.window
             pages, records, day = self._progress.get(key, (0, 0, today))
             if day != today and self.study.source == "research-api":
                 pages = records = 0  # its search id did not survive the night: a restart
             splittable = not pages and window.seconds >= 2 * DAY
-            if splittable and sizer.too_big(window.seconds):
+            # A day too big for its share of a day's quota is cut by value when time cannot.
+            by_value = not pages and not splittable and leaf.index is None and self._values > 1
+            if (splittable or by_value) and sizer.too_big(window.seconds):
                 # Split when its turn comes, not before: by then the records per day observed
                 # so far size its halves.
                 self._to_split.add(key)
                 return head
-            need = sizer.need(window.seconds, pages, records)
+            need = sizer.need(self._seconds(leaf), pages, records)
             # Alone on an untouched day, a leaf needs no margin; one no whole day could finish
             # (a day of a huge query) runs alone, across the night.
             lone = alone and fresh and (need.fits(free) or not need.fits(sizer.day))
@@ -548,8 +558,7 @@ class Harvest:
             if outcome.children:
                 queue.add(outcome.children, front=cut)
             elif outcome.done:
-                leaf = self.state.shard(key)
-                self.sizer.observe(leaf.records, leaf.end - leaf.start)
+                self._observe(self.state.shard(key))
                 self._progress.pop(key, None)
                 await self._leaf_done(key)
             elif self._stop_code is None and self.state.shard(key).status == "pending":
@@ -569,6 +578,11 @@ class Harvest:
         if leaf.pages or leaf.search_id or leaf.task_id:
             return None
         sizer = self.sizer
+        if leaf.end - leaf.start < 2 * DAY:
+            # A day (the public API asks no less) too big for a day's share: one sub-query per
+            # value of the study's IN list, each a share of the day's records.
+            children = runner.split_by_value(leaf, "day_too_big_for_a_day")
+            return LeafOutcome(children=children) if children else None
         if sizer.too_big(leaf.end - leaf.start):
             why, days = "too_big_for_a_day", sizer.window_days()
         else:
@@ -580,6 +594,20 @@ class Harvest:
             why = "fill_the_day"
         children = runner.split(leaf, why, min_seconds=DAY, at=leaf.start + days * DAY)
         return LeafOutcome(children=children) if children else None
+
+    @property
+    def _values(self) -> int:
+        """How many sub-queries a day can be cut into (1: the query has no IN list to cut)."""
+        split = self.study.value_split if self.study.source == "research-api" else None
+        return len(split.values) if split is not None else 1
+
+    def _seconds(self, leaf: LeafKey) -> int:
+        """The seconds of the whole query's records a leaf stands for: a sub-query's share of
+        its window (the values are taken as equally busy until each is seen)."""
+        return leaf.window.seconds // (1 if leaf.index is None else self._values)
+
+    def _observe(self, leaf: ShardRecord) -> None:
+        self.sizer.observe(leaf.records, self._seconds(parse_leaf_key(leaf.key)))
 
     def _note_progress(self, key: str) -> None:
         leaf = self.state.shard(key)

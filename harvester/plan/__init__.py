@@ -14,6 +14,7 @@ from harvester.plan.estimate import (
     estimate_plan,
 )
 from harvester.plan.shards import Plan, PlanShard, extend_plan, plan_study, split_window
+from harvester.plan.subqueries import LeafKey, leaf_window, parse_leaf_key, sub_key
 from harvester.plan.windows import DAY, Window, parse_window, plan_windows
 
 __all__ = [
@@ -23,13 +24,17 @@ __all__ = [
     "RQS_PAGE",
     "Estimate",
     "FinishedShard",
+    "LeafKey",
     "Plan",
     "PlanShard",
     "Window",
     "estimate_plan",
     "extend_plan",
+    "leaf_window",
+    "parse_leaf_key",
     "parse_window",
     "plan_study",
     "plan_windows",
     "split_window",
+    "sub_key",
 ]

@@ -21,6 +21,7 @@ from harvester.query._common import (
 from harvester.query._regions import OUT_OF_SCOPE, REGION_CODES, check_region_codes
 from harvester.query._rest import RestCondition, RestQuery, parse_rest_query
 from harvester.query._seed import Condition, ConditionGroup, SeedQuery, parse_seed_query
+from harvester.query._split import ValueSplit, value_split
 from harvester.query._translate import Translation, translate_rest, translate_to_rest
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Source",
     "Stage",
     "Translation",
+    "ValueSplit",
     "check_region_codes",
     "clean_string",
     "parse_rest_query",
@@ -44,4 +46,5 @@ __all__ = [
     "translate_to_rest",
     "validate_fields",
     "validate_limit",
+    "value_split",
 ]

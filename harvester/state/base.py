@@ -30,6 +30,7 @@ __all__ = [
     "Usage",
     "WindowHarvest",
     "WorkerUsage",
+    "check_children",
 ]
 
 
@@ -52,6 +53,25 @@ class PlannedShard:
     key: str
     start: int
     end: int
+
+
+def check_children(parent: ShardRecord, children: Sequence[PlannedShard]) -> list[PlannedShard]:
+    """`children` sorted, or StateError unless they replace `parent` exactly: either they tile
+    its window in time (no gap, no overlap), or each covers its whole window under a distinct
+    key (the sub-queries of a window cut by the values of an IN list, whose union it is)."""
+    ordered = sorted(children, key=lambda c: (c.start, c.key))
+    bad = StateError(f"children of {parent.key} do not tile its window")
+    if len(ordered) < 2 or any(c.start >= c.end for c in ordered):
+        raise bad
+    if all((c.start, c.end) == (parent.start, parent.end) for c in ordered):
+        keys = {c.key for c in ordered}
+        if len(keys) != len(ordered) or parent.key in keys:
+            raise bad
+        return ordered
+    edges = [parent.start] + [c.end for c in ordered]
+    if any(c.start != e for c, e in zip(ordered, edges, strict=False)) or edges[-1] != parent.end:
+        raise bad
+    return ordered
 
 
 @dataclass(frozen=True, slots=True)

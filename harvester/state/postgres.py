@@ -50,6 +50,7 @@ from harvester.state.base import (
     Usage,
     WindowHarvest,
     WorkerUsage,
+    check_children,
 )
 
 try:
@@ -455,12 +456,7 @@ class PostgresState:
                 raise StateError(f"cannot split shard {key}: it is {parent.status}")
             if parent.status == "running":
                 self._check_lease(cur, key)
-            ordered = sorted(children, key=lambda c: c.start)
-            edges = [parent.start] + [c.end for c in ordered]
-            if len(ordered) < 2 or any(c.start != e for c, e in zip(ordered, edges, strict=False)):
-                raise StateError(f"children of {key} do not tile its window")
-            if edges[-1] != parent.end or any(c.start >= c.end for c in ordered):
-                raise StateError(f"children of {key} do not tile its window")
+            ordered = check_children(parent, children)
             now = time.time()
             cur.executemany(
                 "INSERT INTO shards (study, key, parent_key, plan_key, start_ts, end_ts, status, "

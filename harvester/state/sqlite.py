@@ -27,6 +27,7 @@ from harvester.state.base import (
     ShardRecord,
     Status,
     WindowHarvest,
+    check_children,
 )
 
 __all__ = ["SqliteState", "utc_day"]
@@ -73,12 +74,7 @@ class SqliteState(Ledger):
             parent = self._get(db, key)
             if parent.status not in ("pending", "running", "parked"):
                 raise StateError(f"cannot split shard {key}: it is {parent.status}")
-            ordered = sorted(children, key=lambda c: c.start)
-            edges = [parent.start] + [c.end for c in ordered]
-            if len(ordered) < 2 or any(c.start != e for c, e in zip(ordered, edges, strict=False)):
-                raise StateError(f"children of {key} do not tile its window")
-            if edges[-1] != parent.end or any(c.start >= c.end for c in ordered):
-                raise StateError(f"children of {key} do not tile its window")
+            ordered = check_children(parent, children)
             now = time.time()
             db.executemany(
                 "INSERT INTO shards (key, parent_key, plan_key, start_ts, end_ts, status, "

@@ -110,6 +110,27 @@ def test_split_is_atomic(state: Store) -> None:
     ]  # fmt: skip
 
 
+def test_a_window_splits_into_its_sub_queries(state: Store) -> None:
+    """The sub-queries of a window (one per value of an IN list) each cover its whole window;
+    a sub-query's time halves keep its suffix and tile its window as any split does."""
+    nl, be = (
+        PlannedShard(f"{PLAN.key}_q{i}_{v}", PLAN.start, PLAN.end)
+        for i, v in ((0, "NL"), (1, "BE"))
+    )
+    with pytest.raises(StateError, match="tile"):  # a sub-query alone leaves the others out
+        state.split(PLAN.key, [nl])
+    with pytest.raises(StateError, match="tile"):  # the same sub-query twice
+        state.split(PLAN.key, [nl, PlannedShard(nl.key, PLAN.start, PLAN.end)])
+    with pytest.raises(StateError, match="tile"):  # whole windows and halves mixed
+        state.split(PLAN.key, [nl, LEFT])
+    assert state.split(PLAN.key, [nl, be]) == []
+    halves = [PlannedShard(w.key + "_q1_BE", w.start, w.end) for w in (LEFT, RIGHT)]
+    state.split(be.key, halves)
+    leaves = state.shards(status="pending")
+    assert sorted(s.key for s in leaves) == sorted([nl.key, *(h.key for h in halves)])
+    assert {s.plan_key for s in leaves} == {PLAN.key}
+
+
 def test_checkpoint_is_all_or_nothing(state: Store) -> None:
     state.start_leaf(PLAN.key)
     state.checkpoint_page(PLAN.key, segment="p/000000.arrow", rows=10, cursor=100, search_id="s1")
