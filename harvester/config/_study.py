@@ -152,8 +152,8 @@ class Study:
 
     @property
     def value_split(self) -> ValueSplit | None:
-        """The IN list a day too big for a day's quota is cut by (public API only: RQS counts
-        records, not requests, and a task's records do not shrink by cutting the query)."""
+        """The IN list a day too big for a day's quota is cut by (public API only, where a
+        window cannot be cut below a day in time)."""
         if self.translation is None or self.is_sample:
             return None
         return value_split(self.translation.rest)
