@@ -392,7 +392,10 @@ class TaskRunner(ABC):
                         0,
                         True,
                     )
-                    yield Page([], 0, None, True, 0, restarted=True, task_id=task_id)
+                    yield Page(
+                        [], 0, None, True, 0, restarted=True, restart_reason=exc.kind,
+                        task_id=task_id,
+                    )  # fmt: skip
         finally:
             slot.give()
 

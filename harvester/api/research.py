@@ -180,7 +180,8 @@ class ResearchApiClient:
                 search_id=at.search_id,
                 has_more=has_more,
                 raw_count=len(videos),
-                restarted=at.take_restarted(),
+                restarted=(restarted := at.take_restarted()),
+                restart_reason=at.restart_reason if restarted else "",
             )
             if not has_more:
                 return
@@ -246,6 +247,7 @@ class _Paging:
         self.cursor, self.search_id = cursor, search_id
         self.failures = self.restarts = self.stuck = 0
         self.confirmed = self.restarted = False
+        self.restart_reason = ""
         self.waits = client.search_id_waits(resumed=bool(search_id))
 
     def body(self, base: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +275,7 @@ class _Paging:
             restarts=self.restarts,
         )
         self.cursor, self.search_id, self.restarted, self.failures = 0, None, True, 0
+        self.restart_reason = exc.kind
         self.waits = self.client.search_id_waits()
         return None
 

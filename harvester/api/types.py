@@ -62,6 +62,8 @@ class Page:
     raw_count: int
     fetched_at: datetime = field(default_factory=utcnow)
     restarted: bool = False
+    #: Why it restarted (the API's error kind: `search_id_invalid`, `task_expired`, ...).
+    restart_reason: str = ""
     task_id: int | None = None
     total: int | None = None
     saturated: bool = False

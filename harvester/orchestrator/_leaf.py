@@ -162,7 +162,9 @@ class LeafRunner:
                     return LeafOutcome(children=children)
                 log.warning("shard_saturated_unsplittable", leaf=key, total=page.total)
             if page.restarted:
-                log.warning("window_restarted", leaf=key, task_id=page.task_id)
+                children = self._restarted(leaf, page)
+                if children:
+                    return LeafOutcome(children=children)
             result, filtered = await self._normalise(leaf, page, keep)
             if self.sample_limit is not None:
                 result = keep_sample(result, self.sample_limit - state.shard(key).records, key)
@@ -206,6 +208,24 @@ class LeafRunner:
         state.mark_done(key)
         log.info("shard_done", leaf=key, records=state.shard(key).records)
         return LeafOutcome(done=True)
+
+    def _restarted(self, leaf: ShardRecord, page: Page) -> tuple[str, ...]:
+        """Record the restart; the second for the same reason splits the window instead of
+        fetching it whole once more (its children are a new plan: none has restarted)."""
+        reason = page.restart_reason or "restarted"
+        times = self.state.record_restart(leaf.key, reason, self.gate.today())
+        log.warning(
+            "window_restarted", leaf=leaf.key, task_id=page.task_id, reason=reason, times=times
+        )
+        if times < 2:
+            return ()
+        why = f"restarted twice: {reason}"
+        children = self.split(leaf, why, min_seconds=DAY if self.rest else 1)
+        if not children:
+            children = self.split_by_value(leaf, why)
+        if not children:
+            log.warning("window_restarted_unsplittable", leaf=leaf.key, reason=reason)
+        return children
 
     async def _normalise(
         self, leaf: ShardRecord, page: Page, keep: Callable[[Any], bool] | None = None

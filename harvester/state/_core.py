@@ -163,6 +163,7 @@ class Core:
                     "errors",
                     "error_hours",
                     "window_harvests",
+                    "restarts",
                 ):
                     db.execute(f"DELETE FROM {table}")
                 db.execute("UPDATE shards SET parent_key = NULL")

@@ -139,6 +139,20 @@ CREATE TABLE error_hours (
 );
 """
 
+# Restarts of a leaf from cursor 0, by reason and UTC day (as SQLite's version 4): a second
+# restart for the same reason splits the window instead.
+_V4 = """
+CREATE TABLE restarts (
+    study TEXT NOT NULL,
+    leaf_key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    day TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (study, leaf_key, reason, day),
+    FOREIGN KEY (study, leaf_key) REFERENCES shards (study, key)
+);
+"""
+
 #: MIGRATIONS[n] upgrades version n to n + 1 (0: an empty database).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE meta (
@@ -88,6 +88,13 @@ CREATE TABLE error_hours (
     count BIGINT NOT NULL,
     PRIMARY KEY (hour, kind)
 );
+CREATE TABLE restarts (
+    leaf_key TEXT NOT NULL REFERENCES shards (key),
+    reason TEXT NOT NULL,
+    day TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (leaf_key, reason, day)
+);
 """
 
 #: Statements that bring a state of version `v - 1` to version `v`, by `v`: a state file written
@@ -119,6 +126,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             kind TEXT NOT NULL,
             count BIGINT NOT NULL,
             PRIMARY KEY (hour, kind)
+        )""",
+    ),
+    # Restarts of a leaf from cursor 0, by reason and UTC day: a second restart for the same
+    # reason splits the window instead (the record outlives the run that restarted it).
+    4: (
+        """CREATE TABLE restarts (
+            leaf_key TEXT NOT NULL REFERENCES shards (key),
+            reason TEXT NOT NULL,
+            day TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (leaf_key, reason, day)
         )""",
     ),
 }

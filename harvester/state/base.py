@@ -22,6 +22,7 @@ __all__ = [
     "LeaseLost",
     "PendingCompaction",
     "PlannedShard",
+    "Restart",
     "SegmentRecord",
     "ShardRecord",
     "StateStore",
@@ -103,6 +104,17 @@ class ShardRecord:
     #: Records the public API returned for this leaf that the study's exact query dropped.
     filtered: int = 0
     started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """A leaf fetched again from cursor 0, `count` times on UTC `day`, for `reason` (the API's
+    error kind: an expired search id, an expired RQS task)."""
+
+    leaf_key: str
+    reason: str
+    day: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +287,10 @@ class StateStore(Protocol):
     def retry_parked(self) -> int: ...
 
     def restart_leaf(self, leaf_key: str, *, task_id: str | None = None) -> None: ...
+
+    def record_restart(self, leaf_key: str, reason: str, day: str) -> int: ...
+
+    def restarts(self) -> list[Restart]: ...
 
     def segments(
         self, *, leaf_key: str | None = None, plan_key: str | None = None

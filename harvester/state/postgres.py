@@ -43,6 +43,7 @@ from harvester.state.base import (
     LeaseLost,
     PendingCompaction,
     PlannedShard,
+    Restart,
     SegmentRecord,
     ShardRecord,
     Status,
@@ -320,6 +321,7 @@ class PostgresState:
                     "errors",
                     "error_hours",
                     "window_harvests",
+                    "restarts",
                 ):
                     cur.execute(f"DELETE FROM {table} WHERE study = %s", (study,))
                 cur.execute("UPDATE shards SET parent_key = NULL WHERE study = %s", (study,))
@@ -644,6 +646,34 @@ class PostgresState:
                 "updated_at = %s WHERE study = %s AND key = %s",
                 (task_id, time.time(), self._study, leaf_key),
             )
+
+    def record_restart(self, leaf_key: str, reason: str, day: str) -> int:
+        """Note that the leaf restarted from cursor 0 for `reason` on UTC `day`; returns how
+        many times it has restarted for that reason, this one included, on any day."""
+        with self._tx() as cur:
+            self._get(cur, leaf_key, lock=True)
+            cur.execute(
+                "INSERT INTO restarts (study, leaf_key, reason, day, count) "
+                "VALUES (%s, %s, %s, %s, 1) ON CONFLICT (study, leaf_key, reason, day) "
+                "DO UPDATE SET count = restarts.count + 1",
+                (self._study, leaf_key, reason, day),
+            )
+            row = cur.execute(
+                "SELECT sum(count) FROM restarts WHERE study = %s AND leaf_key = %s "
+                "AND reason = %s",
+                (self._study, leaf_key, reason),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def restarts(self) -> list[Restart]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT leaf_key, reason, day, count FROM restarts WHERE study = %s "
+                "ORDER BY leaf_key, day, reason",
+                (self._study,),
+            ).fetchall()
+        return [Restart(str(k), str(r), str(d), int(c)) for k, r, d, c in rows]
 
     def mark_done(self, leaf_key: str) -> None:
         with self._tx() as cur:

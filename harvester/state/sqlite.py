@@ -23,6 +23,7 @@ from harvester.state.base import (
     FileRecord,
     PendingCompaction,
     PlannedShard,
+    Restart,
     SegmentRecord,
     ShardRecord,
     Status,
@@ -181,6 +182,28 @@ class SqliteState(Ledger):
                 "updated_at = ? WHERE key = ?",
                 (task_id, time.time(), leaf_key),
             )
+
+    def record_restart(self, leaf_key: str, reason: str, day: str) -> int:
+        """Note that the leaf restarted from cursor 0 for `reason` on UTC `day`; returns how
+        many times it has restarted for that reason, this one included, on any day."""
+        with self._tx() as db:
+            self._get(db, leaf_key)
+            db.execute(
+                "INSERT INTO restarts (leaf_key, reason, day, count) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (leaf_key, reason, day) DO UPDATE SET count = restarts.count + 1",
+                (leaf_key, reason, day),
+            )
+            row = db.execute(
+                "SELECT sum(count) FROM restarts WHERE leaf_key = ? AND reason = ?",
+                (leaf_key, reason),
+            ).fetchone()
+        return int(row[0])
+
+    def restarts(self) -> list[Restart]:
+        rows = self._query(
+            "SELECT leaf_key, reason, day, count FROM restarts ORDER BY leaf_key, day, reason"
+        )
+        return [Restart(str(k), str(r), str(d), int(c)) for k, r, d, c in rows]
 
     def mark_done(self, leaf_key: str) -> None:
         with self._tx() as db:

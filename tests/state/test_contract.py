@@ -131,6 +131,24 @@ def test_a_window_splits_into_its_sub_queries(state: Store) -> None:
     assert {s.plan_key for s in leaves} == {PLAN.key}
 
 
+def test_restarts_are_counted_per_leaf_and_reason_across_days(state: Store, opener: Opener) -> None:
+    assert state.record_restart(PLAN.key, "search_id_invalid", "2023-01-05") == 1
+    assert state.record_restart(PLAN.key, "task_expired", "2023-01-05") == 1
+    state.close()
+    again = opener()  # the record outlives the run (and the connection) that made it
+    again.open_study("demo", FP, "0.1.0")
+    assert again.record_restart(PLAN.key, "search_id_invalid", "2023-01-06") == 2
+    assert again.record_restart(PLAN.key, "search_id_invalid", "2023-01-06") == 3
+    assert [(r.reason, r.day, r.count) for r in again.restarts()] == [
+        ("search_id_invalid", "2023-01-05", 1), ("task_expired", "2023-01-05", 1),
+        ("search_id_invalid", "2023-01-06", 2),
+    ]  # fmt: skip
+    with pytest.raises(StateError):
+        again.record_restart("no-such-leaf", "search_id_invalid", "2023-01-06")
+    again.open_study("demo", "other", "0.1.0", replan=True)  # a new plan: no history
+    assert again.restarts() == []
+
+
 def test_checkpoint_is_all_or_nothing(state: Store) -> None:
     state.start_leaf(PLAN.key)
     state.checkpoint_page(PLAN.key, segment="p/000000.arrow", rows=10, cursor=100, search_id="s1")

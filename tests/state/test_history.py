@@ -146,8 +146,9 @@ def test_a_state_from_the_first_schema_is_migrated_and_keeps_everything(tmp_path
         s.start_leaf(OTHER.key)
         s.record_error("timeout", OTHER.key, "slow")
         assert [e.kind for e in s.error_hours()] == ["timeout"]
+        assert s.restarts() == [] and s.record_restart(OTHER.key, "search_id_invalid", "d") == 1
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION == 4
 
 
 @pytest.mark.postgres

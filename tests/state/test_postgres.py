@@ -71,7 +71,9 @@ def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> N
         conn.execute(f"UPDATE {PG_SCHEMA}.schema_version SET version = 1")
         conn.execute(f"ALTER TABLE {PG_SCHEMA}.shards DROP COLUMN filtered")
         conn.execute(f"ALTER TABLE {PG_SCHEMA}.shards DROP COLUMN started_at")
-        conn.execute(f"DROP TABLE {PG_SCHEMA}.window_harvests, {PG_SCHEMA}.error_hours")
+        conn.execute(
+            f"DROP TABLE {PG_SCHEMA}.window_harvests, {PG_SCHEMA}.error_hours, {PG_SCHEMA}.restarts"
+        )
     again = opened(pg_url)
     try:
         assert again.shard(WEEK[0].key).filtered == 0
