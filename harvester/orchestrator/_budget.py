@@ -79,6 +79,8 @@ class WindowSizer:
         self.rest = rest
         self.page = REST_PAGE if rest else RQS_PAGE
         self.prior = float(PRIOR_RECORDS_PER_DAY if prior is None else prior)
+        #: The study said how many records a day to expect (else the prior is a guess).
+        self.stated = prior is not None
         self.day = Need(daily_requests, daily_records)
         self._records = 0
         self._seconds = 0
@@ -96,6 +98,13 @@ class WindowSizer:
     @property
     def observed(self) -> bool:
         return self._seconds >= DAY
+
+    @property
+    def known(self) -> bool:
+        """Whether the records per day are observed or stated, not the built-in guess: a day
+        is cut by value only then (its sub-queries cost a request each, however few records
+        they find)."""
+        return self.observed or self.stated
 
     @property
     def records_per_day(self) -> float:

@@ -501,7 +501,13 @@ class Harvest:
                 pages = records = 0  # its search id did not survive the night: a restart
             splittable = not pages and window.seconds >= 2 * DAY
             # A day too big for its share of a day's quota is cut by value when time cannot.
-            by_value = not pages and not splittable and leaf.index is None and self._values > 1
+            by_value = (
+                not pages
+                and not splittable
+                and leaf.index is None
+                and self._values > 1
+                and sizer.known
+            )
             if (splittable or by_value) and sizer.too_big(window.seconds):
                 # Split when its turn comes, not before: by then the records per day observed
                 # so far size its halves.

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harvester.config import load_study
 from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, status_report
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
@@ -71,19 +72,30 @@ async def harvest_day_by_day(sim: Simulator, study: Any, max_days: int) -> list[
     return codes
 
 
-def _study(tmp_path: Path, sim: Simulator, groups: list[dict[str, Any]], days: int) -> Any:
-    return make_study(
+def _study(
+    tmp_path: Path, sim: Simulator, groups: list[dict[str, Any]], days: int, expected: int | None
+) -> Any:
+    """The study; `expected` records a day as its author states them (as `plan` asks for a
+    day too big for the quota), or none: the first day, fetched whole, tells."""
+    make_study(
         tmp_path, sim.base_url, source="research-api", days=days, window=days, groups=groups,
         daily_requests=QUOTA, on_exhausted="exit", max_concurrency=1, window_fraction=0.5,
         fields=("id", "create_time", "region_code", "hashtag_names"),
     )  # fmt: skip
+    path = tmp_path / "study.toml"
+    if expected is not None:
+        text = path.read_text()
+        path.write_text(
+            text.replace("[study]\n", f"[study]\nexpected_records_per_day = {expected}\n")
+        )
+    return load_study(path)
 
 
 @pytest.mark.slow
 async def test_a_day_above_a_days_quota_completes_region_by_region(tmp_path: Path) -> None:
     settings = {**SIM, "videos_per_day": 3_000, "daily_requests": QUOTA, "search_ttl": 3_600.0}
     async with running_simulator("clean", **settings) as sim:
-        study = _study(tmp_path, sim, BY_REGION, days=4)
+        study = _study(tmp_path, sim, BY_REGION, days=4, expected=1_500)
         start, end = period(study)
         truth = sim.oracle(BY_REGION, start, end)
         days = [(s, s + DAY) for s in range(start, end, DAY)]
@@ -126,7 +138,7 @@ async def test_values_that_overlap_are_harvested_once(tmp_path: Path) -> None:
     the first value's only."""
     settings = {**SIM, "videos_per_day": 1_500, "daily_requests": QUOTA, "search_ttl": 3_600.0}
     async with running_simulator("clean", **settings) as sim:
-        study = _study(tmp_path, sim, BY_HASHTAG, days=2)
+        study = _study(tmp_path, sim, BY_HASHTAG, days=3, expected=None)
         start, end = period(study)
         truth = sim.oracle(BY_HASHTAG, start, end)
         each = sum(len(sim.oracle(_one(BY_HASHTAG, v), start, end)) for v in HASHTAGS)
@@ -137,7 +149,10 @@ async def test_values_that_overlap_are_harvested_once(tmp_path: Path) -> None:
             leaves = [s.key for s in state.shards(status="done")]
     assert codes[-1] == EXIT_OK, codes
     assert_equals_oracle(study, truth)
-    assert {key.rsplit("_", 1)[1] for key in leaves} == set(HASHTAGS), leaves
+    # The first day, fetched whole, told how busy a day is; the days after were cut by value.
+    cut = [key for key in leaves if "_q" in key]
+    assert {key.rsplit("_", 1)[1] for key in cut} == set(HASHTAGS), leaves
+    assert len(leaves) - len(cut) == 1 and len(cut) == 2 * len(HASHTAGS), leaves
 
 
 def _one(groups: list[dict[str, Any]], value: str) -> list[dict[str, Any]]:
