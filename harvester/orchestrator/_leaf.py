@@ -9,6 +9,7 @@ know (removed at start-up) and the page is fetched again: at most one page per l
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from harvester.orchestrator._sample import forget_quarantine, keep_sample, quara
 from harvester.plan import DAY, Window, parse_leaf_key, split_window, sub_key
 from harvester.plan.sample import sample_plan
 from harvester.sink import PageResult, normalise_page, normalise_rows, read_ids, write_segment
-from harvester.state import PlannedShard, ShardRecord
+from harvester.state import PlannedShard, ShardRecord, utc_day
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -86,6 +87,7 @@ class LeafRunner:
         stats: RunStats,
         policy: LeafPolicy,
         budget: DayBudget | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.study = study
         self.backend = backend
@@ -96,6 +98,8 @@ class LeafRunner:
         self.stats = stats
         self.policy = policy
         self.budget = budget
+        #: The run's clock (a test's simulated one): the UTC day a restart is recorded on.
+        self.clock = clock
         self.rest = study.source == "research-api"
         self.post_filter: Any = None
         if self.rest:
@@ -213,7 +217,7 @@ class LeafRunner:
         """Record the restart; the second for the same reason splits the window instead of
         fetching it whole once more (its children are a new plan: none has restarted)."""
         reason = page.restart_reason or "restarted"
-        times = self.state.record_restart(leaf.key, reason, self.gate.today())
+        times = self.state.record_restart(leaf.key, reason, utc_day(self.clock()))
         log.warning(
             "window_restarted", leaf=leaf.key, task_id=page.task_id, reason=reason, times=times
         )

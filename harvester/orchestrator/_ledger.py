@@ -111,10 +111,6 @@ class QuotaGate:
         self._stats = stats
         self._last_exhausted_day: str | None = None
 
-    def today(self) -> str:
-        """The quota's UTC day, by the run's clock."""
-        return utc_day(self._clock())
-
     def record(self, exc: QuotaExhausted) -> None:
         """Remember the API's "quota spent" for the day, so no worker (nor the next run, on the
         same day) sends a call the API would refuse and still count."""

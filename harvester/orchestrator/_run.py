@@ -258,6 +258,7 @@ class Harvest:
                     segment_tag=self.segment_tag,
                 ),
                 budget=self.budget,
+                clock=self.clock,
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
