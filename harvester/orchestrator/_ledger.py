@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import anyio
 import structlog
@@ -22,6 +24,17 @@ log = structlog.get_logger("harvester.quota")
 
 #: After 00:00 UTC the API has been seen to say "quota exceeded" for a while: retry this often.
 RESET_GRACE_RETRY = 300.0
+
+#: The UTC day the current task's last counted call was reserved on. A call sent at 23:59:59
+#: may be answered after 00:00: its records, and a "quota exceeded" it got, belong to the day
+#: it was sent, not to the day its answer is read, or the new day would be marked spent and
+#: the run would wait a whole day with the quota back. (A task makes one call at a time.)
+_call_day: ContextVar[str | None] = ContextVar("harvester_call_day", default=None)
+
+
+def day_start(day: str) -> float:
+    """00:00 UTC of a ledger day (`YYYY-MM-DD`), in epoch seconds."""
+    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
 
 
 @dataclass(slots=True)
@@ -72,8 +85,13 @@ class QuotaLedger:
     def today(self) -> str:
         return utc_day(self._clock())
 
+    def call_day(self) -> str:
+        """The day of this task's last counted call (today if it made none)."""
+        return _call_day.get() or self.today()
+
     async def reserve(self, endpoint: str) -> None:
         day = self.today()
+        _call_day.set(day)
         if not self._state.reserve(day, 1, cap=self.daily_requests):
             used = self._state.usage(day)
             what = (
@@ -85,10 +103,11 @@ class QuotaLedger:
         self._stats.requests += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
+        day = self.call_day()
         if ok:
-            self.last_served_day = self.today()
+            self.last_served_day = max(self.last_served_day or day, day)
         if records:
-            self._state.settle(self.today(), records=records)
+            self._state.settle(day, records=records)
 
     def on_retry(self, kind: str, attempt: int, delay: float) -> None:
         self._stats.retries[kind] += 1
@@ -97,9 +116,9 @@ class QuotaLedger:
         self._stats.errors[kind] += 1
         self._state.record_error(kind)
 
-    def exhausted(self) -> None:
-        """The API said the day's quota is spent: no more reservations until 00:00 UTC."""
-        self._state.exhaust(self.today())
+    def exhausted(self, day: str) -> None:
+        """The API said `day`'s quota is spent: no more reservations until its 00:00 UTC."""
+        self._state.exhaust(day)
 
 
 class QuotaGate:
@@ -111,16 +130,23 @@ class QuotaGate:
         self._stats = stats
         self._last_exhausted_day: str | None = None
 
-    def record(self, exc: QuotaExhausted) -> None:
-        """Remember the API's "quota spent" for the day, so no worker (nor the next run, on the
-        same day) sends a call the API would refuse and still count."""
+    def record(self, exc: QuotaExhausted, day: str | None = None) -> None:
+        """Remember the API's "quota spent" for the day the refused call was sent (`day`, by
+        default this task's last call), so no worker (nor the next run, on the same day) sends
+        a call the API would refuse and still count."""
         if not isinstance(exc, QuotaSpent):
-            self._ledger.exhausted()
+            self._ledger.exhausted(day or self._ledger.call_day())
 
-    async def wait(self, exc: QuotaExhausted) -> None:
+    async def wait(self, exc: QuotaExhausted, day: str | None = None) -> None:
+        """Wait until the quota of `day` (by default the day of this task's refused call) is
+        back: its next 00:00 UTC, or shortly when the API's reset lags after 00:00."""
         now = self._clock()
-        day = utc_day(now)
-        self.record(exc)
+        day = day or self._ledger.call_day()
+        self.record(exc, day)
+        if day < utc_day(now):
+            # Refused on a day already over (its answer was read after 00:00): the quota is back.
+            log.info("quota_resumed", day=utc_day(now))
+            return
         lagging = (
             not isinstance(exc, QuotaSpent)
             and self._last_exhausted_day not in (None, day)
@@ -129,12 +155,14 @@ class QuotaGate:
         # A new day, yet the API says no before answering a single call: its reset lags; try
         # again shortly. A day spent by our own ledger, or after calls went through today, is
         # spent for real: wait for the next 00:00.
-        until = now + RESET_GRACE_RETRY if lagging else (now // DAY + 1) * DAY + 1
+        until = now + RESET_GRACE_RETRY if lagging else day_start(day) + DAY + 1
         self._last_exhausted_day = day
         self._stats.quota_wait_until = until
         log.warning("quota_wait", day=day, until=until, seconds=round(until - now), reason=str(exc))
         # Poll the clock rather than sleep once: a test's clock (or a suspended laptop) moves.
         while (left := until - self._clock()) > 0:  # noqa: ASYNC110 - nothing to wait on
             await anyio.sleep(min(left, 1.0))
-        self._stats.quota_wait_until = None
+        if self._stats.quota_wait_until == until:
+            # Workers wait together: one that waits for a later 00:00 keeps its countdown shown.
+            self._stats.quota_wait_until = None
         log.info("quota_resumed", day=utc_day(self._clock()))

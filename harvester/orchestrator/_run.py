@@ -635,7 +635,8 @@ class Harvest:
             self.stop(EXIT_QUOTA, "quota", tg)
             self.queue.close()
             return False
-        await gate.wait(exc)
+        # The day the budget ran out, read now: the wait is for that day's next 00:00.
+        await gate.wait(exc, utc_day(self.clock()))
         self.queue.wake()
         return True
 

@@ -12,9 +12,12 @@ from typing import Any
 import anyio
 import pytest
 
+from harvester._exceptions import QuotaExhausted
 from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, Harvest, status_report
+from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
+from harvester.state.sqlite import SqliteState
 from tests.orchestrator.conftest import (
     CREDS,
     DAY,
@@ -164,3 +167,49 @@ async def test_wait_sleeps_until_midnight_and_finishes(tmp_path: Path, who: str)
     # The run waited for midnight each time: every wait ended just after a 00:00 UTC.
     assert all(w % DAY <= 2 for w in waits)
     assert_equals_oracle(study, expected)
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_refusal_read_after_midnight_belongs_to_the_day_its_call_was_sent(
+    tmp_path: Path,
+) -> None:
+    """A call sent at 23:59:59 whose answer is read after 00:00: its records and its "quota
+    exceeded" count for the day it was sent. The new day stays free and nobody waits for it."""
+    state = SqliteState(tmp_path / "state.sqlite", daily_requests=5, daily_records=10_000)
+    clock = _Clock(1_700_006_400 - 1.0)  # 2023-11-14 23:59:59 UTC
+    stats = RunStats()
+    ledger = QuotaLedger(state, daily_requests=5, daily_records=10_000, clock=clock, stats=stats)
+    gate = QuotaGate(ledger, clock, stats)
+    try:
+
+        async def call_answered_after_midnight(records: int) -> None:
+            await ledger.reserve("rqs.result")
+            clock.now += 2.0  # the answer is read at 00:00:01
+            ledger.settle("rqs.result", ok=records > 0, records=records)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_answered_after_midnight, 100)
+        assert (state.usage("2023-11-14").records, state.usage("2023-11-15").records) == (100, 0)
+
+        clock.now = 1_700_006_400 - 1.0
+
+        async def refused_after_midnight() -> None:
+            await call_answered_after_midnight(0)
+            with anyio.fail_after(5):  # the quota is back: no wait for the next 00:00
+                await gate.wait(QuotaExhausted("daily quota exceeded", status=429))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(refused_after_midnight)
+        assert state.usage("2023-11-14").exhausted and not state.usage("2023-11-15").exhausted
+        assert stats.quota_wait_until is None
+        await ledger.reserve("rqs.result")  # the new day takes calls
+        assert state.usage("2023-11-15").requests == 1
+    finally:
+        state.close()
