@@ -4,7 +4,8 @@
 Each run is killed (SIGKILL: no handler, no clean-up) at a moment picked from the run's own JSON
 log as it is written:
 
-    start-up     during recovery and planning, before or while the first requests go out
+    start-up     during recovery and planning, before or while the first requests go out (at a
+                 random instant, at the latest when the first window is submitted)
     page         just after the n-th page_fetched: the next pages are in flight or being staged
     checkpoint   the instant a page_fetched lands: the next page's checkpoint may be committing
     finalize     just after a shard_done: a plan shard's files are being written or renamed
@@ -57,6 +58,12 @@ ENV = {
 }
 CONCURRENCY = 4
 MOMENTS = ("start-up", "page", "checkpoint", "finalize", "landed", "compaction")
+#: Moments every run from nothing reaches: one a run finished before (a resumed run with little
+#: left) is dealt again to the next run, the first of a new round, so each lands whatever the
+#: machine's speed. (A round may end without landing a file or compacting one.)
+REACHED = ("start-up", "page", "checkpoint", "finalize")
+#: A moment missed this many times in a row is let go (a guard: runs from nothing reach them).
+REDEALS = 3
 #: Quotas that never bind: chaos is about crashes, the quota has its own tests.
 BIG = 10**9
 REGIONS = ["NL", "BE"]
@@ -244,6 +251,8 @@ class Report:
     clean_page_answers: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     moments: dict[str, int] = field(default_factory=dict)
+    #: Moments dealt to a run that finished before reaching them (no kill).
+    missed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -305,6 +314,7 @@ class Chaos:
         self.say = say
         self.logs: list[Path] = []
         self._deck: list[str] = []
+        self._missed_in_a_row: Counter[str] = Counter()
 
     @property
     def limit_line(self) -> str:
@@ -316,6 +326,13 @@ class Chaos:
             self._deck = list(MOMENTS)
             self.rng.shuffle(self._deck)
         return self._deck.pop()
+
+    def missed(self, moment: str) -> None:
+        """The run finished before `moment` came: deal it again to the next run."""
+        self.report.missed[moment] = self.report.missed.get(moment, 0) + 1
+        self._missed_in_a_row[moment] += 1
+        if moment in REACHED and self._missed_in_a_row[moment] <= REDEALS:
+            self._deck.append(moment)
 
     def run_once(self, config: Path, log: Path, *, kill: str | None) -> tuple[int, Kill | None]:
         """One `harvester run`; killed at `kill`'s moment if it comes. (exit code, the kill)."""
@@ -332,8 +349,12 @@ class Chaos:
         rng = self.rng
         deadline: float | None = None
         wanted, nth, delay = None, 1, 0.0
+        latest: float | None = None
         if kill == "start-up":
-            deadline = started + rng.uniform(0.05, 1.8)
+            # A random instant of the start-up, but no later than the first window submitted:
+            # a wall-clock instant alone misses a resumed run that is quicker than it.
+            latest = started + rng.uniform(0.05, 1.8)
+            wanted = "shard_submitted"
         elif kill == "page":
             wanted, nth, delay = "page_fetched", rng.randint(1, 4), rng.uniform(0.0, 0.03)
         elif kill == "checkpoint":
@@ -358,6 +379,8 @@ class Chaos:
                                 at_event = f"{wanted} #{seen}"
                                 deadline = time.monotonic() + delay
                                 break
+                if latest is not None and deadline is None and time.monotonic() >= latest:
+                    deadline = latest
                 if deadline is not None and time.monotonic() >= deadline:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
@@ -413,7 +436,10 @@ class Chaos:
             self.report.runs += 1
             moment = self.next_moment() if done_kills < kills else None
             code, k = self.run_once(config, folder / f"run-{run:03d}.jsonl", kill=moment)
+            if moment is not None and k is None:
+                self.missed(moment)
             if k is not None:
+                self._missed_in_a_row[k.moment] = 0
                 k.rows_visible = check_readable(folder / "data")
                 self.report.kills.append(k)
                 self.report.moments[k.moment] = self.report.moments.get(k.moment, 0) + 1
