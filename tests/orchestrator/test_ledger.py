@@ -34,6 +34,9 @@ from tests.orchestrator.conftest import (
 
 pytestmark = pytest.mark.anyio
 DAYS = 6
+#: The shared clock starts at noon UTC, whatever the time the suite runs: a run started just
+#: before 00:00 would otherwise see its first day end under it and count one quota day more.
+NOON = 1_700_006_400 + DAY / 2
 
 
 def counted_calls(sim: Simulator) -> int:
@@ -48,7 +51,7 @@ def next_midnight(sim: Simulator) -> None:
 
 async def clean_run_requests(tmp_path: Path, source: str) -> int:
     """What one uninterrupted run of the same study costs, on an identical simulator."""
-    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+    async with running_simulator("clean", **SIM, **FAST_TASKS, clock_start=NOON) as sim:
         study = make_study(tmp_path / "clean", sim.base_url, source=source, days=DAYS)
         assert await run(sim, study) == EXIT_OK
         return counted_requests(sim)
@@ -59,7 +62,7 @@ async def test_exit_75_then_tomorrow_completes_without_paying_twice(
     tmp_path: Path, source: str
 ) -> None:
     baseline = await clean_run_requests(tmp_path, source)
-    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+    async with running_simulator("clean", **SIM, **FAST_TASKS, clock_start=NOON) as sim:
         study = make_study(
             tmp_path, sim.base_url, source=source, days=DAYS, daily_requests=5, on_exhausted="exit"
         )
@@ -98,7 +101,7 @@ async def test_the_api_saying_quota_exceeded_also_exits_75(
     tmp_path: Path, source: str, cap: dict[str, Any]
 ) -> None:
     # The study thinks it has plenty; the simulator's own daily cap is what runs out.
-    async with running_simulator("clean", **SIM, **FAST_TASKS, **cap) as sim:
+    async with running_simulator("clean", **SIM, **FAST_TASKS, **cap, clock_start=NOON) as sim:
         study = make_study(tmp_path, sim.base_url, source=source, days=DAYS, on_exhausted="exit")
         first = await run(sim, study)
         refused = sum(c[429] for c in sim.stats.responses.values())
@@ -135,7 +138,7 @@ async def _wait_then_midnight(sim: Simulator, h: Harvest, waits: list[float]) ->
 async def test_wait_sleeps_until_midnight_and_finishes(tmp_path: Path, who: str) -> None:
     caps: dict[str, Any] = {"daily_requests": 5}
     async with running_simulator(
-        "clean", **SIM, **FAST_TASKS, **(caps if who == "api" else {})
+        "clean", **SIM, **FAST_TASKS, **(caps if who == "api" else {}), clock_start=NOON
     ) as sim:
         study = make_study(
             tmp_path,
