@@ -303,6 +303,11 @@ class EnrichmentRun:
     ) -> list[str]:
         es = self.es
         row = es.start(kind.name, target)
+        if kind.flat and row.pages:
+            # A one-page kind (user info) whose page is already checkpointed was killed before
+            # it was marked done: the page is staged, and with no record key to tell repeats
+            # apart, fetching it again would stage the same row twice and spend a request.
+            return self._finish(kind, e, target)
         staged = [p for p, _, _ in es.segments(kind.name, target)]
         seen = segment_keys(self.staging, staged, kind) if staged else set()
         value = self._target_value(kind, row)
@@ -339,9 +344,13 @@ class EnrichmentRun:
                 cursor=page.cursor,
                 has_more=page.has_more,
             )
-        row = es.target(kind.name, target)
+        return self._finish(kind, e, target)
+
+    def _finish(self, kind: Kind, e: Enrichment, target: str) -> list[str]:
+        """Mark a fetched target done; returns the reply targets it added."""
+        row = self.es.target(kind.name, target)
         replies = self._replies(kind, e, row)
-        es.finish(kind.name, target, replies)
+        self.es.finish(kind.name, target, replies)
         self.stats.outcomes[(kind.name, "ok")] += 1
         return [key for key, _ in replies]
 

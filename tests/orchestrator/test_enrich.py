@@ -20,6 +20,7 @@ from harvester.orchestrator import EXIT_OK, plan_report, status_report, verify_s
 from harvester.orchestrator._enrich import open_enrich_state
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
+from harvester.state.enrich import EnrichState
 from tests.orchestrator.conftest import FIELDS, SIM, cli, run, study_text
 
 pytestmark = pytest.mark.anyio
@@ -245,3 +246,41 @@ async def test_sql_duckdb_cannot_run_is_one_line_and_exit_2(tmp_path: Path) -> N
         assert "Traceback" not in done.stderr
         # The videos harvested before are kept, whole.
         assert video_targets(study, "id")
+
+
+class _Killed(Exception):
+    """Stands in for a SIGKILL at one exact instant (chaos tests reach it only by chance)."""
+
+
+def _holds(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, kind):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and any(_holds(e, kind) for e in exc.exceptions)
+
+
+async def test_a_user_killed_after_its_page_before_done_is_neither_duplicated_nor_refetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        study = enrich_study(tmp_path, sim.base_url, [{"kind": "users"}], days=1)
+        real_finish = EnrichState.finish
+        killed: list[str] = []
+
+        def dies_once(self: EnrichState, kind: str, target: str, *a: Any, **kw: Any) -> None:
+            if not killed:
+                killed.append(target)  # the page is staged and checkpointed; done is not
+                raise _Killed(target)
+            real_finish(self, kind, target, *a, **kw)
+
+        monkeypatch.setattr(EnrichState, "finish", dies_once)
+        try:
+            await run(sim, study)
+        except BaseException as exc:
+            assert _holds(exc, _Killed), exc
+        assert killed, "the run never reached a user's checkpoint"
+        monkeypatch.setattr(EnrichState, "finish", real_finish)
+        assert await run(sim, study) == EXIT_OK
+        names = video_targets(study, "username")
+        # Each user once, and the killed user's page was not paid for twice.
+        assert_kind_equals_oracle(sim, study, "users", names)
+        assert sim.stats.requests_to("rest.users") == len(names)
