@@ -16,7 +16,7 @@ from harvester.state._lock import RunLock
 from harvester.state._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from harvester.state.base import ShardRecord, Status
 
-__all__ = ["SHARD_COLS", "Core", "utc_day"]
+__all__ = ["SHARD_COLS", "Core", "SqliteFile", "utc_day"]
 
 SHARD_COLS = (
     "key, parent_key, plan_key, start_ts, end_ts, status, task_id, search_id, next_cursor, "
@@ -30,7 +30,41 @@ def utc_day(ts: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).strftime("%Y-%m-%d")
 
 
-class Core:
+class SqliteFile:
+    """One SQLite file's write transactions and reads under a mutex; shared by the study's
+    state and the enrichment state, which open their own files with their own schemas."""
+
+    path: Path
+    _mutex: threading.RLock
+    _db: sqlite3.Connection
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or none of it (any exception rolls back)."""
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StateError(f"state {self.path} is unavailable: {e}") from e
+            try:
+                yield self._db
+            except BaseException as e:
+                self._db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise StateError(f"state transaction failed: {e}") from e
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._mutex:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise StateError(f"cannot read state {self.path}: {e}") from e
+
+
+class Core(SqliteFile):
     """Connection and transactions; the operations live in the subclasses."""
 
     def __init__(
@@ -93,31 +127,6 @@ class Core:
                     for statement in MIGRATIONS[step]:
                         db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it commits, or none of it (any exception rolls back)."""
-        with self._mutex:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise StateError(f"state {self.path} is unavailable: {e}") from e
-            try:
-                yield self._db
-            except BaseException as e:
-                self._db.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise StateError(f"state transaction failed: {e}") from e
-                raise
-            else:
-                self._db.execute("COMMIT")
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._mutex:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as e:
-                raise StateError(f"cannot read state {self.path}: {e}") from e
 
     def _meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))

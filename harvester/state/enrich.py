@@ -9,16 +9,16 @@ transaction that advances its target's cursor.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harvester._exceptions import StateError
+from harvester.state._core import SqliteFile
 from harvester.state.base import Usage
 
 __all__ = ["EnrichState", "KindSummary", "TargetRow"]
@@ -99,7 +99,7 @@ class KindSummary:
     files: int
 
 
-class EnrichState:
+class EnrichState(SqliteFile):
     """The enrichment state of one study (thread-safe; the study's run lock covers it)."""
 
     def __init__(self, path: Path | str, *, daily_requests: int, daily_records: int) -> None:
@@ -123,30 +123,6 @@ class EnrichState:
     def close(self) -> None:
         with self._mutex:
             self._db.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise StateError(f"state {self.path} is unavailable: {e}") from e
-            try:
-                yield self._db
-            except BaseException as e:
-                self._db.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise StateError(f"state transaction failed: {e}") from e
-                raise
-            else:
-                self._db.execute("COMMIT")
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._mutex:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as e:
-                raise StateError(f"cannot read state {self.path}: {e}") from e
 
     # -- targets -------------------------------------------------------------------------------
 
