@@ -72,7 +72,7 @@ class ApiTable(_Table):
 
 class _QuotaTable(_Table):
     daily_requests: Positive = 1000
-    daily_records: Positive | None = None  # by stage: see _load.QUOTA_RECORDS
+    daily_records: Positive | None = None  # by stage: see _quota.QUOTA_RECORDS
     on_exhausted: Literal["wait", "exit"] = "wait"
     pool: str | None = None
     share: Annotated[float, Field(gt=0, le=1)] | None = None
