@@ -1,9 +1,11 @@
 """`plan` and `status` for enrichments: the cost before spending anything, progress by kind.
 
-The estimate counts each block's targets in the video dataset (DuckDB) when it exists, minus
-those already done; requests per target come from what this study's enrichments observed, else
-from the videos' `comment_count` (comments: 100 a page, top 1,000) or one page a target. Before
-any video is harvested the planned videos stand in as targets: an upper bound, said so.
+The estimate counts each block's targets in the video dataset (DuckDB) minus those already done,
+plus the targets the videos still to come will bring, at the dataset's rate of targets per video.
+Requests per target come from what this study's enrichments observed, else from the kind's
+paging over the videos' counts (`harvester.plan.enrich`). Before any video is harvested, the
+same measure runs over the plan's prior videos: an assumption, said so, that the first videos
+replace.
 """
 
 from __future__ import annotations
@@ -11,66 +13,97 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harvester.config import Enrichment, Study
+from harvester.config import Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
+from harvester.plan.enrich import TargetCost
+from harvester.state.enrich import EnrichState
 
 __all__ = ["enrich_plan", "enrich_status"]
 
+#: A target in one of these has nothing left to fetch.
+_SETTLED = ("done", "unavailable")
 
-def _comment_pages(study: Study, e: Enrichment) -> int | None:
-    """Pages the comment lists of the block's videos need, from their comment_count."""
+
+def _per_target(es: EnrichState | None, kind: str) -> tuple[int, float, float] | None:
+    """(targets, requests, records per target) this study's finished targets of `kind` cost,
+    replies included; None before any finished."""
+    if es is None:
+        return None
+    rows = es.targets(kind)
+    finished = sum(1 for r in rows if r.status == "done" and r.parent is None)
+    if not finished:
+        return None
+    pages = sum(r.pages for r in rows if r.status == "done")
+    got = sum(r.rows for r in rows if r.status == "done")
+    return finished, pages / finished, got / finished
+
+
+def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
+    """Per `[[enrich]]` block: targets left, estimated requests and records, quota days.
+
+    `videos_to_come` are the videos the plan still expects (its estimate for unfinished shards):
+    each brings targets at the rate the video dataset shows, or before any video landed at the
+    prior's (`harvester.plan.enrich`).
+    """
     import duckdb
 
-    if "comment_count" not in study.fields or not any(study.output_path.rglob("*.parquet")):
-        return None
-    glob = str(study.output_path / "**" / "*.parquet").replace("'", "''")
-    cap = min(1000, e.max_per_target or 1000)
-    sql = (
-        f"SELECT coalesce(sum(greatest(1, ceil(least(comment_count, {cap}) / 100.0))), 0) "
-        f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+    from harvester.orchestrator._targets import (
+        enrich_state_path,
+        open_enrich_state,
+        read_targets,
+        videos_relation,
     )
-    if e.where:
-        sql += f" WHERE ({e.where})"
-    with duckdb.connect() as db:
-        row = db.execute(sql).fetchone()
-    return int(row[0]) if row else None
-
-
-def enrich_plan(study: Study, planned_videos: int) -> list[dict[str, Any]]:
-    """Per `[[enrich]]` block: targets left, estimated requests and records, quota days."""
-    from harvester.orchestrator._targets import enrich_state_path, open_enrich_state, read_targets
+    from harvester.plan.enrich import PRIOR_ASSUMPTION, measure_targets, prior_videos
 
     out: list[dict[str, Any]] = []
     es = open_enrich_state(study) if enrich_state_path(study).exists() else None
+    harvested = any(study.output_path.rglob("*.parquet"))
+    db = duckdb.connect()
+    if not harvested:
+        db.register("prior_videos", prior_videos())
     try:
         for e in study.enrichments:
             kind = KINDS[e.kind]
             targets = read_targets(study, e)
-            basis = "video dataset"
             done: set[str] = set()
-            pages_per_target: float | None = None
-            rows_per_page = 0.0
             if es is not None:
-                rows = es.targets(e.kind)
-                done = {r.target for r in rows if r.status in ("done", "unavailable")}
-                finished = [r for r in rows if r.status == "done" and r.parent is None]
-                if finished:
-                    pages = sum(r.pages for r in rows if r.status == "done")
-                    pages_per_target = pages / len(finished)
-                    got = sum(r.rows for r in rows if r.status == "done")
-                    rows_per_page = got / max(1, pages)
-                    basis = f"observed on {len(finished):,} targets"
-            left = [t for t in targets if t not in done]
-            n = len(left)
-            if not targets and planned_videos:
-                n, basis = planned_videos, "upper bound: every planned video"
-            if pages_per_target is not None:
-                requests = math.ceil(n * pages_per_target)
-            elif kind.name == "comments" and (cpages := _comment_pages(study, e)) is not None:
-                requests = cpages if not done else math.ceil(cpages * n / max(1, len(targets)))
+                done = {r.target for r in es.targets(e.kind) if r.status in _SETTLED}
+            relation = videos_relation(study) if harvested else "prior_videos"
+            try:
+                base: TargetCost | None = measure_targets(db, relation, e)
+            except duckdb.Error:
+                # `where` names a column the prior does not have (the dataset's were checked
+                # by read_targets): every planned video stands in as a target.
+                base = None
+            per_video = base.per_video if base is not None else 1.0
+            requests_each = base.requests_per_target if base is not None else 1.0
+            records_each = (
+                base.records_per_target if base is not None else (1.0 if kind.flat else 50.0)
+            )
+            observed = _per_target(es, e.kind)
+            assumed = not harvested
+            if observed is not None:
+                finished, requests_each, records_each = observed
+                basis = f"observed on {finished:,} targets"
+            elif harvested and base is not None:
+                basis = (
+                    f"{base.per_video:.1%} of {base.videos:,} harvested videos give a target, "
+                    f"{requests_each:.2f} requests a target"
+                )
+            elif base is not None:
+                basis = (
+                    f"assumed: {per_video:.1%} of planned videos give a target, "
+                    f"{requests_each:.2f} requests a target, from harvester's prior videos; "
+                    "updates after the first videos land"
+                )
             else:
-                requests = n
-            records = math.ceil(requests * (rows_per_page or (1 if kind.flat else 50)))
+                basis = (
+                    "assumed: every planned video gives a target (where names a column the "
+                    "prior lacks); updates after the first videos land"
+                )
+            n = len([t for t in targets if t not in done]) + videos_to_come * per_video
+            requests = math.ceil(n * requests_each)
+            records = math.ceil(n * records_each)
             if kind.pool == "followers":
                 days = max(requests / FOLLOWERS_DAILY_REQUESTS, records / FOLLOWERS_DAILY_RECORDS)
             else:
@@ -82,15 +115,20 @@ def enrich_plan(study: Study, planned_videos: int) -> list[dict[str, Any]]:
                     "kind": e.kind,
                     "path": str(e.output_path),
                     "targets": len(targets),
-                    "targets_left": n,
+                    "targets_left": math.ceil(n),
                     "estimated_requests": requests,
                     "estimated_records": records,
+                    "requests_per_target": round(requests_each, 3),
+                    "targets_per_video": round(per_video, 4),
                     "pool": kind.pool,
                     "quota_days": round(days, 2),
+                    "assumed": assumed,
+                    "prior": PRIOR_ASSUMPTION if assumed and base is not None else None,
                     "basis": basis,
                 }
             )
     finally:
+        db.close()
         if es is not None:
             es.close()
     return out
@@ -158,15 +196,25 @@ def status_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def plan_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [
-        (
-            f"enrich {i['kind']}",
-            f"{i['targets_left']:,} targets left, ~{i['estimated_requests']:,} requests, "
-            f"~{i['estimated_records']:,} records, {i['quota_days']} quota days "
-            f"({i['pool']} pool; {i['basis']})",
+    from harvester.orchestrator._reports import _about
+
+    rows = []
+    for i in items:
+        # Figures from an assumption are rounded and marked, as the videos' are.
+        count = _about if i["assumed"] else "{:,}".format
+        mark = "~" if i["assumed"] else ""
+        rows.append(
+            (
+                f"enrich {i['kind']}",
+                f"{count(i['targets_left'])} targets left, {count(i['estimated_requests'])} "
+                f"requests, {count(i['estimated_records'])} records, {mark}{i['quota_days']} "
+                f"quota days ({i['pool']} pool; {i['basis']})",
+            )
         )
-        for i in items
-    ]
+    prior = next((i["prior"] for i in items if i.get("prior")), None)
+    if prior:
+        rows.append(("prior videos", prior))
+    return rows
 
 
 def verify_enrichments(study: Study) -> list[dict[str, Any]]:

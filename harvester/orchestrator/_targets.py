@@ -8,9 +8,16 @@ from pathlib import Path
 from harvester._exceptions import ConfigError
 from harvester.config import Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
+from harvester.plan.enrich import target_condition
 from harvester.state.enrich import EnrichState
 
-__all__ = ["enrich_staging", "enrich_state_path", "open_enrich_state", "read_targets"]
+__all__ = [
+    "enrich_staging",
+    "enrich_state_path",
+    "open_enrich_state",
+    "read_targets",
+    "videos_relation",
+]
 
 
 def enrich_state_path(study: Study) -> Path:
@@ -29,24 +36,22 @@ def open_enrich_state(study: Study) -> EnrichState:
     )
 
 
+def videos_relation(study: Study) -> str:
+    """The study's video dataset as a DuckDB relation (every file, hive columns included)."""
+    glob = str(study.output_path / "**" / "*.parquet").replace("'", "''")
+    return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+
+
 def read_targets(study: Study, e: Enrichment) -> list[str]:
     """The block's targets in the video dataset, deduplicated, as text (ids in decimal)."""
     kind = KINDS[e.kind]
-    root = study.output_path
-    if not any(root.rglob("*.parquet")):
+    if not any(study.output_path.rglob("*.parquet")):
         return []
     col = kind.source_column
-    glob = str(root / "**" / "*.parquet").replace("'", "''")
     sql = (
-        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM read_parquet('{glob}', "
-        f"hive_partitioning = true, union_by_name = true) WHERE {col} IS NOT NULL"
+        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM {videos_relation(study)} "
+        f"WHERE {target_condition(kind, e.where)}"
     )
-    if kind.source_column == "playlist_id":
-        sql += f" AND {col} <> 0"
-    if kind.target_type == "string":
-        sql += f" AND {col} <> ''"
-    if e.where:
-        sql += f" AND ({e.where})"
     index = study.enrichments.index(e)
     import duckdb  # only for studies with [[enrich]] blocks
 

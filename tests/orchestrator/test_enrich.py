@@ -127,10 +127,13 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
             ],
             days=2,
         )
-        # Before anything is spent: every planned video stands in as a target, said so.
+        # Before anything is spent: the prior's videos stand in for the planned ones, said so;
+        # a `where` over a column the prior lacks counts every planned video.
         before = plan_report(study)
         assert [p["kind"] for p in before["enrichments"]] == ["comments", "users", "followers"]
-        assert before["enrichments"][0]["basis"] == "upper bound: every planned video"
+        assert all(p["assumed"] for p in before["enrichments"])
+        assert "prior videos" in before["enrichments"][0]["basis"]
+        assert "every planned video" in before["enrichments"][1]["basis"]
         assert before["enrichments"][2]["pool"] == "followers"
         assert "enrich comments" in before["text"]
         assert await run(sim, study) == EXIT_OK
