@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from harvester.api._enrich import EnrichClient, TargetPage, TargetUnavailable
 from harvester.api._http import ApiSession, Credentials, NoHooks, RequestHooks, RetryPolicy
-from harvester.api._tasks import PollPolicy
+from harvester.api._tasks import PollPolicy, TaskOptions
 from harvester.api.backend import Backend
 from harvester.api.pyrqs_backend import PyrqsBackend, SdkClient
 from harvester.api.research import ResearchApiClient
@@ -34,5 +34,6 @@ __all__ = [
     "SdkClient",
     "TargetPage",
     "TargetUnavailable",
+    "TaskOptions",
     "TaskStatus",
 ]

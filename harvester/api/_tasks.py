@@ -10,10 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import anyio
+import pyarrow as pa
 import structlog
 
 from harvester._exceptions import (
@@ -25,6 +26,7 @@ from harvester._exceptions import (
     TooManyRunningTasks,
 )
 from harvester.api._http import NoHooks, RequestHooks
+from harvester.api._records import fresh_records, fresh_rows
 from harvester.api.types import Page, Record, Resume, TaskStatus
 from harvester.query import (
     SeedQuery,
@@ -35,7 +37,7 @@ from harvester.query import (
     validate_limit,
 )
 
-__all__ = ["PollPolicy", "TaskClock", "TaskRunner"]
+__all__ = ["PollPolicy", "ResultRead", "TaskClock", "TaskOptions", "TaskRunner"]
 
 log = structlog.get_logger("harvester.api")
 
@@ -190,6 +192,58 @@ def as_seed_query(condition_groups: SeedQuery | Any) -> SeedQuery:
     return query
 
 
+class TaskOptions(TypedDict, total=False):
+    """What every Research Query Service backend is built with (see `TaskRunner`)."""
+
+    limit: int | None
+    stage: Stage
+    poll: PollPolicy | None
+    analysis_retries: int
+    page_size: int
+    task_slots: anyio.CapacityLimiter | None
+
+
+@dataclass(slots=True)
+class ResultRead:
+    """The reading of one Completed task's result: what each page is checked and counted
+    against, whichever way the backend fetches it."""
+
+    task_id: int
+    #: Ids already delivered (updated as pages are made).
+    seen: set[int]
+    #: The task's record limit: a total at it means the result may be cut short.
+    limit: int | None
+    #: Records a page at most.
+    size: int
+    #: What the task asked for, when known (lets a backend decode into Arrow).
+    fields: Sequence[str] = field(default=())
+
+    def page(
+        self,
+        raw: list[Any],
+        cursor: int,
+        has_more: bool,
+        total: int | None,
+        *,
+        received: int | None = None,
+        rows: pa.StructArray | None = None,
+        cleaned: bool = False,
+    ) -> Page:
+        """A page of the result: records deduplicated against `seen`; `received` counts what
+        the answer held (by default `raw`'s length)."""
+        return Page(
+            records=fresh_records(raw, self.seen, cleaned=cleaned),
+            cursor=cursor,
+            search_id=None,
+            has_more=has_more,
+            raw_count=len(raw) if received is None else received,
+            task_id=self.task_id,
+            total=total,
+            saturated=self.limit is not None and total is not None and total >= self.limit,
+            rows=fresh_rows(rows, self.seen) if rows is not None else None,
+        )
+
+
 class _Slot:
     """One task's hold on the shared task slots. A token, not the current task, borrows the
     slot: an abandoned page generator may be closed from another task."""
@@ -222,6 +276,7 @@ class TaskRunner(ABC):
         page_size: int = 10_000,
         task_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
+        # Subclasses take these as `**options: Unpack[TaskOptions]`: keep the two in step.
         self.stage: Stage = stage
         self.limit = validate_limit(limit, stage)
         self.poll = poll or PollPolicy()
@@ -249,16 +304,8 @@ class TaskRunner(ABC):
     async def cancel(self, task_id: int) -> bool: ...
 
     @abstractmethod
-    def _result_pages(
-        self,
-        task_id: int,
-        cursor: int,
-        seen: set[int],
-        limit: int | None,
-        max_count: int,
-        fields: Sequence[str] = (),
-    ) -> AsyncIterator[Page]:
-        """`fields`: what the task asked for, when known (lets a backend decode into Arrow)."""
+    def _result_pages(self, read: ResultRead, cursor: int) -> AsyncIterator[Page]:
+        """Pages of `read`'s task from `cursor` (each made by `read.page`)."""
 
     def _request(
         self, condition_groups: SeedQuery | Any, fields: str | Sequence[str], limit: int | None
@@ -332,7 +379,7 @@ class TaskRunner(ABC):
         self, task_id: int, *, cursor: int = 0, max_count: int = 10_000
     ) -> AsyncIterator[Page]:
         """Pages of a Completed task's result from `cursor`, deduplicated by id."""
-        async for page in self._result_pages(task_id, cursor, set(), None, max_count):
+        async for page in self._result_pages(ResultRead(task_id, set(), None, max_count), cursor):
             yield page
             del page  # not alive while the next page is fetched (see `task_pages`)
 
@@ -369,9 +416,8 @@ class TaskRunner(ABC):
                 try:
                     await self.wait(task_id, fresh=fresh)
                     slot.give()
-                    async for page in self._result_pages(
-                        task_id, cursor, seen, lim, self.page_size, wanted
-                    ):
+                    read = ResultRead(task_id, seen, lim, self.page_size, wanted)
+                    async for page in self._result_pages(read, cursor):
                         yield page
                         # A suspended generator's locals stay alive: drop the page before
                         # asking for the next, or every leaf keeps its last page (tens of MB)

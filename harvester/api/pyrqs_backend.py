@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, Unpack
 
 import anyio
 import orjson
 
 from harvester._exceptions import ApiError, BadAnswer, HarvesterError, SdkError
 from harvester.api._http import NoHooks, RequestHooks
-from harvester.api._records import coerce_records, fresh_records
-from harvester.api._tasks import PollPolicy, TaskRunner, normalise_status
+from harvester.api._records import coerce_records
+from harvester.api._tasks import ResultRead, TaskOptions, TaskRunner, normalise_status
 from harvester.api.rqs_client import CREATE, RESULT
 from harvester.api.types import Page, TaskStatus
 from harvester.fields import as_int
-from harvester.query import SeedQuery, Stage
+from harvester.query import SeedQuery
 
 __all__ = ["PyrqsBackend", "SdkClient"]
 
@@ -73,21 +73,9 @@ class PyrqsBackend(TaskRunner):
         limiter: anyio.CapacityLimiter,
         *,
         hooks: RequestHooks | None = None,
-        limit: int | None = None,
-        stage: Stage = "execution",
-        poll: PollPolicy | None = None,
-        analysis_retries: int = 2,
-        page_size: int = 10_000,
-        task_slots: anyio.CapacityLimiter | None = None,
+        **options: Unpack[TaskOptions],
     ) -> None:
-        super().__init__(
-            limit=limit,
-            stage=stage,
-            poll=poll,
-            analysis_retries=analysis_retries,
-            page_size=page_size,
-            task_slots=task_slots,
-        )
+        super().__init__(**options)
         self.client = client_obj
         self.limiter = limiter
         self.hooks: RequestHooks = hooks or NoHooks()
@@ -147,36 +135,18 @@ class PyrqsBackend(TaskRunner):
             return bool(answer.get("success"))
         return bool(answer)
 
-    async def _result_pages(
-        self,
-        task_id: int,
-        cursor: int,
-        seen: set[int],
-        limit: int | None,
-        max_count: int,
-        fields: Sequence[str] = (),
-    ) -> AsyncIterator[Page]:
+    async def _result_pages(self, read: ResultRead, cursor: int) -> AsyncIterator[Page]:
         # The SDK hands over the whole result at once; it is cut into pages so the caller
         # checkpoints as often as with the HTTP backend, and `cursor` indexes into it.
-        answer = await self._counted(RESULT, self.client.get_query_task_result, task_id)
+        answer = await self._counted(RESULT, self.client.get_query_task_result, read.task_id)
         everything = coerce_records(answer)
         total = len(everything)
-        size = max(1, max_count)
-        saturated = limit is not None and total >= limit
+        size = max(1, read.size)
         start = min(cursor, total)
         while True:
             chunk = everything[start : start + size]
             end = start + len(chunk)
-            yield Page(
-                records=fresh_records(chunk, seen),
-                cursor=end,
-                search_id=None,
-                has_more=end < total,
-                raw_count=len(chunk),
-                task_id=task_id,
-                total=total,
-                saturated=saturated,
-            )
+            yield read.page(chunk, end, end < total, total)
             if end >= total:
                 return
             start = end

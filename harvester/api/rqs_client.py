@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import pyarrow as pa
@@ -11,11 +11,11 @@ import pyarrow as pa
 from harvester._exceptions import BadAnswer, ConfigError, InvalidRequest, Stalled
 from harvester.api._http import ApiSession
 from harvester.api._pages import PageDecoder
-from harvester.api._records import coerce_records, fresh_records, fresh_rows
-from harvester.api._tasks import PollPolicy, TaskRunner, _Slot, normalise_status
+from harvester.api._records import coerce_records
+from harvester.api._tasks import ResultRead, TaskOptions, TaskRunner, _Slot, normalise_status
 from harvester.api.types import Page, TaskStatus
 from harvester.fields import as_int
-from harvester.query import SeedQuery, Stage
+from harvester.query import SeedQuery
 
 __all__ = ["CANCEL", "CREATE", "RESULT", "STATUS", "RqsClient"]
 
@@ -50,23 +50,11 @@ class RqsClient(TaskRunner):
         self,
         session: ApiSession,
         *,
-        limit: int | None = None,
-        stage: Stage = "execution",
-        poll: PollPolicy | None = None,
-        analysis_retries: int = 2,
-        page_size: int = 10_000,
-        task_slots: anyio.CapacityLimiter | None = None,
         page_slots: anyio.CapacityLimiter | None = None,
         arrow: bool = False,
+        **options: Unpack[TaskOptions],
     ) -> None:
-        super().__init__(
-            limit=limit,
-            stage=stage,
-            poll=poll,
-            analysis_retries=analysis_retries,
-            page_size=page_size,
-            task_slots=task_slots,
-        )
+        super().__init__(**options)
         self.session = session
         #: Result pages in memory at once across every task (None: no bound).
         self.page_slots = page_slots
@@ -120,17 +108,10 @@ class RqsClient(TaskRunner):
         data = await self.session.post(CANCEL, {"task_id": task_id})
         return bool(data.get("success"))
 
-    async def _result_pages(
-        self,
-        task_id: int,
-        cursor: int,
-        seen: set[int],
-        limit: int | None,
-        max_count: int,
-        fields: Sequence[str] = (),
-    ) -> AsyncIterator[Page]:
-        size = max(1, min(max_count, 10_000))
-        fast = self._decoder(fields)
+    async def _result_pages(self, read: ResultRead, cursor: int) -> AsyncIterator[Page]:
+        task_id = read.task_id
+        size = max(1, min(read.size, 10_000))
+        fast = self._decoder(read.fields)
         slot = _Slot(self.page_slots)
         try:
             while True:
@@ -161,16 +142,8 @@ class RqsClient(TaskRunner):
                 )
                 if more and next_cursor == cursor:
                     raise Stalled(f"task {task_id} result stuck at cursor {cursor}")
-                page = Page(
-                    records=fresh_records(raw, seen, cleaned=True),
-                    cursor=next_cursor,
-                    search_id=None,
-                    has_more=more,
-                    raw_count=received,
-                    task_id=task_id,
-                    total=total,
-                    saturated=limit is not None and total is not None and total >= limit,
-                    rows=fresh_rows(rows, seen) if rows is not None else None,
+                page = read.page(
+                    raw, next_cursor, more, total, received=received, rows=rows, cleaned=True
                 )
                 # Only the caller may keep a page alive once it is yielded: a reference held
                 # here would outlive the slot, while the next page is on the wire.

@@ -38,6 +38,7 @@ from harvester.api import (
     ResearchApiClient,
     RetryPolicy,
     RqsClient,
+    TaskOptions,
 )
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
@@ -398,13 +399,13 @@ class Harvest:
         if poll.rate is None:
             poll = replace(poll, rate=study.api.requests_per_second / 2)
         sample = sample_plan(study)
-        kw: dict[str, Any] = {
+        kw = TaskOptions(
             # Test stage: every task gets the day's budget spread over the windows.
-            "limit": sample.limit_per_window if sample else study.limit,
-            "stage": study.stage,
-            "task_slots": slots,
-            "poll": poll,
-        }
+            limit=sample.limit_per_window if sample else study.limit,
+            stage=study.stage,
+            task_slots=slots,
+            poll=poll,
+        )
         if study.source == "rqs":
             # Two result pages in memory at once: one being normalised, the next on the wire;
             # each decoded straight into Arrow (a quarter of the CPU and memory of dicts).
