@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,9 +73,26 @@ class RestQuery:
     def matches(self, record: Record) -> bool:
         pred = self._predicate
         if pred is None:
-            pred = _compile_rest(self)
+            pred = self.predicate(_compile_rest_condition)
             object.__setattr__(self, "_predicate", pred)
         return pred(record)
+
+    def predicate(self, condition: Callable[[RestCondition], Predicate]) -> Predicate:
+        """The query's rule (all of `and`, one of `or` if any, none of `not`) over what
+        `condition` makes of each condition: exact here, approximate where the public API
+        matches strings loosely (the simulator)."""
+        ands = [condition(c) for c in self.and_]
+        ors = [condition(c) for c in self.or_]
+        nots = [condition(c) for c in self.not_]
+
+        def pred(r: Record) -> bool:
+            return (
+                all(p(r) for p in ands)
+                and (not ors or any(p(r) for p in ors))
+                and not any(p(r) for p in nots)
+            )
+
+        return pred
 
 
 _REST_STRING_OPS = frozenset({"EQ", "IN"})
@@ -181,18 +198,3 @@ def _compile_rest_condition(c: RestCondition) -> Predicate:
         return lambda r: _length_bucket(r) in exact
     exact = frozenset(vals)
     return lambda r: r.get(name) in exact  # username, region_code
-
-
-def _compile_rest(q: RestQuery) -> Predicate:
-    ands = [_compile_rest_condition(c) for c in q.and_]
-    ors = [_compile_rest_condition(c) for c in q.or_]
-    nots = [_compile_rest_condition(c) for c in q.not_]
-
-    def pred(r: Record) -> bool:
-        return (
-            all(p(r) for p in ands)
-            and (not ors or any(p(r) for p in ors))
-            and not any(p(r) for p in nots)
-        )
-
-    return pred

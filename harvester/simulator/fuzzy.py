@@ -99,15 +99,4 @@ def _condition(c: RestCondition) -> Predicate:
 def approximate_predicate(query: RestQuery) -> Predicate:
     """`query` evaluated the way the public API evaluates it: string conditions approximately,
     in `and`, `or` and `not` alike."""
-    ands = [_condition(c) for c in query.and_]
-    ors = [_condition(c) for c in query.or_]
-    nots = [_condition(c) for c in query.not_]
-
-    def pred(r: Record) -> bool:
-        return (
-            all(p(r) for p in ands)
-            and (not ors or any(p(r) for p in ors))
-            and not any(p(r) for p in nots)
-        )
-
-    return pred
+    return query.predicate(_condition)
