@@ -126,6 +126,57 @@ class Kind:
         return not self.list_keys
 
 
+def _of_user(
+    name: KindName,
+    path: str,
+    list_keys: tuple[str, ...],
+    paging: Paging,
+    fields: tuple[tuple[str, Type], ...],
+    record_key: str,
+    *,
+    pool: Pool = "research",
+    fields_param: bool = True,
+    renames: tuple[tuple[str, str], ...] = (),
+) -> Kind:
+    """A kind about a user: the target is the video's creator, sent as `username` to
+    `/v2/research/user/<path>/`."""
+    return Kind(
+        name,
+        f"/v2/research/user/{path}/",
+        target="username",
+        target_type="string",
+        source_column="username",
+        body_key="username",
+        list_keys=list_keys,
+        paging=paging,
+        pool=pool,
+        fields=fields,
+        record_key=record_key,
+        fields_param=fields_param,
+        renames=renames,
+    )
+
+
+def _users_listed(name: Literal["followers", "following"], list_key: str, prefix: str) -> Kind:
+    """A user's followers or following: names only, on the followers pool, newest first."""
+    return _of_user(
+        name,
+        name,
+        (list_key,),
+        "time",
+        (("display_name", STRING), ("username", STRING)),
+        "username",
+        pool="followers",
+        fields_param=False,
+        renames=(("display_name", f"{prefix}_display_name"), ("username", f"{prefix}_username")),
+    )
+
+
+def _user_videos(name: KindName, list_keys: tuple[str, ...], paging: Paging) -> Kind:
+    """A user's liked, pinned or reposted videos (the video fields those endpoints document)."""
+    return _of_user(name, name, list_keys, paging, _VIDEO_FIELDS, "id", renames=_VIDEO_RENAMES)
+
+
 KINDS: Mapping[str, Kind] = {
     k.name: k
     for k in (
@@ -150,17 +201,12 @@ KINDS: Mapping[str, Kind] = {
             ),
             record_key="id",
         ),
-        Kind(
+        _of_user(
             "users",
-            "/v2/research/user/info/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=(),
-            paging="none",
-            pool="research",
-            fields=(
+            "info",
+            (),
+            "none",
+            (
                 ("display_name", STRING),
                 ("bio_description", STRING),
                 ("avatar_url", STRING),
@@ -170,83 +216,13 @@ KINDS: Mapping[str, Kind] = {
                 ("likes_count", INT64),
                 ("video_count", INT64),
             ),
-            record_key="",
+            "",
         ),
-        Kind(
-            "followers",
-            "/v2/research/user/followers/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=("user_followers",),
-            paging="time",
-            pool="followers",
-            fields=(("display_name", STRING), ("username", STRING)),
-            record_key="username",
-            fields_param=False,
-            renames=(("display_name", "follower_display_name"), ("username", "follower_username")),
-        ),
-        Kind(
-            "following",
-            "/v2/research/user/following/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=("user_following",),
-            paging="time",
-            pool="followers",
-            fields=(("display_name", STRING), ("username", STRING)),
-            record_key="username",
-            fields_param=False,
-            renames=(
-                ("display_name", "following_display_name"),
-                ("username", "following_username"),
-            ),
-        ),
-        Kind(
-            "liked_videos",
-            "/v2/research/user/liked_videos/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=("user_liked_videos",),
-            paging="time",
-            pool="research",
-            fields=_VIDEO_FIELDS,
-            record_key="id",
-            renames=_VIDEO_RENAMES,
-        ),
-        Kind(
-            "pinned_videos",
-            "/v2/research/user/pinned_videos/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=("pinned_videos_list", "user_pinned_videos"),
-            paging="none",
-            pool="research",
-            fields=_VIDEO_FIELDS,
-            record_key="id",
-            renames=_VIDEO_RENAMES,
-        ),
-        Kind(
-            "reposted_videos",
-            "/v2/research/user/reposted_videos/",
-            target="username",
-            target_type="string",
-            source_column="username",
-            body_key="username",
-            list_keys=("user_reposted_videos", "reposted_videos"),
-            paging="index",
-            pool="research",
-            fields=_VIDEO_FIELDS,
-            record_key="id",
-            renames=_VIDEO_RENAMES,
-        ),
+        _users_listed("followers", "user_followers", "follower"),
+        _users_listed("following", "user_following", "following"),
+        _user_videos("liked_videos", ("user_liked_videos",), "time"),
+        _user_videos("pinned_videos", ("pinned_videos_list", "user_pinned_videos"), "none"),
+        _user_videos("reposted_videos", ("user_reposted_videos", "reposted_videos"), "index"),
         Kind(
             "playlists",
             "/v2/research/playlist/info/",
