@@ -179,6 +179,33 @@ def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
     return spans
 
 
+@dataclass(frozen=True, slots=True)
+class _DayBars:
+    """The day bars of one row of the quota chart (used, forecast): one legend entry each,
+    shown on the first row only."""
+
+    fig: go.Figure
+    row: int
+    first: bool
+    what: str
+
+    def add(
+        self, name: str, group: str, x: Sequence[date], y: Sequence[int], marker: dict[str, object]
+    ) -> None:
+        self.fig.add_bar(
+            name=name,
+            x=x,
+            y=y,
+            width=DAY_MS * 0.8,
+            marker=marker,
+            legendgroup=group,
+            showlegend=self.first,
+            hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:,}} {self.what}<extra>{group}</extra>",
+            row=self.row,
+            col=1,
+        )
+
+
 def _quota(facts: ReportFacts) -> Chart:
     quota = facts.study.quota
     fig = make_subplots(
@@ -209,30 +236,11 @@ def _quota(facts: ReportFacts) -> Chart:
         start=1,
     ):
         first = row == 1
-        fig.add_bar(
-            name="used",
-            x=days,
-            y=values,
-            width=DAY_MS * 0.8,
-            marker_color=BLUE,
-            legendgroup="used",
-            showlegend=first,
-            hovertemplate="%{x|%Y-%m-%d}: %{y:,} " + what + "<extra>used</extra>",
-            row=row,
-            col=1,
-        )
-        fig.add_bar(
-            name="forecast to completion",
-            x=[f.day for f in facts.forecast],
-            y=forecast,
-            width=DAY_MS * 0.8,
-            marker={"color": BLUE, "opacity": 0.35, "pattern": {"shape": "/"}},
-            legendgroup="forecast",
-            showlegend=first,
-            hovertemplate="%{x|%Y-%m-%d}: %{y:,} " + what + "<extra>forecast</extra>",
-            row=row,
-            col=1,
-        )
+        bars = _DayBars(fig, row, first, what)
+        bars.add("used", "used", days, values, {"color": BLUE})
+        forecast_days = [f.day for f in facts.forecast]
+        hatched = {"color": BLUE, "opacity": 0.35, "pattern": {"shape": "/"}}
+        bars.add("forecast to completion", "forecast", forecast_days, forecast, hatched)
         fig.add_scatter(
             name="daily cap",
             x=list(span),
