@@ -25,7 +25,15 @@ from aiohttp import web
 
 from harvester.kinds import COMMENT_CEILING, KINDS, Kind
 from harvester.query import clean_string
-from harvester.simulator.responses import BadBody, error, json_response, ok, read_json
+from harvester.simulator.responses import (
+    BadBody,
+    Invalid,
+    body_int,
+    error,
+    json_response,
+    ok,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from harvester.simulator.app import Simulator
@@ -64,10 +72,6 @@ _WORDS = (
 
 def _lru(size: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return functools.lru_cache(maxsize=size)
-
-
-class Invalid(Exception):
-    """A 400 invalid_params with this message."""
 
 
 class EnrichCorpus:
@@ -321,17 +325,6 @@ def _clean(v: Any) -> Any:
 # ---------------------------------------------------------------------- the endpoints
 
 
-def _int(body: dict[str, Any], key: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = body.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
-        raise Invalid("Invalid count or cursor")
-    return raw
-
-
 _REFUSALS = {
     "deleted": "The user {t} does not exist or has been deleted",
     "private": "The user {t} has a private account",
@@ -396,7 +389,7 @@ def _handler(kind: Kind) -> Callable[[Simulator, web.Request], Any]:
         corpus: EnrichCorpus = sim.enrich
         try:
             body = await read_json(request)
-            size = _int(body, "max_count", 20, 1, kind.max_count) or 20
+            size = body_int(body, "max_count", 20, 1, kind.max_count) or 20
             if kind.name == "comments" and "comment_id" in body:
                 if "video_id" in body:
                     raise Invalid("give video_id or comment_id, not both")
@@ -404,7 +397,7 @@ def _handler(kind: Kind) -> Callable[[Simulator, web.Request], Any]:
                 reply_to: int | None = int(target)
             else:
                 target, reply_to = _target(kind, body), None
-            cursor = _int(body, "cursor", None, 0, 2**63 - 1)
+            cursor = body_int(body, "cursor", None, 0, 2**63 - 1)
             if kind.fields_param:
                 asked = [f for f in request.query.get("fields", "").split(",") if f.strip()]
                 unknown = [f for f in asked if f.strip() not in kind.field_names]

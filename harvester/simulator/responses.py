@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-__all__ = ["error", "html", "json_response", "oauth_error", "ok", "read_json"]
+__all__ = [
+    "BadBody",
+    "Invalid",
+    "body_int",
+    "error",
+    "html",
+    "json_response",
+    "oauth_error",
+    "ok",
+    "read_json",
+]
 
 
 def json_response(
@@ -58,3 +68,23 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadBody("request body must be a JSON object")
     return body
+
+
+class Invalid(Exception):
+    """A 400 invalid_params with this message."""
+
+
+D = TypeVar("D", int, None)
+
+
+def body_int(body: dict[str, Any], key: str, default: D, lo: int, hi: int) -> int | D:
+    """`body[key]` as an int in [lo, hi] (digits in a string accepted, as the API does), or
+    `default` when absent; the API's own message otherwise."""
+    raw = body.get(key)
+    if raw is None:
+        return default
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
+        raise Invalid("Invalid count or cursor")
+    return raw

@@ -19,7 +19,7 @@ from harvester._exceptions import QueryError
 from harvester.query import RestQuery, parse_rest_query, validate_fields
 from harvester.simulator.corpus import DAY
 from harvester.simulator.fuzzy import approximate_predicate
-from harvester.simulator.responses import BadBody, error, ok, read_json
+from harvester.simulator.responses import BadBody, Invalid, body_int, error, ok, read_json
 
 if TYPE_CHECKING:
     from harvester.simulator.app import Simulator
@@ -60,10 +60,6 @@ class SearchCache:
         return s.ids
 
 
-class Invalid(Exception):
-    """A 400 invalid_params with this message."""
-
-
 def _date(body: dict[str, Any], key: str) -> int:
     raw = body.get(key)
     if not isinstance(raw, str) or len(raw) != 8 or not raw.isdigit():
@@ -73,17 +69,6 @@ def _date(body: dict[str, Any], key: str) -> int:
     except ValueError:
         raise Invalid(f"{key} {raw!r} is not a valid date") from None
     return int(d.timestamp()) // DAY
-
-
-def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    raw = body.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
-        raise Invalid("Invalid count or cursor")
-    return raw
 
 
 def _parse(
@@ -141,8 +126,8 @@ async def video_query(sim: Simulator, request: web.Request) -> web.Response:
     try:
         body = await read_json(request)
         fields, query, first, last = _parse(request, body)
-        max_count = _int(body, "max_count", 20, 1, 100)
-        cursor = _int(body, "cursor", 0, 0, 2**63 - 1)
+        max_count = body_int(body, "max_count", 20, 1, 100)
+        cursor = body_int(body, "cursor", 0, 0, 2**63 - 1)
     except (BadBody, Invalid) as e:
         return error(400, "invalid_params", str(e), sim.log_id())
     faults = sim.faults
