@@ -9,6 +9,8 @@ guessed from time order.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -126,16 +128,24 @@ def _not_found(sim: Simulator, body: dict[str, Any]) -> web.Response:
     return error(404, "task_not_found", msg, sim.log_id())
 
 
-async def _task_of(
-    sim: Simulator, request: web.Request
-) -> tuple[Task, dict[str, Any]] | web.Response:
-    """The task a status/result/cancel body names (with the body), or the answer to send."""
-    try:
-        body = await read_json(request)
-    except BadBody as e:
-        return error(400, "invalid_params", str(e), sim.log_id())
-    task = sim.tasks.find(body)
-    return _not_found(sim, body) if task is None else (task, body)
+Handler = Callable[["Simulator", web.Request], Awaitable[web.Response]]
+TaskHandler = Callable[["Simulator", Task, dict[str, Any]], Awaitable[web.Response]]
+
+
+def _of_task(handler: TaskHandler) -> Handler:
+    """A status/result/cancel handler, handed the task its body names (and the body); a body
+    that is not JSON, or names no known task, is answered here."""
+
+    @functools.wraps(handler)
+    async def answer(sim: Simulator, request: web.Request) -> web.Response:
+        try:
+            body = await read_json(request)
+        except BadBody as e:
+            return error(400, "invalid_params", str(e), sim.log_id())
+        task = sim.tasks.find(body)
+        return _not_found(sim, body) if task is None else await handler(sim, task, body)
+
+    return answer
 
 
 async def create(sim: Simulator, request: web.Request) -> web.Response:
@@ -177,11 +187,8 @@ async def create(sim: Simulator, request: web.Request) -> web.Response:
     return ok({"task_id": task.task_id}, sim.log_id())
 
 
-async def status(sim: Simulator, request: web.Request) -> web.Response:
-    found = await _task_of(sim, request)
-    if isinstance(found, web.Response):
-        return found
-    task, _body = found
+@_of_task
+async def status(sim: Simulator, task: Task, body: dict[str, Any]) -> web.Response:
     state = sim.tasks.status(task)
     data: dict[str, Any] = {"status": state}
     if state == "AnalysisFailed":
@@ -189,11 +196,8 @@ async def status(sim: Simulator, request: web.Request) -> web.Response:
     return ok(data, sim.log_id())
 
 
-async def result(sim: Simulator, request: web.Request) -> web.Response:
-    found = await _task_of(sim, request)
-    if isinstance(found, web.Response):
-        return found
-    task, body = found
+@_of_task
+async def result(sim: Simulator, task: Task, body: dict[str, Any]) -> web.Response:
     state = sim.tasks.status(task)
     if state != "Completed":
         return error(409, "task_not_completed", f"task is {state}", sim.log_id())
@@ -228,11 +232,8 @@ async def result(sim: Simulator, request: web.Request) -> web.Response:
     return ok(data, sim.log_id())
 
 
-async def cancel(sim: Simulator, request: web.Request) -> web.Response:
-    found = await _task_of(sim, request)
-    if isinstance(found, web.Response):
-        return found
-    task, _body = found
+@_of_task
+async def cancel(sim: Simulator, task: Task, body: dict[str, Any]) -> web.Response:
     if sim.tasks.status(task) not in UNFINISHED:
         return ok({"success": False}, sim.log_id())
     task.cancelled_at = sim.clock.monotonic()
