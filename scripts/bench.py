@@ -959,7 +959,7 @@ def _reservations(threads: int, seconds: float, cap: int) -> tuple[float, int, i
             t.join()
         rate = sum(counts) / seconds
         for s in stores:
-            s.daily_requests = cap
+            s.quota.daily_requests = cap
         granted = [0] * threads
 
         def spend(i: int) -> None:

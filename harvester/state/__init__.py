@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harvester.state._ledger import utc_day
 from harvester.state._open import open_store, store_location
 from harvester.state.base import (
     ErrorCount,
@@ -21,7 +22,7 @@ from harvester.state.base import (
     WindowHarvest,
     WorkerUsage,
 )
-from harvester.state.sqlite import SqliteState, utc_day
+from harvester.state.sqlite import SqliteState
 
 __all__ = [
     "ErrorCount",

@@ -14,26 +14,6 @@ from typing import Literal, Protocol, Self
 
 from harvester._exceptions import StateError
 
-__all__ = [
-    "ErrorCount",
-    "FileLike",
-    "FileRecord",
-    "LeaseHeld",
-    "LeaseLost",
-    "PendingCompaction",
-    "PlannedShard",
-    "Restart",
-    "SegmentRecord",
-    "ShardRecord",
-    "StateStore",
-    "Status",
-    "StatusSummary",
-    "Usage",
-    "WindowHarvest",
-    "WorkerUsage",
-    "check_children",
-]
-
 
 class LeaseLost(StateError):
     """Another worker took the leaf over (this worker's lease ran out): stop working on it."""

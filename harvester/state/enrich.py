@@ -9,8 +9,6 @@ transaction that advances its target's cursor.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 
 from harvester._exceptions import StateError
 from harvester.state._core import SqliteFile
+from harvester.state._sql import Tx
 from harvester.state.base import Usage
 
 __all__ = ["EnrichState", "KindSummary", "TargetRow"]
@@ -67,6 +66,14 @@ CREATE TABLE IF NOT EXISTS errors (
     count BIGINT NOT NULL
 )
 """
+
+
+def _create(tx: Tx, version: int) -> None:
+    # A file from before versions were kept has these tables already.
+    for statement in _SCHEMA.split(";"):
+        tx.execute(statement)
+
+
 _COLS = "kind, target, parent, comment_id, status, cursor, pages, rows, attempts, outcome, file"
 
 
@@ -103,26 +110,9 @@ class EnrichState(SqliteFile):
     """The enrichment state of one study (thread-safe; the study's run lock covers it)."""
 
     def __init__(self, path: Path | str, *, daily_requests: int, daily_records: int) -> None:
-        self.path = Path(path)
         self.daily_requests = daily_requests
         self.daily_records = daily_records
-        self._mutex = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            with self._tx() as db:
-                for statement in _SCHEMA.split(";"):
-                    db.execute(statement)
-        except (sqlite3.Error, OSError) as e:
-            raise StateError(f"cannot open enrichment state {self.path}: {e}") from e
-
-    def close(self) -> None:
-        with self._mutex:
-            self._db.close()
+        self._connect(path, "enrichment state", 1, _create)
 
     # -- targets -------------------------------------------------------------------------------
 
@@ -130,13 +120,15 @@ class EnrichState(SqliteFile):
         """Add targets not yet known (known ones keep their status); returns how many were new."""
         now = time.time()
         with self._tx() as db:
-            before = db.total_changes
+            count = "SELECT count(*) FROM targets WHERE kind = ?"
+            (before,) = db.one(count, (kind,))
             db.executemany(
                 "INSERT INTO targets (kind, target, status, updated_at) VALUES (?, ?, 'pending', ?)"
                 " ON CONFLICT DO NOTHING",
                 [(kind, t, now) for t in targets],
             )
-            return int(db.total_changes - before)
+            (after,) = db.one(count, (kind,))
+            return int(after - before)
 
     def target(self, kind: str, target: str) -> TargetRow:
         rows = self._query(
@@ -169,7 +161,7 @@ class EnrichState(SqliteFile):
             )
             return int(cur.rowcount)
 
-    def _set(self, db: sqlite3.Connection, kind: str, target: str, sql: str, *args: Any) -> None:
+    def _set(self, db: Tx, kind: str, target: str, sql: str, *args: Any) -> None:
         cur = db.execute(
             f"UPDATE targets SET {sql}, updated_at = ? WHERE kind = ? AND target = ?",
             (*args, time.time(), kind, target),
@@ -218,12 +210,9 @@ class EnrichState(SqliteFile):
         """The API refused the target: its outcome. Anything staged for it is dropped (returned
         so the caller can delete the files)."""
         with self._tx() as db:
-            dropped = [
-                r[0]
-                for r in db.execute(
-                    "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, target)
-                )
-            ]
+            dropped = db.column(
+                "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, target)
+            )
             db.execute("DELETE FROM segments WHERE kind = ? AND target = ?", (kind, target))
             self._set(
                 db,
@@ -285,12 +274,9 @@ class EnrichState(SqliteFile):
             marker = files[0][0] if files else ""
             dropped: list[str] = []
             for t in targets:
-                dropped += [
-                    r[0]
-                    for r in db.execute(
-                        "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, t)
-                    )
-                ]
+                dropped += db.column(
+                    "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, t)
+                )
                 db.execute("DELETE FROM segments WHERE kind = ? AND target = ?", (kind, t))
                 db.execute(
                     "UPDATE targets SET file = ? WHERE kind = ? AND target = ?", (marker, kind, t)
@@ -332,7 +318,7 @@ class EnrichState(SqliteFile):
 
     # -- the followers/following pool's ledger --------------------------------------------------
 
-    def _day(self, db: sqlite3.Connection, day: str) -> Usage:
+    def _day(self, db: Tx, day: str) -> Usage:
         db.execute("INSERT INTO quota (day) VALUES (?) ON CONFLICT DO NOTHING", (day,))
         row = db.execute(
             "SELECT requests, records, exhausted FROM quota WHERE day = ?", (day,)

@@ -1,9 +1,38 @@
-"""The first state schema, frozen as harvester 0.1 wrote it: tests make "a state file an older
-harvester left" from it and check that every migration since brings it up to date."""
+"""States as older harvesters left them: tests make them and check that every migration since
+brings them up to date. SQLite's first schema is frozen as harvester 0.1 wrote it; an older
+PostgreSQL database is today's with what came after its version taken away."""
 
 from __future__ import annotations
 
-__all__ = ["SQLITE_V1"]
+import psycopg
+
+from harvester.state._schema import SCHEMA_VERSION
+from harvester.state.postgres import PG_SCHEMA, PostgresState
+
+__all__ = ["SQLITE_V1", "postgres_at_version"]
+
+#: What each PostgreSQL schema version added, taken away again.
+_UNDO: dict[int, tuple[str, ...]] = {
+    5: (),
+    4: ("DROP TABLE restarts",),
+    3: (
+        "DROP TABLE window_harvests, error_hours",
+        "ALTER TABLE shards DROP COLUMN started_at",
+    ),
+    2: ("ALTER TABLE shards DROP COLUMN filtered",),
+}
+
+
+def postgres_at_version(url: str, version: int) -> None:
+    """Set up the database at `url` as a harvester of schema `version` left it (empty)."""
+    PostgresState(url, study="setup").close()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f"SET search_path TO {PG_SCHEMA}")
+        for undone in range(SCHEMA_VERSION, version, -1):
+            for statement in _UNDO[undone]:
+                db.execute(statement)
+        db.execute("UPDATE schema_version SET version = %s", (version,))
+
 
 SQLITE_V1 = """
 CREATE TABLE meta (

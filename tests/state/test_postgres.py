@@ -15,8 +15,8 @@ import pytest
 
 from harvester import StateError
 from harvester.state import LeaseLost, PlannedShard
-from harvester.state._pgschema import SCHEMA_VERSION
-from harvester.state.postgres import PostgresState
+from harvester.state._schema import SCHEMA_VERSION
+from harvester.state.postgres import PG_SCHEMA, PostgresState
 
 pytestmark = pytest.mark.postgres
 
@@ -62,8 +62,6 @@ def test_schema_is_versioned_and_a_newer_one_refused(pg_url: str) -> None:
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> None:
-    from harvester.state._pgschema import PG_SCHEMA
-
     old = opened(pg_url)
     old.add_plan_shards(WEEK[:1])
     old.close()
@@ -91,7 +89,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> N
 def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
     script = (
         "import sys\n"
-        "from harvester.state.postgres import PostgresState\n"
+        "from harvester.state.postgres import PG_SCHEMA, PostgresState\n"
         "PostgresState(sys.argv[1], study=sys.argv[2]).close()\n"
     )
     procs = [
@@ -104,7 +102,7 @@ def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
 
 HOLD = """
 import sys, time
-from harvester.state.postgres import PostgresState
+from harvester.state.postgres import PG_SCHEMA, PostgresState
 s = PostgresState(sys.argv[1], study="demo")
 s.lock()
 print("alone" if s.alone else "joined", flush=True)
