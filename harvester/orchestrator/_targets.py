@@ -10,6 +10,7 @@ from harvester.config import Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
 from harvester.plan.enrich import target_condition
 from harvester.state.enrich import EnrichState
+from harvester.state.enrich import enrich_state_path as state_file
 
 __all__ = [
     "enrich_staging",
@@ -21,7 +22,7 @@ __all__ = [
 
 
 def enrich_state_path(study: Study) -> Path:
-    return study.state_path.with_name(study.state_path.name + ".enrich.sqlite")
+    return state_file(study.state_path)
 
 
 def enrich_staging(study: Study) -> Path:

@@ -46,6 +46,8 @@ def charts(facts: ReportFacts) -> list[Chart]:
     out = [_videos(facts), _quota(facts), _failures(facts), _splits(facts), _timeline(facts)]
     if facts.filter_drops is not None:
         out.append(_filter_drops(facts))
+    if facts.study.quota.pool:
+        out.append(_pool(facts))
     return out
 
 
@@ -181,8 +183,8 @@ def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
 
 @dataclass(frozen=True, slots=True)
 class _DayBars:
-    """The day bars of one row of the quota chart (used, forecast): one legend entry each,
-    shown on the first row only."""
+    """The day bars of one row of the quota chart (used, forecast) or the pool chart (one per
+    study): one legend entry each, shown on the first row only."""
 
     fig: go.Figure
     row: int
@@ -206,15 +208,44 @@ class _DayBars:
         )
 
 
-def _quota(facts: ReportFacts) -> Chart:
-    quota = facts.study.quota
-    fig = make_subplots(
+def _per_day_figure() -> go.Figure:
+    """Requests above, records below, on one day axis: the quota and pool charts."""
+    return make_subplots(
         rows=2,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.08,
         subplot_titles=("requests per UTC day", "records per UTC day"),
     )
+
+
+def _cap_line(
+    fig: go.Figure, span: tuple[datetime, datetime], cap: int, what: str, row: int, name: str
+) -> None:
+    fig.add_scatter(
+        name=name,
+        x=list(span),
+        y=[cap, cap],
+        mode="lines",
+        line={"color": RED, "dash": "dash"},
+        legendgroup="cap",
+        showlegend=row == 1,
+        hovertemplate=f"cap: {cap:,} {what} a day<extra></extra>",
+        row=row,
+        col=1,
+    )
+
+
+def _per_day_layout(fig: go.Figure, span: tuple[datetime, datetime]) -> None:
+    _layout(fig, height=480)
+    fig.update_xaxes(type="date", range=list(span), tickformat="%b %d\n%Y")
+    fig.update_yaxes(title_text="requests", row=1, col=1)
+    fig.update_yaxes(title_text="records", row=2, col=1)
+
+
+def _quota(facts: ReportFacts) -> Chart:
+    quota = facts.study.quota
+    fig = _per_day_figure()
     used = facts.quota
     days = [date.fromisoformat(u.day) for u in used]
     span = _date_span([*days, *(f.day for f in facts.forecast), date.fromisoformat(facts.today)])
@@ -241,18 +272,7 @@ def _quota(facts: ReportFacts) -> Chart:
         forecast_days = [f.day for f in facts.forecast]
         hatched = {"color": BLUE, "opacity": 0.35, "pattern": {"shape": "/"}}
         bars.add("forecast to completion", "forecast", forecast_days, forecast, hatched)
-        fig.add_scatter(
-            name="daily cap",
-            x=list(span),
-            y=[cap, cap],
-            mode="lines",
-            line={"color": RED, "dash": "dash"},
-            legendgroup="cap",
-            showlegend=first,
-            hovertemplate=f"cap: {cap:,} {what} a day<extra></extra>",
-            row=row,
-            col=1,
-        )
+        _cap_line(fig, span, cap, what, row, "daily cap")
         spent = [(d, v) for d, v, u in zip(days, values, used, strict=True) if u.exhausted]
         fig.add_scatter(
             name="API said: quota spent",
@@ -266,10 +286,7 @@ def _quota(facts: ReportFacts) -> Chart:
             row=row,
             col=1,
         )
-    _layout(fig, height=480)
-    fig.update_xaxes(type="date", range=list(span), tickformat="%b %d\n%Y")
-    fig.update_yaxes(title_text="requests", row=1, col=1)
-    fig.update_yaxes(title_text="records", row=2, col=1)
+    _per_day_layout(fig, span)
     if facts.forecast:
         done = facts.forecast[-1].day
         outlook = (
@@ -469,3 +486,45 @@ def _filter_drops(facts: ReportFacts) -> Chart:
         "cost quota) and keeps only what the study's query matches exactly."
     )
     return Chart("filter", "Records dropped by the exact filter", fig, note)
+
+
+#: One colour per study of a pool: this study's blue, the others in turn.
+STUDY_COLOURS = ("#17becf", "#bcbd22", "#8c564b", "#e377c2", "#7f7f7f", "#9467bd", "#ff7f0e")
+
+
+def _pool(facts: ReportFacts) -> Chart:
+    """The pool's use per day, stacked by study, against the pool's daily caps."""
+    quota = facts.study.quota
+    fig = _per_day_figure()
+    used = facts.pool_days
+    studies = sorted({u.study for u in used}, key=lambda s: (s != facts.study.name, s))
+    days = sorted({date.fromisoformat(u.day) for u in used})
+    span = _date_span([*days, date.fromisoformat(facts.today)])
+    others = iter(STUDY_COLOURS)
+    for study in studies:
+        colour = BLUE if study == facts.study.name else next(others, GREY)
+        mine = [u for u in used if u.study == study]
+        x = [date.fromisoformat(u.day) for u in mine]
+        for row, what in enumerate(("requests", "records"), start=1):
+            bars = _DayBars(fig, row, row == 1, what)
+            bars.add(study, study, x, [getattr(u, what) for u in mine], {"color": colour})
+    for row, (what, cap) in enumerate(
+        (("requests", quota.daily_requests), ("records", quota.daily_records)), start=1
+    ):
+        _cap_line(fig, span, cap, what, row, "pool's daily cap")
+    _per_day_layout(fig, span)
+    if not used:
+        _empty(fig, "the pool has no use recorded yet")
+    share = f"; this study may take {quota.share:.0%} of a day" if quota.share else ""
+    busiest = max(
+        ((d, sum(u.requests for u in used if u.day == d)) for d in {u.day for u in used}),
+        key=lambda x: (x[1], x[0]),
+        default=None,
+    )
+    peak = f", the busiest {busiest[0]} with {busiest[1]:,} requests" if busiest else ""
+    note = (
+        f"Pool {quota.pool}: {len(studies):,} stud{'y' if len(studies) == 1 else 'ies'} over "
+        f"{len(days):,} quota days{peak}, against the pool's caps of "
+        f"{quota.daily_requests:,} requests and {quota.daily_records:,} records a day{share}."
+    )
+    return Chart("pool", f"Pool {quota.pool}: use per day by study", fig, note)

@@ -29,14 +29,17 @@ from harvester.state import (
     ShardRecord,
     StateStore,
     Usage,
+    WorkerUsage,
     open_store,
     store_location,
     utc_day,
 )
+from harvester.state.enrich import EnrichState, enrich_state_path
 
 __all__ = [
     "INDEX_LAG",
     "DayVideos",
+    "EnrichFacts",
     "ForecastDay",
     "ReportFacts",
     "WindowFacts",
@@ -122,6 +125,30 @@ class ForecastDay:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichFacts:
+    """One `[[enrich]]` block as its state records it: targets by status, their outcomes (ok,
+    the API's per-target verdicts, the error kind of a failed one), pages fetched (one answered
+    request each) and the rows in its dataset's committed files."""
+
+    kind: str
+    path: Path
+    targets: Mapping[str, int]
+    outcomes: Mapping[str, int]
+    pages: int
+    rows: int
+    files: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.targets.values())
+
+    @property
+    def answered(self) -> int:
+        """Requests the API answered: each page, and each refused target's one verdict."""
+        return self.pages + self.targets.get("unavailable", 0)
+
+
+@dataclass(frozen=True, slots=True)
 class ReportFacts:
     study: Study
     generated_at: float
@@ -141,6 +168,9 @@ class ReportFacts:
     errors_undated: Mapping[str, int] = field(default_factory=dict)
     dataset_rows: int = 0
     dataset_files: int = 0
+    enrichments: tuple[EnrichFacts, ...] = ()
+    #: The pool's days by study (`[quota] pool`): every study sharing the ledger.
+    pool_days: tuple[WorkerUsage, ...] = ()
 
     @property
     def sample(self) -> bool:
@@ -184,6 +214,7 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         hours = state.error_hours()
         files = [study.output_path / f.path for f in state.files()]
         finished = [FinishedShard(*cost) for cost in state.committed_costs()]
+        pool_days = tuple(state.usage_by_study()) if study.quota.pool else ()
     dated = Counter[str]()
     for e in hours:
         dated[e.kind] += e.count
@@ -211,7 +242,35 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         errors_undated=undated,
         dataset_rows=summary.dataset_rows,
         dataset_files=summary.files,
+        enrichments=_enrichments(study),
+        pool_days=pool_days,
     )
+
+
+def _enrichments(study: Study) -> tuple[EnrichFacts, ...]:
+    path = enrich_state_path(study.state_path)
+    if not study.enrichments or not path.exists():
+        return ()
+    es = EnrichState(path, daily_requests=0, daily_records=0)  # the ledger is not read here
+    try:
+        out = []
+        for e in study.enrichments:
+            s = es.summary(e.kind)
+            files = es.files(e.kind)
+            out.append(
+                EnrichFacts(
+                    kind=e.kind,
+                    path=e.output_path,
+                    targets=s.targets,
+                    outcomes=s.outcomes,
+                    pages=s.pages,
+                    rows=sum(n for _, n in files),
+                    files=len(files),
+                )
+            )
+        return tuple(out)
+    finally:
+        es.close()
 
 
 def _day(ts: int | float) -> date:

@@ -167,6 +167,42 @@ def _parked(facts: ReportFacts) -> str:
     )
 
 
+#: Target statuses in the order the table shows them (running counts as pending).
+_STATUSES = ("done", "pending", "unavailable", "failed")
+
+
+def _enrichments(facts: ReportFacts) -> str:
+    """Per `[[enrich]]` block: targets by status, rows, pages, outcomes by verdict or error."""
+    if not facts.enrichments:
+        return ""
+    rows = []
+    for e in facts.enrichments:
+        by = dict(e.targets)
+        by["pending"] = by.get("pending", 0) + by.pop("running", 0)
+        cells = "".join(f"<td>{by.get(s, 0):,}</td>" for s in _STATUSES)
+        outcomes = ", ".join(
+            f"{k} {n:,}" for k, n in sorted(e.outcomes.items(), key=lambda x: (x[0] != "ok", x))
+        )
+        rows.append(
+            f'<tr data-kind="{escape(e.kind)}"><td>{escape(e.kind)}</td>'
+            f"<td>{escape(_shown(e.path))}</td><td>{e.total:,}</td>{cells}"
+            f"<td>{e.rows:,}</td><td>{e.answered:,}</td>"
+            f"<td>{escape(outcomes or 'none yet')}</td></tr>"
+        )
+    head = "".join(f"<th>{s}</th>" for s in _STATUSES)
+    return (
+        '<section id="enrichments"><h2>Enrichments</h2><p class="note">Per <code>[[enrich]]'
+        "</code> block: its targets by status, the rows in its dataset, the requests the API "
+        "answered (a page, or a verdict on the target; failed attempts count in the quota "
+        "chart) and each target's outcome: ok, the API's verdict on the account (private, "
+        "deleted, under 18) or the error a failed target last met.</p>"
+        '<table class="parked"><tr><th>kind</th><th>dataset</th><th>targets</th>'
+        f"{head}<th>rows</th><th>requests answered</th><th>outcomes</th></tr>"
+        f"{''.join(rows)}</table>"
+        "</section>"
+    )
+
+
 def render(facts: ReportFacts) -> str:
     """The whole page as one string."""
     study = facts.study
@@ -175,6 +211,8 @@ def render(facts: ReportFacts) -> str:
         f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in _summary(facts)
     )
     nav = "".join(f'<a href="#{c.id}">{escape(c.title)}</a>' for c in sections)
+    if facts.enrichments:
+        nav += '<a href="#enrichments">Enrichments</a>'
     body = "\n".join(_section(c) for c in sections)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -194,6 +232,7 @@ def render(facts: ReportFacts) -> str:
 <table class="summary">{summary}</table>
 <nav>{nav}</nav>
 {body}
+{_enrichments(facts)}
 {_parked(facts)}
 <footer>Written by harvester {escape(facts.version)} from the study's state and dataset at
 {_when(facts.generated_at)}; charts by plotly {escape(plotly.__version__)}, whose plotly.js is

@@ -158,6 +158,18 @@ class Ledger:
             )
         return [Usage(str(d), int(q), int(r), bool(x)) for d, q, r, x in rows]
 
+    def usage_by_study(self) -> list[WorkerUsage]:
+        """The ledger's use by day and study, workers summed, oldest first (every study of a
+        pool); `worker` is empty."""
+        with self.host._read() as tx:
+            rows = tx.all(
+                "SELECT day, study, sum(requests), sum(records) FROM quota_use WHERE ledger = ? "
+                "GROUP BY day, study HAVING sum(requests) <> 0 OR sum(records) <> 0 "
+                "ORDER BY day, study",
+                (self.name,),
+            )
+        return [WorkerUsage(str(d), str(s), "", int(q), int(r)) for d, s, q, r in rows]
+
     def usage_by_worker(self, day: str) -> list[WorkerUsage]:
         """The ledger's use on `day` by study and worker (every study of a pool)."""
         with self.host._read() as tx:

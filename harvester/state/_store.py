@@ -588,6 +588,9 @@ class SqlStore(Reader):
     def usage_by_worker(self, day: str) -> list[WorkerUsage]:
         return self.quota.usage_by_worker(day)
 
+    def usage_by_study(self) -> list[WorkerUsage]:
+        return self.quota.usage_by_study()
+
     def quota_days(self) -> list[Usage]:
         return self.quota.days()
 

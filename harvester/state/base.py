@@ -322,6 +322,11 @@ class StateStore(Protocol):
 
     def usage_by_worker(self, day: str) -> list[WorkerUsage]: ...
 
+    def usage_by_study(self) -> list[WorkerUsage]:
+        """Every UTC day of the ledger by study (a pool's studies), oldest first; `worker` is
+        empty."""
+        ...
+
     def quota_days(self) -> list[Usage]:
         """Every UTC day of the ledger, oldest first."""
         ...

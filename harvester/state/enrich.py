@@ -20,7 +20,13 @@ from harvester.state._core import SqliteFile
 from harvester.state._sql import Tx
 from harvester.state.base import Usage
 
-__all__ = ["EnrichState", "KindSummary", "TargetRow"]
+__all__ = ["EnrichState", "KindSummary", "TargetRow", "enrich_state_path"]
+
+
+def enrich_state_path(state_path: Path) -> Path:
+    """The enrichment state beside the study's own (`<state>.enrich.sqlite`)."""
+    return state_path.with_name(state_path.name + ".enrich.sqlite")
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS targets (

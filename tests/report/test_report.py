@@ -351,3 +351,112 @@ async def test_report_of_a_study_whose_state_is_in_postgres(
     assert sorted(bars["y"]) == ["20220101-20220103", "20220103-20220105"]
     assert "2 of 2 committed (complete)" in page.evaluate("document.body.innerText")
     assert not study.state_path.exists()
+
+
+# --------------------------------------------------------------------------- enrichments, pools
+
+
+def visible_rows(page: Page, selector: str) -> list[list[str]]:
+    """The cells of a table as the browser shows them (innerText, so hidden text is not read)."""
+    rows: list[list[str]] = page.evaluate(
+        f"Array.from(document.querySelectorAll('{selector} tr')).map("
+        "r => Array.from(r.children).map(c => c.innerText.trim()))"
+    )
+    return rows
+
+
+@pytest.mark.anyio
+async def test_the_enrichment_section_shows_targets_rows_pages_and_outcomes_by_kind(
+    tmp_path: Path, browser: Chromium
+) -> None:
+    from harvester.orchestrator._targets import open_enrich_state
+    from tests.orchestrator.test_enrich import VERDICTS, enrich_study, read
+
+    async with running_simulator("clean", **SIM, faults=VERDICTS) as sim:
+        study = enrich_study(
+            tmp_path,
+            sim.base_url,
+            [{"kind": "comments", "where": "comment_count >= 3"}, {"kind": "users"}],
+            days=2,
+        )
+        assert await run(sim, study) == EXIT_OK
+        comment_pages = sim.stats.requests_to("rest.comments")
+        user_pages = sim.stats.requests_to("rest.users")
+    page = open_report(browser, write_report(study, tmp_path / "report.html"))
+    text = page.evaluate("document.body.innerText")
+    assert "Enrichments" in text
+    table = visible_rows(page, "#enrichments table")
+    assert table[0] == [
+        "kind", "dataset", "targets", "done", "pending", "unavailable", "failed", "rows",
+        "requests answered", "outcomes",
+    ]  # fmt: skip
+    shown = {r[0]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
+    assert list(shown) == ["comments", "users"]
+    es = open_enrich_state(study)
+    try:
+        for e in study.enrichments:
+            s = es.summary(e.kind)
+            row = shown[e.kind]
+            # The dataset's rows as DuckDB reads them, not as the state says.
+            assert row["rows"] == f"{len(read(e.output_path)):,}"
+            assert row["targets"] == f"{sum(s.targets.values()):,}"
+            assert row["done"] == f"{s.targets.get('done', 0):,}"
+            assert row["pending"] == row["failed"] == "0"
+            assert row["unavailable"] == f"{s.targets.get('unavailable', 0):,}"
+    finally:
+        es.close()
+    # A clean simulator answers every request: the requests it served per kind, verdicts in.
+    assert shown["comments"]["requests answered"] == f"{comment_pages:,}"
+    assert shown["users"]["requests answered"] == f"{user_pages:,}"
+    users = shown["users"]["outcomes"]
+    assert users.startswith("ok ") and "private" in users and "deleted" in users
+    assert int(shown["users"]["unavailable"]) > 0
+    assert shown["comments"]["outcomes"] == f"ok {int(shown['comments']['done']):,}"
+    assert page.evaluate("document.querySelector('nav a[href=\"#enrichments\"]') !== null")
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_a_pooled_study_shows_the_pool_per_day_by_study_against_the_cap(
+    tmp_path: Path, browser: Chromium, pg_url: str
+) -> None:
+    async with running_simulator("clean", **SIM) as sim:
+        spent = {}
+        studies = {}
+        for name, days in (("alpha", 4), ("beta", 2)):
+            studies[name] = make_study(
+                tmp_path / name,
+                sim.base_url,
+                name=name,
+                source="research-api",
+                days=days,
+                window=2,
+                state_url=pg_url,
+                pool="lab",
+                daily_requests=500,
+            )
+            before = sim.ledger.snapshot()["days"]
+            assert await run(sim, studies[name]) == EXIT_OK
+            after = sim.ledger.snapshot()["days"]
+            spent[name] = {
+                d: u["requests"] - before.get(d, {}).get("requests", 0) for d, u in after.items()
+            }
+    page = open_report(browser, write_report(studies["beta"], tmp_path / "report.html"))
+    assert "pool" in [
+        c
+        for c in page.evaluate(
+            "Array.from(document.querySelectorAll('section.chart')).map(s => s.id)"
+        )
+    ]
+    # Both studies stacked, this one first; each bar what the simulator counted for it.
+    names = [t["name"] for t in traces(page, "pool")]
+    assert names[:4] == ["beta", "beta", "alpha", "alpha"]
+    for name in ("alpha", "beta"):
+        requests = next(t for t in traces(page, "pool") if t["name"] == name)
+        got = {day_of(x).isoformat(): y for x, y in zip(requests["x"], requests["y"], strict=True)}
+        assert got == {d: n for d, n in spent[name].items() if n}, name
+    caps = [t["y"] for t in traces(page, "pool") if t["name"] == "pool's daily cap"]
+    assert caps == [[500, 500], [100_000, 100_000]]  # requests, records
+    text = page.evaluate("document.body.innerText")
+    assert "Pool lab: use per day by study" in text
+    assert "Pool lab: 2 studies" in text and "500 requests" in text

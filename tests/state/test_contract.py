@@ -260,6 +260,12 @@ def test_quota_reservations_hold_across_connections(opener: Opener) -> None:
     assert {u.study for u in by_worker} == {"demo"}
     assert (sum(u.requests for u in by_worker), sum(u.records for u in by_worker)) == (49, 700)
     assert capped.usage_by_worker("2023-02-01") == []
+    by_study = [(u.day, u.study, u.requests, u.records) for u in capped.usage_by_study()]
+    assert by_study == [
+        ("2023-01-01", "demo", 49, 700),
+        ("2023-01-02", "demo", 3, 0),
+        ("2023-01-04", "demo", 1, 0),
+    ]
 
 
 def test_status_on_50000_shards(opener: Opener) -> None:

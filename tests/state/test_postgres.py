@@ -244,6 +244,11 @@ def test_a_pool_is_one_ledger_and_a_share_caps_one_study(pg_url: str) -> None:
     assert big.usage(day) == small.usage(day) and small.usage(day).requests == 100
     rows = [(u.study, u.worker, u.requests, u.records) for u in small.usage_by_worker(day)]
     assert rows == [("big", "b1", 50, 300), ("small", "s1", 50, 0)]
+    big.reserve("2023-01-02")
+    days = [(u.day, u.study, u.requests, u.records) for u in alone.usage_by_study()]
+    assert days == [(day, "alone", 1, 0)]  # its own ledger, not the pool's
+    days = [(u.day, u.study, u.requests, u.records) for u in small.usage_by_study()]
+    assert days == [(day, "big", 50, 300), (day, "small", 50, 0), ("2023-01-02", "big", 1, 0)]
     recs = opened(pg_url, "recs", daily_requests=100, daily_records=1000, pool="r", share=0.3)
     assert recs.reserve(day)
     recs.settle(day, records=300)
