@@ -23,7 +23,7 @@ import yaml
 
 from harvester import StudyLocked
 from harvester._exit import EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_QUOTA, EXIT_USER
-from harvester.config import loads_study
+from harvester.config import Study, loads_study
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import SIM, SIM_ENV, make_study
 
@@ -69,6 +69,18 @@ def test_the_exit_status_table_is_the_one_the_code_uses() -> None:
 # --------------------------------------------------------------------------- cron
 
 
+def finishing_study(root: Path, base_url: str) -> Study:
+    """A two-day public-API study that completes in one run (exit 0)."""
+    return make_study(root, base_url, source="research-api", days=2)
+
+
+def quota_spent_study(root: Path, base_url: str) -> Study:
+    """A study allowed one request a day that exits when it is spent (exit 75)."""
+    return make_study(
+        root, base_url, source="research-api", days=4, daily_requests=1, on_exhausted="exit"
+    )
+
+
 def run_script(script: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(script), *args], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -99,16 +111,9 @@ async def test_the_cron_wrapper_is_quiet_unless_a_human_is_needed(tmp_path: Path
         )
 
     async with running_simulator("clean", **SIM) as sim:
-        done = make_study(tmp_path / "done", sim.base_url, source="research-api", days=2)
-        spent = make_study(
-            tmp_path / "spent",
-            sim.base_url,
-            source="research-api",
-            days=4,
-            daily_requests=1,
-            on_exhausted="exit",
-        )
-        refused = make_study(tmp_path / "refused", sim.base_url, source="research-api", days=2)
+        done = finishing_study(tmp_path / "done", sim.base_url)
+        spent = quota_spent_study(tmp_path / "spent", sim.base_url)
+        refused = finishing_study(tmp_path / "refused", sim.base_url)
         complete = await cron(done.config_path)
         with held_lock(done.state_path) as pid:
             skipped = await cron(done.config_path)
@@ -215,14 +220,7 @@ async def test_the_kubernetes_container_script_maps_exit_statuses(tmp_path: Path
         )
 
     async with running_simulator("clean", **SIM) as sim:
-        spent = make_study(
-            tmp_path / "spent",
-            sim.base_url,
-            source="research-api",
-            days=4,
-            daily_requests=1,
-            on_exhausted="exit",
-        )
+        spent = quota_spent_study(tmp_path / "spent", sim.base_url)
         quota = await container(spent.config_path)
         with held_lock(spent.state_path):
             skipped = await container(spent.config_path)
@@ -297,15 +295,8 @@ async def test_the_airflow_task_maps_exit_statuses_to_outcomes(
         return None
 
     async with running_simulator("clean", **SIM) as sim:
-        done = make_study(tmp_path / "done", sim.base_url, source="research-api", days=2)
-        spent = make_study(
-            tmp_path / "spent",
-            sim.base_url,
-            source="research-api",
-            days=4,
-            daily_requests=1,
-            on_exhausted="exit",
-        )
+        done = finishing_study(tmp_path / "done", sim.base_url)
+        spent = quota_spent_study(tmp_path / "spent", sim.base_url)
         complete = await task(done.config_path)
         quota = await task(spent.config_path)
         with held_lock(done.state_path):

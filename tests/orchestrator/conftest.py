@@ -24,7 +24,7 @@ import tomli_w
 
 from harvester.api import PollPolicy, RetryPolicy
 from harvester.config import Credentials, Study, loads_study
-from harvester.orchestrator import RunOptions, harvest
+from harvester.orchestrator import EXIT_QUOTA, RunOptions, harvest
 from harvester.simulator.app import Simulator
 
 DAY = 86_400
@@ -152,6 +152,32 @@ def oracle(sim: Simulator, study: Study) -> set[int]:
 
 async def run(sim: Simulator, study: Study, **kw: Any) -> int:
     return await harvest(study, CREDS, options(**kw), clock=sim.clock.now)
+
+
+def next_midnight(sim: Simulator) -> None:
+    """Move the shared clock just past the next 00:00 UTC: a fresh quota day for both sides."""
+    sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
+
+
+async def harvest_day_by_day(sim: Simulator, study: Study, max_days: int) -> list[int]:
+    """Run `study` once a quota day until it ends other than on a spent quota; the exits."""
+    codes: list[int] = []
+    while len(codes) < max_days:
+        codes.append(await run(sim, study))
+        if codes[-1] != EXIT_QUOTA:
+            break
+        next_midnight(sim)
+    return codes
+
+
+def successful_queries(sim: Simulator) -> int:
+    """Video queries the simulator answered with 200."""
+    return sim.stats.responses["rest.video_query"][200]
+
+
+def study_period(study: Study) -> tuple[int, int]:
+    """The study's dates as a half-open epoch range (for the oracle)."""
+    return epoch(study.start_date), epoch(study.end_date) + DAY
 
 
 def counted_requests(sim: Simulator) -> int:

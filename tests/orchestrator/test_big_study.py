@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, status_report
+from harvester.orchestrator import EXIT_OK, status_report
 from harvester.plan import plan_study
-from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import (
-    DAY,
     SIM,
     assert_equals_oracle,
     cli,
+    harvest_day_by_day,
     make_study,
-    run,
+    study_period,
     study_text,
+    successful_queries,
 )
 
 pytestmark = pytest.mark.anyio
@@ -43,24 +43,6 @@ FRACTION = 0.5
 QUOTA = 100  # requests a day; a 30-day window needs ~110 pages
 
 
-def next_midnight(sim: Simulator) -> None:
-    sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
-
-
-def successful(sim: Simulator) -> int:
-    return sim.stats.responses["rest.video_query"][200]
-
-
-async def harvest_day_by_day(sim: Simulator, study: Any, max_days: int) -> list[int]:
-    codes: list[int] = []
-    while len(codes) < max_days:
-        codes.append(await run(sim, study))
-        if codes[-1] != EXIT_QUOTA:
-            break
-        next_midnight(sim)
-    return codes
-
-
 @pytest.mark.slow
 async def test_a_study_far_above_a_days_quota_completes_in_the_fewest_days(
     tmp_path: Path,
@@ -72,7 +54,7 @@ async def test_a_study_far_above_a_days_quota_completes_in_the_fewest_days(
             groups=EVERYWHERE, daily_requests=QUOTA, on_exhausted="exit", max_concurrency=1,
             fields=("id", "create_time", "region_code"), window_fraction=FRACTION,
         )  # fmt: skip
-        truth = sim.oracle(EVERYWHERE, *_period(study))
+        truth = sim.oracle(EVERYWHERE, *study_period(study))
         # The fewest requests any client could make: full pages over the study's windows.
         minimum_requests = sum(
             math.ceil(len(sim.oracle(EVERYWHERE, s.window.start, s.window.end)) / 100)
@@ -80,7 +62,7 @@ async def test_a_study_far_above_a_days_quota_completes_in_the_fewest_days(
         )
         minimum_days = math.ceil(minimum_requests / QUOTA)
         codes = await harvest_day_by_day(sim, study, max_days=2 * minimum_days)
-        used = successful(sim)
+        used = successful_queries(sim)
         charged = sum(d["requests"] for d in sim.ledger.snapshot()["days"].values())
         days = len(codes)
         report = status_report(study, now=sim.clock.now())
@@ -101,12 +83,6 @@ async def test_a_study_far_above_a_days_quota_completes_in_the_fewest_days(
     # `status` sets the days used against the study's minimum (from what was observed).
     assert report["quota_days_used"] == days
     assert abs(report["minimum_quota_days"] - minimum_quota_days) <= 0.05 * minimum_quota_days
-
-
-def _period(study: Any) -> tuple[int, int]:
-    from tests.orchestrator.conftest import epoch
-
-    return epoch(study.start_date), epoch(study.end_date) + DAY
 
 
 def test_plan_shows_the_fewest_quota_days_and_its_forecast(tmp_path: Path) -> None:

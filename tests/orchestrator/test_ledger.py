@@ -26,6 +26,7 @@ from tests.orchestrator.conftest import (
     assert_equals_oracle,
     counted_requests,
     make_study,
+    next_midnight,
     options,
     oracle,
     read_pyarrow,
@@ -42,11 +43,6 @@ NOON = 1_700_006_400 + DAY / 2
 def counted_calls(sim: Simulator) -> int:
     """Calls to the endpoints the real API counts, answered or refused."""
     return sum(sim.stats.requests_to(e) for e in ("rest.video_query", "rqs.create", "rqs.result"))
-
-
-def next_midnight(sim: Simulator) -> None:
-    """Move the shared clock just past the next 00:00 UTC: a fresh quota day for both sides."""
-    sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
 
 
 async def clean_run_requests(tmp_path: Path, source: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harvester.config import load_study
-from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, status_report
+from harvester.orchestrator import EXIT_OK, status_report
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
 from harvester.state import SqliteState
@@ -21,9 +21,11 @@ from tests.orchestrator.conftest import (
     assert_equals_oracle,
     cli,
     counted_requests,
+    harvest_day_by_day,
     make_study,
-    run,
+    study_period,
     study_text,
+    successful_queries,
 )
 
 pytestmark = pytest.mark.anyio
@@ -46,30 +48,6 @@ BY_HASHTAG: list[dict[str, Any]] = [
     }
 ]
 QUOTA = 10  # requests a day; one day of the query needs more than that
-
-
-def next_midnight(sim: Simulator) -> None:
-    sim.clock.advance(DAY - sim.clock.now() % DAY + 5)
-
-
-def successful(sim: Simulator) -> int:
-    return sim.stats.responses["rest.video_query"][200]
-
-
-def period(study: Any) -> tuple[int, int]:
-    from tests.orchestrator.conftest import epoch
-
-    return epoch(study.start_date), epoch(study.end_date) + DAY
-
-
-async def harvest_day_by_day(sim: Simulator, study: Any, max_days: int) -> list[int]:
-    codes: list[int] = []
-    while len(codes) < max_days:
-        codes.append(await run(sim, study))
-        if codes[-1] != EXIT_QUOTA:
-            break
-        next_midnight(sim)
-    return codes
 
 
 def _study(
@@ -96,7 +74,7 @@ async def test_a_day_above_a_days_quota_completes_region_by_region(tmp_path: Pat
     settings = {**SIM, "videos_per_day": 3_000, "daily_requests": QUOTA, "search_ttl": 3_600.0}
     async with running_simulator("clean", **settings) as sim:
         study = _study(tmp_path, sim, BY_REGION, days=4, expected=1_500)
-        start, end = period(study)
+        start, end = study_period(study)
         truth = sim.oracle(BY_REGION, start, end)
         days = [(s, s + DAY) for s in range(start, end, DAY)]
         # Each day alone needs more requests than a day's quota.
@@ -109,7 +87,7 @@ async def test_a_day_above_a_days_quota_completes_region_by_region(tmp_path: Pat
             for v in REGIONS
         )
         codes = await harvest_day_by_day(sim, study, max_days=3 * math.ceil(minimum / QUOTA))
-        used = successful(sim)
+        used = successful_queries(sim)
         charged = counted_requests(sim)
         report = status_report(study, now=sim.clock.now())
         with SqliteState(study.state_path) as state:
@@ -139,7 +117,7 @@ async def test_values_that_overlap_are_harvested_once(tmp_path: Path) -> None:
     settings = {**SIM, "videos_per_day": 1_500, "daily_requests": QUOTA, "search_ttl": 3_600.0}
     async with running_simulator("clean", **settings) as sim:
         study = _study(tmp_path, sim, BY_HASHTAG, days=3, expected=None)
-        start, end = period(study)
+        start, end = study_period(study)
         truth = sim.oracle(BY_HASHTAG, start, end)
         each = sum(len(sim.oracle(_one(BY_HASHTAG, v), start, end)) for v in HASHTAGS)
         assert each > len(truth)  # the sub-queries overlap: a union by id is needed
