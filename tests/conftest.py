@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 
 @pytest.fixture
@@ -18,3 +21,25 @@ def pg_url() -> Iterator[str]:
     from tests._postgres import fresh_database
 
     yield from fresh_database()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A certificate authority made for the test run: no system trust store knows it."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    """The CA's certificate as a PEM file, as an institution's proxy CA is handed out."""
+    path = tmp_path / "lab-proxy-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 signed by `ca` (for the simulator)."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    return server

@@ -31,9 +31,10 @@ from harvester._exceptions import (
     QuotaSpent,
 )
 from harvester._version import __version__
-from harvester.api import ApiSession, EnrichClient, RetryPolicy, TargetUnavailable
+from harvester.api import ApiSession, EnrichClient, TargetUnavailable
 from harvester.config import Enrichment
 from harvester.kinds import KINDS, Kind
+from harvester.orchestrator._backends import api_session
 from harvester.orchestrator._targets import (
     enrich_staging,
     enrich_state_path,
@@ -168,21 +169,9 @@ class EnrichmentRun:
         self.prepare()
         for e in self.study.enrichments:
             self.publish(e)
-        api = self.study.api
-        retry = self.h.options.retry or RetryPolicy(
-            attempts=api.max_attempts,
-            wait_initial=api.retry_wait_s,
-            wait_jitter=api.retry_wait_s,
-            wait_max=api.retry_wait_max_s,
-        )
         async with (
-            ApiSession(
-                api.base_url,
-                self.h._credentials,
-                requests_per_second=api.requests_per_second,
-                request_timeout=api.timeout_s,
-                retry=retry,
-                hooks=self.hooks,
+            api_session(
+                self.study, self.h.credentials, retry=self.h.options.retry, hooks=self.hooks
             ) as session,
             anyio.create_task_group() as tg,
         ):

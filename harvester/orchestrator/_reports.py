@@ -455,9 +455,9 @@ def verify_study(study: Study) -> dict[str, Any]:
 
 def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
     """Cancel the remote tasks of leaves not yet paged; their next run creates fresh ones."""
-    from harvester.api import ApiSession, PyrqsBackend, RqsClient
+    from harvester.api import PyrqsBackend, RetryPolicy, RqsClient
+    from harvester.orchestrator._backends import api_session, sdk_client
     from harvester.orchestrator._cancel import cancel_tasks, cancellable
-    from harvester.orchestrator._run import sdk_client
 
     if study.source == "research-api":
         return {"cancelled": [], "text": "research-api studies have no remote tasks to cancel"}
@@ -468,13 +468,8 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
         leaves = cancellable(state.shards())
 
         async def go() -> list[str]:
-            async with ApiSession(
-                study.api.base_url,
-                credentials,
-                request_timeout=study.api.timeout_s,
-                verify_tls=study.api.verify_tls,
-                ca_bundle=study.api.ca_bundle,
-            ) as session:
+            # The default retries, not the study's: a cancel is one short call a task.
+            async with api_session(study, credentials, retry=RetryPolicy()) as session:
                 backend: RqsClient | PyrqsBackend = RqsClient(session)
                 if study.source == "pyrqs":  # through the SDK: it holds the VCE's credentials
                     backend = PyrqsBackend(sdk_client(study), anyio.CapacityLimiter(1))

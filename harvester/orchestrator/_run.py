@@ -11,9 +11,8 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,11 @@ from harvester._exceptions import (
 from harvester._exit import EXIT_FAILURE, EXIT_OK, EXIT_QUOTA, EXIT_SIGNAL
 from harvester._version import __version__
 from harvester.api import (
-    ApiSession,
     Backend,
-    PollPolicy,
-    PyrqsBackend,
-    ResearchApiClient,
     RetryPolicy,
-    RqsClient,
-    TaskOptions,
 )
 from harvester.config import Credentials, Study
+from harvester.orchestrator._backends import credentials_refused, make_backend, reachable_session
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
 from harvester.orchestrator._cancel import cancel_tasks, cancellable
 from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
@@ -48,7 +42,6 @@ from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
 from harvester.orchestrator._settle import extend_study_plan, new_first, start_refreshes
 from harvester.plan import DAY, LeafKey, parse_leaf_key, plan_study
-from harvester.plan.sample import sample_plan
 from harvester.sink import (
     MANIFEST,
     STAGING,
@@ -69,12 +62,6 @@ log = structlog.get_logger("harvester.run")
 
 #: How often a leaf that failed with a transient error is tried again before it is parked.
 MAX_LEAF_ATTEMPTS = 5
-#: 5xx answers to one call over a multi-day window before the window is split. One: the 500s
-#: of a long window are mostly the window's (it matches many videos), every failed call costs a
-#: request of the day's quota, and a split costs at most a page more (`make bench`, flaky).
-SPLIT_AFTER_5XX = 1
-#: RQS result pages (up to 10,000 records, tens of MB decoded) held at once by the whole run.
-PAGES_IN_MEMORY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +90,6 @@ def staging_dir(study: Study) -> Path:
     if study.state_url is not None:
         return study.output_path / STAGING
     return study.state_path.with_name(study.state_path.name + ".staging")
-
-
-def sdk_client(study: Study) -> Any:
-    """TikTok's own `pyrqs.rqs.RQSClient`, for source = "pyrqs" (it exists only in the VCE)."""
-    try:
-        from pyrqs import rqs  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(
-            f'{study.config_path.name}: study.source: "pyrqs" needs TikTok\'s pyrqs SDK, which '
-            "installs only inside TikTok's Virtual Compute Environment; run there, or use "
-            'source = "rqs" with `harvester simulate` or a gateway'
-        ) from None
-    return rqs.RQSClient()
 
 
 def open_state(study: Study) -> StateStore:
@@ -164,7 +138,7 @@ class Harvest:
         self.stats = RunStats(started=clock())
         self.layout = layout(study.fields, study.partition_by)
         self.staging = staging_dir(study)
-        self._credentials = credentials
+        self.credentials = credentials
         self._stop_code: int | None = None
         self._stop_reason = ""
         self.queue: LeafQueue | None = None
@@ -243,10 +217,15 @@ class Harvest:
         )
         gate = QuotaGate(ledger, self.clock, stats)
         self.budget = DayBudget(lambda: self._left_today(ledger))
-        async with self._session(ledger) as session:
+        async with reachable_session(
+            self.study, self.credentials, retry=self.options.retry, hooks=ledger
+        ) as session:
+            backend = make_backend(
+                self.study, session, poll=self.options.poll, sdk=self.options.sdk_client
+            )
             runner = LeafRunner(
                 self.study,
-                self._backend(session),
+                backend,
                 gate,
                 state=self.state,
                 staging=self.staging,
@@ -340,81 +319,6 @@ class Harvest:
                 log.warning("run_interrupted", signal=signal.Signals(signum).name)
                 self.stop(EXIT_SIGNAL[signal.Signals(signum)], "signal", tg)
                 return
-
-    @asynccontextmanager
-    async def _session(self, ledger: QuotaLedger) -> AsyncIterator[ApiSession]:
-        api = self.study.api
-        # Jitter scales with the first wait: a study that asks for short waits gets them.
-        retry = self.options.retry or RetryPolicy(
-            attempts=api.max_attempts,
-            wait_initial=api.retry_wait_s,
-            wait_jitter=api.retry_wait_s,
-            wait_max=api.retry_wait_max_s,
-        )
-        async with ApiSession(
-            api.base_url,
-            self._credentials,
-            requests_per_second=api.requests_per_second,
-            request_timeout=api.timeout_s,
-            retry=retry,
-            hooks=ledger,
-            verify_tls=api.verify_tls,
-            ca_bundle=api.ca_bundle,
-        ) as session:
-            if self.study.source != "pyrqs":  # the SDK makes its own connections
-                # A wrong base URL, DNS or TLS: one line and exit 1 now, not minutes of retries.
-                try:
-                    await session.check_reachable()
-                except AuthError as exc:
-                    raise self._credentials_refused(exc) from None
-            yield session
-
-    def _credentials_refused(self, exc: AuthError) -> HarvesterError:
-        api = self.study.api
-        return HarvesterError(
-            f"the API refused the credentials ({exc}); check {api.client_key_env} "
-            f"and {api.client_secret_env}"
-        )
-
-    def _backend(self, session: ApiSession) -> Backend[Any]:
-        study = self.study
-        if study.source == "research-api":
-            return ResearchApiClient(
-                session,
-                end_date_inclusive=study.api.end_date_inclusive,
-                # A fresh search id the API rejects is waited for (users of every client see
-                # it accepted seconds later) before its window restarts.
-                search_id_wait=study.api.retry_wait_s,
-                search_id_budget=study.api.search_id_wait_s,
-                # The orchestrator splits a multi-day window the server fails (5xx): give up
-                # on it after SPLIT_AFTER_5XX such answers, not after the whole policy.
-                split_after_5xx=SPLIT_AFTER_5XX,
-            )
-        # max_concurrency caps the tasks in flight (created, not yet seen finished); a leaf
-        # that is paging results or writing files gives its slot to the next task.
-        slots = anyio.CapacityLimiter(study.api.max_concurrency)
-        # Status polls get half the study's request rate: the creates and result pages that keep
-        # the task slots busy and the data flowing must not queue behind them.
-        poll = self.options.poll or PollPolicy()
-        if poll.rate is None:
-            poll = replace(poll, rate=study.api.requests_per_second / 2)
-        sample = sample_plan(study)
-        kw = TaskOptions(
-            # Test stage: every task gets the day's budget spread over the windows.
-            limit=sample.limit_per_window if sample else study.limit,
-            stage=study.stage,
-            task_slots=slots,
-            poll=poll,
-        )
-        if study.source == "rqs":
-            # Two result pages in memory at once: one being normalised, the next on the wire;
-            # each decoded straight into Arrow (a quarter of the CPU and memory of dicts).
-            return RqsClient(
-                session, page_slots=anyio.CapacityLimiter(PAGES_IN_MEMORY), arrow=True, **kw
-            )
-        sdk = self.options.sdk_client or sdk_client(study)
-        limiter = anyio.CapacityLimiter(study.api.max_concurrency)
-        return PyrqsBackend(sdk, limiter, hooks=session.hooks, **kw)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -655,7 +559,7 @@ class Harvest:
             return LeafOutcome()
         except AuthError as exc:
             self.stop(EXIT_FAILURE, f"the API refused the credentials: {exc}", tg)
-            raise self._credentials_refused(exc) from None
+            raise credentials_refused(self.study, exc) from None
 
     async def _requeue_later(self, key: str, delay: float) -> None:
         await anyio.sleep(delay)
@@ -684,6 +588,5 @@ __all__ = [
     "RunOptions",
     "check_output_is_ours",
     "open_state",
-    "sdk_client",
     "staging_dir",
 ]

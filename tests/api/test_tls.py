@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-import trustme
 
 from harvester._exceptions import ConnectionFailed
 from harvester.api import ApiSession, Credentials, ResearchApiClient, RetryPolicy
@@ -30,23 +29,9 @@ QUERY = parse_rest_query(
 ONCE = RetryPolicy(attempts=1)
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "lab-proxy-ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture
-async def https_sim(ca: trustme.CA) -> AsyncIterator[Simulator]:
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    async with running_simulator("clean", seed=5, tls=server) as sim:
+async def https_sim(tls_server: ssl.SSLContext) -> AsyncIterator[Simulator]:
+    async with running_simulator("clean", seed=5, tls=tls_server) as sim:
         assert sim.base_url.startswith("https://127.0.0.1:")
         yield sim
 

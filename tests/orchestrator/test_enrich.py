@@ -4,6 +4,7 @@ each dataset beside the videos and equal to the simulator's oracle, read back wi
 from __future__ import annotations
 
 import json
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,19 @@ VIDEO_FIELDS = (*FIELDS, "comment_count", "playlist_id")
 VERDICTS = {"account_private": 0.08, "account_deleted": 0.05, "account_under_18": 0.04}
 
 
-def enrich_study(tmp_path: Path, base_url: str, blocks: list[dict[str, Any]], **kw: Any) -> Study:
+def enrich_study(
+    tmp_path: Path,
+    base_url: str,
+    blocks: list[dict[str, Any]],
+    *,
+    api: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Study:
+    """A public-API study with these `[[enrich]]` blocks; `api` adds to its `[api]` table."""
     kw.setdefault("source", "research-api")
     kw.setdefault("fields", VIDEO_FIELDS)
     doc = tomllib.loads(study_text(base_url, **kw))
+    doc["api"].update(api or {})
     text = tomli_w.dumps({**doc, "enrich": blocks})
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -287,3 +297,22 @@ async def test_a_user_killed_after_its_page_before_done_is_neither_duplicated_no
         # Each user once, and the killed user's page was not paid for twice.
         assert_kind_equals_oracle(sim, study, "users", names)
         assert sim.stats.requests_to("rest.users") == len(names)
+
+
+async def test_enrichments_trust_the_studys_ca_bundle(
+    tmp_path: Path, tls_server: ssl.SSLContext, ca_file: Path
+) -> None:
+    # The CA is the test's own: only `[api] ca_bundle` makes the simulator's certificate
+    # trusted, for the enrichment requests as for the videos'.
+    async with running_simulator("clean", **SIM, tls=tls_server) as sim:
+        study = enrich_study(
+            tmp_path,
+            sim.base_url,
+            [{"kind": "comments", "where": "comment_count >= 3"}],
+            api={"ca_bundle": str(ca_file)},
+            days=1,
+        )
+        assert await run(sim, study) == EXIT_OK
+        vids = video_targets(study, "id", "comment_count >= 3")
+        rows, _ = assert_kind_equals_oracle(sim, study, "comments", vids, replies=False)
+        assert vids and rows

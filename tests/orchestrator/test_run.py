@@ -17,8 +17,9 @@ import pytest
 
 import harvester
 from harvester import rqs
-from harvester.api import ApiSession, Credentials, RqsClient
-from harvester.orchestrator import EXIT_OK, Harvest, status_report, verify_study
+from harvester.api import ApiSession, RqsClient
+from harvester.orchestrator import EXIT_OK, status_report, verify_study
+from harvester.orchestrator._backends import make_backend
 from harvester.simulator.testing import running_simulator
 from harvester.sink import PROVENANCE
 from harvester.state import SqliteState
@@ -32,7 +33,6 @@ from tests.orchestrator.conftest import (
     assert_equals_oracle,
     counted_requests,
     make_study,
-    options,
     oracle,
     read_duckdb,
     read_polars,
@@ -156,14 +156,8 @@ async def test_status_polls_get_half_the_study_s_request_rate(tmp_path: Path) ->
         study = make_study(tmp_path, sim.base_url, days=2)
         assert study.api.requests_per_second == 2000
         for given, rate in ((POLL, 1000.0), (replace(POLL, rate=3.0), 3.0)):
-            h = Harvest(study, CREDS, options(poll=given), clock=sim.clock.now)
-            try:
-                async with ApiSession(
-                    study.api.base_url, Credentials("sim-client-key", "sim-client-secret")
-                ) as s:
-                    backend = h._backend(s)
-            finally:
-                h.state.close()
+            async with ApiSession(study.api.base_url, CREDS) as s:
+                backend = make_backend(study, s, poll=given)
             assert isinstance(backend, RqsClient)
             assert backend.poll.rate == rate
             assert backend.poll.initial == POLL.initial  # the rest as given
