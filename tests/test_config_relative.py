@@ -1,4 +1,5 @@
-"""Relative dates and settling in the study file: resolved at every run, the rule fingerprinted."""
+"""Dates, the window length and settling in the study file: relative dates resolved at every
+run, their rule fingerprinted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from harvester import ConfigError
 from harvester.config import Study, loads_study
+from harvester.config._dates import parse_window
 from tests.test_config import toml
 
 TODAY = date(2024, 3, 10)
@@ -75,3 +77,14 @@ def test_settle_days_and_history_defaults(tmp_path: Path) -> None:
     kept = load(tmp_path, toml(study__settle_days="0", output__history="true"))
     assert kept.settle_days == 0
     assert kept.history_path == (tmp_path / "out" / "t.history").resolve()
+
+
+@pytest.mark.parametrize(("text", "days"), [("1d", 1), ("7d", 7), ("30d", 30), ("365d", 365)])
+def test_parse_window(text: str, days: int) -> None:
+    assert parse_window(text) == days
+
+
+@pytest.mark.parametrize("text", ["0d", "7", "d", "1w", "7 d", "-1d", "1.5d", "7D", ""])
+def test_parse_window_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_window(text)

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from harvester.config._schema import Problem, StudyTable, shown
-from harvester.plan.windows import parse_window
 from harvester.query import MAX_REST_WINDOW_DAYS
 
 _FIRST_DATE = date(2016, 1, 1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: `today`, `yesterday`, `today-3d` (UTC): resolved at every run.
 _RELATIVE_RE = re.compile(r"\s*(today|yesterday)\s*(?:-\s*([0-9]{1,5})\s*d)?\s*")
+#: `window = "7d"`: a whole number of days.
+_WINDOW_RE = re.compile(r"([0-9]{1,5})d")
 #: The longest window an RQS task may cover (the public API's is MAX_REST_WINDOW_DAYS).
 _MAX_RQS_WINDOW_DAYS = 3660
 
@@ -55,6 +56,14 @@ def _window_days(s: StudyTable) -> int:
             f'use a whole number of days from 1 to {most} like "7d"',
         ) from None
     return window_days
+
+
+def parse_window(text: str) -> int:
+    """`"7d"` → 7. ValueError unless `text` is a positive whole number of days plus `d`."""
+    m = _WINDOW_RE.fullmatch(text)
+    if m is None or int(m[1]) < 1:
+        raise ValueError(f"{text!r} is not a window")
+    return int(m[1])
 
 
 def _relative(key: str, value: object, today: date) -> tuple[date, str] | None:

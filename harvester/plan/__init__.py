@@ -15,7 +15,7 @@ from harvester.plan.estimate import (
 )
 from harvester.plan.shards import Plan, PlanShard, extend_plan, plan_study, split_window
 from harvester.plan.subqueries import LeafKey, leaf_window, parse_leaf_key, sub_key
-from harvester.plan.windows import DAY, Window, parse_window, plan_windows
+from harvester.plan.windows import DAY, Window, plan_windows
 
 __all__ = [
     "DAY",
@@ -32,7 +32,6 @@ __all__ = [
     "extend_plan",
     "leaf_window",
     "parse_leaf_key",
-    "parse_window",
     "plan_study",
     "plan_windows",
     "split_window",

@@ -15,7 +15,6 @@ whether the window was split below a day.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -23,13 +22,11 @@ from functools import lru_cache
 __all__ = [
     "DAY",
     "Window",
-    "parse_window",
     "plan_windows",
 ]
 
 DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_WINDOW_RE = re.compile(r"([0-9]{1,5})d")
 
 
 def _epoch_of(day: date) -> int:
@@ -162,14 +159,6 @@ class Window:
 
     def __str__(self) -> str:
         return self.key
-
-
-def parse_window(text: str) -> int:
-    """`"7d"` → 7. ValueError unless `text` is a positive whole number of days plus `d`."""
-    m = _WINDOW_RE.fullmatch(text)
-    if m is None or int(m[1]) < 1:
-        raise ValueError(f"{text!r} is not a window")
-    return int(m[1])
 
 
 def plan_windows(start_date: date, end_date_inclusive: date, days: int) -> list[Window]:

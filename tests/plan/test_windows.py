@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harvester.plan import DAY, Window, parse_window, plan_windows
+from harvester.plan import DAY, Window, plan_windows
 from harvester.plan.shards import split_window
 
 dates = st.dates(min_value=date(2016, 1, 1), max_value=date(2035, 12, 31))
@@ -127,17 +127,6 @@ def test_windows_refuse_nonsense() -> None:
         plan_windows(date(2023, 1, 2), date(2023, 1, 1), 1)
     with pytest.raises(ValueError):
         plan_windows(date(2023, 1, 1), date(2023, 1, 1), 0)
-
-
-@pytest.mark.parametrize(("text", "days"), [("1d", 1), ("7d", 7), ("30d", 30), ("365d", 365)])
-def test_parse_window(text: str, days: int) -> None:
-    assert parse_window(text) == days
-
-
-@pytest.mark.parametrize("text", ["0d", "7", "d", "1w", "7 d", "-1d", "1.5d", "7D", ""])
-def test_parse_window_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_window(text)
 
 
 def test_split_window_respects_the_minimum() -> None:
