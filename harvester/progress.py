@@ -1,32 +1,60 @@
 """Live progress: a rich display on a terminal, plain periodic lines otherwise (cron, CI, nohup).
 
 Shows plan shards done/total, records, requests, today's quota use against its caps, rate and
-ETA. It only
-reads the run's counters; it never slows the harvest (one refresh a second).
+ETA. It only reads what the run hands it (`Watched`: its counters, its clock, the quota day's
+use); it never slows the harvest (one refresh a second).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harvester.config import QuotaSettings
 from harvester.logs import console_lines_to
-from harvester.state import utc_day
+from harvester.state import Usage, utc_day
 
-if TYPE_CHECKING:
-    from harvester.orchestrator._run import Harvest
-
-__all__ = ["render_line", "show_progress"]
+__all__ = ["Counters", "Watched", "render_line", "show_progress"]
 
 PLAIN_EVERY = 30.0
 
 
-def _eta(h: Harvest, now: float) -> str:
+class Counters(Protocol):
+    """The run's counters the display shows (this run only; `started` on the run's clock)."""
+
+    started: float
+    requests: int
+    records: int
+    splits: int
+    parked: int
+    plan_total: int
+    plan_committed: int
+    plan_committed_this_run: int
+    errors: Counter[str]
+    quota_wait_until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What the display reads of a run."""
+
+    title: str
+    stats: Counters
+    clock: Callable[[], float]
+    #: The quota ledger's use of a UTC day (`YYYY-MM-DD`): the pool's, when the study shares one.
+    usage: Callable[[str], Usage]
+    quota: QuotaSettings
+
+
+def _eta(h: Watched, now: float) -> str:
     s = h.stats
     done = s.plan_committed_this_run
     left = s.plan_total - s.plan_committed
@@ -41,12 +69,12 @@ def _eta(h: Harvest, now: float) -> str:
     )
 
 
-def _fields(h: Harvest) -> list[tuple[str, str]]:
+def _fields(h: Watched) -> list[tuple[str, str]]:
     s = h.stats
     now = h.clock()
     elapsed = max(now - s.started, 1e-6) if s.started else 1e-6  # `started` is on this clock
-    usage = h.state.usage(utc_day(now))
-    quota = h.study.quota
+    usage = h.usage(utc_day(now))
+    quota = h.quota
     rows = [
         (
             "shards",
@@ -67,18 +95,18 @@ def _fields(h: Harvest) -> list[tuple[str, str]]:
     return rows
 
 
-def render_line(h: Harvest) -> str:
+def render_line(h: Watched) -> str:
     return " | ".join(f"{k} {v}" for k, v in _fields(h))
 
 
-def _table(h: Harvest) -> Table:
-    t = Table(title=f"harvesting {h.study.name}", show_header=False, box=None)
+def _table(h: Watched) -> Table:
+    t = Table(title=h.title, show_header=False, box=None)
     for k, v in _fields(h):
         t.add_row(k, v)
     return t
 
 
-async def show_progress(h: Harvest) -> None:
+async def show_progress(h: Watched) -> None:
     """Until cancelled: a live table on a terminal, a plain line every 30 s elsewhere."""
     if sys.stderr.isatty():
         console = Console(file=sys.stderr)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -35,13 +35,14 @@ from harvester.api import (
 )
 from harvester.config import Credentials, Study
 from harvester.orchestrator._backends import credentials_refused, make_backend, reachable_session
-from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need, window_sizer
+from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need
 from harvester.orchestrator._cancel import cancel_tasks, cancellable
 from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
-from harvester.orchestrator._settle import extend_study_plan, new_first, start_refreshes
-from harvester.plan import DAY, LeafKey, parse_leaf_key, plan_study
+from harvester.orchestrator._schedule import Scheduler
+from harvester.orchestrator._settle import extend_study_plan, start_refreshes
+from harvester.plan import plan_study
 from harvester.sink import (
     MANIFEST,
     STAGING,
@@ -52,11 +53,13 @@ from harvester.sink import (
 from harvester.state import (
     LeaseHeld,
     LeaseLost,
-    ShardRecord,
     StateStore,
     open_store,
     utc_day,
 )
+
+if TYPE_CHECKING:
+    from harvester.progress import Watched
 
 log = structlog.get_logger("harvester.run")
 
@@ -143,11 +146,7 @@ class Harvest:
         self._stop_reason = ""
         self.queue: LeafQueue | None = None
         self.budget: DayBudget | None = None
-        self.sizer = window_sizer(study)
-        #: Pages and records already fetched by leaves that started on an earlier run.
-        self._progress: dict[str, tuple[int, int, str]] = {}
-        self._to_split: set[str] = set()
-        self._sampling = False
+        self.schedule: Scheduler | None = None
         self.max_leaf_attempts = MAX_LEAF_ATTEMPTS
         self.retry_delay = (
             options.retry_delay
@@ -217,6 +216,7 @@ class Harvest:
         )
         gate = QuotaGate(ledger, self.clock, stats)
         self.budget = DayBudget(lambda: self._left_today(ledger))
+        self.schedule = Scheduler(self.study, self.state, self.budget, self.clock)
         async with reachable_session(
             self.study, self.credentials, retry=self.options.retry, hooks=ledger
         ) as session:
@@ -247,7 +247,7 @@ class Harvest:
                 if self.options.progress:
                     from harvester.progress import show_progress
 
-                    tg.start_soon(show_progress, self)
+                    tg.start_soon(show_progress, self.watched())
                 await self._drive(runner, tg)
                 tg.cancel_scope.cancel()  # the watchers
             if self._stop_code is not None and self.options.cancel_on_exit:
@@ -264,6 +264,15 @@ class Harvest:
             if code is not None:
                 self._stop_code, self._stop_reason = code, "enrichment"
         return self._finish()
+
+    def watched(self) -> Watched:
+        """What the progress display reads of this run."""
+        from harvester.progress import Watched  # rich loads only when progress is shown
+
+        study = self.study
+        return Watched(
+            f"harvesting {study.name}", self.stats, self.clock, self.state.usage, study.quota
+        )
 
     def _left_today(self, ledger: QuotaLedger) -> Need:
         quota, day = self.study.quota, ledger.today()
@@ -358,26 +367,11 @@ class Harvest:
         pending = [self.state.shard(key) for key in leaves]
         if not pending:
             return
-        self._sampling = runner.sample_limit is not None
-        self.sizer = window_sizer(self.study)
-        for done in self.state.shards(status="done"):
-            self._observe(done)
-        # Windows begun on an earlier day first: finishing them frees what they staged; then
-        # new windows before refreshes (a short day leaves the refreshes waiting).
-        pending = new_first(pending, self.refreshing)
-        pending.sort(key=lambda s: s.pages == 0)
-        self._progress = {
-            s.key: (s.pages, s.records, utc_day(s.updated_at)) for s in pending if s.pages
-        }
-        self.queue = LeafQueue(s.key for s in pending)
-        log.info(
-            "schedule",
-            leaves=len(pending),
-            records_per_day=round(self.sizer.records_per_day, 1),
-            basis="observed" if self.sizer.observed else "prior",
-            window_share_requests=self.sizer.share.requests,
-            window_days=self.sizer.window_days(),
+        assert self.schedule is not None
+        keys = self.schedule.order(
+            pending, sampling=runner.sample_limit is not None, refreshing=self.refreshing
         )
+        self.queue = LeafQueue(keys)
         concurrency = max(1, self.study.api.max_concurrency)
         if self.study.source != "research-api":
             concurrency *= 2  # task slots bound the tasks; the extra leaves page and write
@@ -385,71 +379,12 @@ class Harvest:
             for _ in range(concurrency):
                 workers.start_soon(self._worker, runner, runner.gate, tg)
 
-    def _chooser(self) -> Callable[[str], bool]:
-        """Accept the first leaf the day can finish (holding what it needs), or one to split:
-        too big for a day's share, or, at the day's end, to cut a piece the day can finish."""
-        assert self.budget is not None
-        if self._sampling:
-            return lambda key: True  # a test-stage sample: its own limits, no windows to size
-        budget, sizer, free = self.budget, self.sizer, self.budget.free()
-        alone = budget.in_flight == 0
-        fresh = free.requests >= sizer.day.requests
-        today = utc_day(self.clock())
-        first = True
-
-        def choose(key: str) -> bool:
-            nonlocal free, first
-            head, first = first, False
-            leaf = parse_leaf_key(key)
-            window = leaf.window
-            pages, records, day = self._progress.get(key, (0, 0, today))
-            if day != today and self.study.source == "research-api":
-                pages = records = 0  # its search id did not survive the night: a restart
-            splittable = not pages and window.seconds >= 2 * DAY
-            # A day too big for its share of a day's quota is cut by value when time cannot.
-            by_value = (
-                not pages
-                and not splittable
-                and leaf.index is None
-                and self._values > 1
-                and sizer.known
-            )
-            if (splittable or by_value) and sizer.too_big(window.seconds):
-                # Split when its turn comes, not before: by then the records per day observed
-                # so far size its halves.
-                self._to_split.add(key)
-                return head
-            need = sizer.need(self._seconds(leaf), pages, records)
-            # Alone on an untouched day, a leaf needs no margin; one no whole day could finish
-            # (a day of a huge query) runs alone, across the night.
-            lone = alone and fresh and (need.fits(free) or not need.fits(sizer.day))
-            if sizer.padded(need).fits(free) or lone:
-                log.info(
-                    "window_admitted",
-                    leaf=key,
-                    need_requests=need.requests,
-                    free_requests=free.requests,
-                    in_flight=budget.in_flight,
-                )
-                # Held with its margin: a window over its estimate must not starve the others.
-                held = sizer.padded(need)
-                budget.hold(key, held)
-                free = Need(free.requests - held.requests, free.records - held.records)
-                return True
-            if splittable and head and sizer.padded(sizer.need(DAY)).fits(free):
-                # The day's end: a piece of the next window that the day can still finish.
-                self._to_split.add(key)
-                return True
-            return False
-
-        return choose
-
     async def _worker(self, runner: LeafRunner, gate: QuotaGate, tg: TaskGroup) -> None:
-        queue, budget = self.queue, self.budget
-        assert queue is not None and budget is not None
+        queue, budget, schedule = self.queue, self.budget, self.schedule
+        assert queue is not None and budget is not None and schedule is not None
         while True:
             try:
-                key = await queue.take(self._chooser)
+                key = await queue.take(schedule.chooser)
             except DayOver:
                 if not await self._day_over(gate, tg):
                     return
@@ -457,74 +392,27 @@ class Harvest:
             if key is None:
                 return
             try:
-                outcome = self._split_if_too_big(runner, key)
+                outcome = schedule.split_if_too_big(runner, key)
                 cut = outcome is not None
                 if outcome is None:
                     outcome = await self._run_one(runner, key, tg)
             finally:
                 budget.release(key)
             if outcome.retry_after is not None:
-                self._note_progress(key)
+                schedule.note_progress(key)
                 tg.start_soon(self._requeue_later, key, outcome.retry_after)
                 continue
             if outcome.children:
                 queue.add(outcome.children, front=cut)
             elif outcome.done:
-                self._observe(self.state.shard(key))
-                self._progress.pop(key, None)
+                schedule.done(key)
                 await self._leaf_done(key)
             elif self._stop_code is None and self.state.shard(key).status == "pending":
                 # Handed back (a quota wait ended, the day is over): it waits its turn again.
-                self._note_progress(key)
+                schedule.note_progress(key)
                 queue.back(key)
                 continue
             queue.finished()
-
-    def _split_if_too_big(self, runner: LeafRunner, key: str) -> LeafOutcome | None:
-        """A window not yet begun that is too big for its share of a day, or for what is left
-        of today: its halves (the first is looked at again at once)."""
-        if key not in self._to_split:
-            return None
-        self._to_split.discard(key)
-        leaf = self.state.shard(key)
-        if leaf.pages or leaf.search_id or leaf.task_id:
-            return None
-        sizer = self.sizer
-        if leaf.end - leaf.start < 2 * DAY:
-            # A day (the public API asks no less) too big for a day's share: one sub-query per
-            # value of the study's IN list, each a share of the day's records.
-            children = runner.split_by_value(leaf, "day_too_big_for_a_day")
-            return LeafOutcome(children=children) if children else None
-        if sizer.too_big(leaf.end - leaf.start):
-            why, days = "too_big_for_a_day", sizer.window_days()
-        else:
-            # The longest first piece what is left of today can finish.
-            assert self.budget is not None
-            free, days = self.budget.free(), 1
-            while sizer.padded(sizer.need((days + 1) * DAY)).fits(free):
-                days += 1
-            why = "fill_the_day"
-        children = runner.split(leaf, why, min_seconds=DAY, at=leaf.start + days * DAY)
-        return LeafOutcome(children=children) if children else None
-
-    @property
-    def _values(self) -> int:
-        """How many sub-queries a day can be cut into (1: the query has no IN list to cut)."""
-        split = self.study.value_split if self.study.source == "research-api" else None
-        return len(split.values) if split is not None else 1
-
-    def _seconds(self, leaf: LeafKey) -> int:
-        """The seconds of the whole query's records a leaf stands for: a sub-query's share of
-        its window (the values are taken as equally busy until each is seen)."""
-        return leaf.window.seconds // (1 if leaf.index is None else self._values)
-
-    def _observe(self, leaf: ShardRecord) -> None:
-        self.sizer.observe(leaf.records, self._seconds(parse_leaf_key(leaf.key)))
-
-    def _note_progress(self, key: str) -> None:
-        leaf = self.state.shard(key)
-        if leaf.pages:
-            self._progress[key] = (leaf.pages, leaf.records, utc_day(leaf.updated_at))
 
     async def _day_over(self, gate: QuotaGate, tg: TaskGroup) -> bool:
         """Nothing left fits today: stop (exit 75) or wait for 00:00 UTC. True to go on."""

@@ -129,7 +129,7 @@ class Ticker:
         """`show_progress` until the tick after the last one (it runs until cancelled)."""
         with anyio.CancelScope() as scope:
             self.scope = scope
-            await progress.show_progress(h)
+            await progress.show_progress(h.watched())
         assert scope.cancelled_caught, "the display returned on its own"
 
 
@@ -285,7 +285,7 @@ async def test_the_rate_uses_the_harvests_clock(
     h.stats.records = 3_000
     now[0] = T0 + 100.0
     # The ETA already uses the harvest's clock; the rate should as well: 3,000 in 100 s.
-    assert "records 3,000 (30/s)" in progress.render_line(h)
+    assert "records 3,000 (30/s)" in progress.render_line(h.watched())
 
 
 # --------------------------------------------------------------------------- plain lines, a run
@@ -405,8 +405,8 @@ async def test_the_display_never_shows_the_secret_or_a_token(
         assert not consoles
         shown = stderr.getvalue()
         assert progress_lines(shown), "nothing was displayed"
-        shown += progress.render_line(h)
-        assert "errors " in progress.render_line(h)
+        shown += progress.render_line(h.watched())
+        assert "errors " in progress.render_line(h.watched())
     assert len(tokens) >= 2, "the faults did not rotate the token"
     assert SECRET not in shown
     for token in tokens:
