@@ -45,6 +45,7 @@ from harvester.sink import cleanup_staging, cleanup_strays, write_manifest
 from harvester.sink.enrich import (
     normalise_targets,
     publish_batch,
+    rewrite_without,
     segment_keys,
     stage_page,
 )
@@ -158,8 +159,14 @@ class EnrichmentRun:
         for e in self.study.enrichments:
             e.output_path.mkdir(parents=True, exist_ok=True)
             removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
-            added = es.add_targets(e.kind, read_targets(self.study, e))
-            log.info("enrich_targets", kind=e.kind, added=added)
+            targets = read_targets(self.study, e)
+            wait = self.study.settle_days * DAY
+            settles = {t: float(ct + wait) for t, ct in targets.items() if ct is not None and wait}
+            added = es.add_targets(e.kind, targets, settles)
+            refreshed, dropped = es.reopen_unsettled(e.kind, self.clock()) if wait else ([], [])
+            for path in dropped:
+                (self.staging / path).unlink(missing_ok=True)
+            log.info("enrich_targets", kind=e.kind, added=added, refreshed=len(refreshed))
         if removed:
             log.warning("stray_files_removed", count=len(removed), files=removed[:20])
 
@@ -244,7 +251,10 @@ class EnrichmentRun:
             try:
                 return await self._fetch(client, kind, e, target)
             except TargetUnavailable as exc:
-                for path in self.es.refuse(kind.name, target, exc.kind, exc.message):
+                dropped = self.es.refuse(
+                    kind.name, target, exc.kind, exc.message, fetched_at=self.clock()
+                )
+                for path in dropped:
                     (self.staging / path).unlink(missing_ok=True)
                 self.stats.outcomes[(kind.name, exc.kind)] += 1
                 log.info("target_unavailable", kind=kind.name, target=target, verdict=exc.kind)
@@ -339,7 +349,7 @@ class EnrichmentRun:
         """Mark a fetched target done; returns the reply targets it added."""
         row = self.es.target(kind.name, target)
         replies = self._replies(kind, e, row)
-        self.es.finish(kind.name, target, replies)
+        self.es.finish(kind.name, target, replies, fetched_at=self.clock())
         self.stats.outcomes[(kind.name, "ok")] += 1
         return [key for key, _ in replies]
 
@@ -363,23 +373,32 @@ class EnrichmentRun:
         """Write the rows of done, unpublished targets into the kind's dataset."""
         es, kind = self.es, KINDS[e.kind]
         targets = es.unpublished(e.kind)
-        if not targets:
+        stale = es.stale(e.kind)
+        if not targets and not stale:
             return
         wanted = set(targets)
         segments = [p for p, t, _ in es.segments(e.kind) if t in wanted]
         files = publish_batch(self.staging, e.output_path, kind, segments)
+        # Refreshed targets: the files holding their earlier rows are rewritten without them.
+        known = [p for p, _ in es.files(e.kind)]
+        replaced, rewritten = rewrite_without(e.output_path, kind, known, stale)
         # The files and the targets they hold are recorded in one transaction: a crash before
         # it leaves files the next start-up removes, and targets that publish again.
-        for path in es.publish(e.kind, files, targets):
+        done = es.publish(e.kind, files + rewritten, targets, replaced=replaced, refreshed=stale)
+        for path in done:
             (self.staging / path).unlink(missing_ok=True)
-        if not files:
+        for rel in replaced:
+            (e.output_path / rel).unlink(missing_ok=True)
+        if not files and not replaced:
             return
         log.info(
             "file_committed",
             kind=e.kind,
-            files=[p for p, _ in files],
+            files=[p for p, _ in files + rewritten],
             rows=sum(n for _, n in files),
             targets=len(targets),
+            replaced=replaced,
+            refreshed=len(stale),
         )
 
     def write_manifest(self, e: Enrichment) -> None:

@@ -43,15 +43,18 @@ def videos_relation(study: Study) -> str:
     return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
 
 
-def read_targets(study: Study, e: Enrichment) -> list[str]:
-    """The block's targets in the video dataset, deduplicated, as text (ids in decimal)."""
+def read_targets(study: Study, e: Enrichment) -> dict[str, int | None]:
+    """The block's targets in the video dataset, deduplicated, as text (ids in decimal), each
+    with the creation time of its newest video (None when the study does not fetch
+    `create_time`): a target's counts settle `settle_days` after it."""
     kind = KINDS[e.kind]
     if not any(study.output_path.rglob("*.parquet")):
-        return []
+        return {}
     col = kind.source_column
+    newest = "max(create_time)" if "create_time" in study.fields else "NULL"
     sql = (
-        f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM {videos_relation(study)} "
-        f"WHERE {target_condition(kind, e.where)}"
+        f"SELECT CAST({col} AS VARCHAR), {newest} FROM {videos_relation(study)} "
+        f"WHERE {target_condition(kind, e.where)} GROUP BY 1"
     )
     index = study.enrichments.index(e)
     import duckdb  # only for studies with [[enrich]] blocks
@@ -65,4 +68,4 @@ def read_targets(study: Study, e: Enrichment) -> list[str]:
             f"{study.config_path.name}: enrich[{index}].where: DuckDB cannot run it over the "
             f"video dataset ({first}); write SQL over its columns, like comment_count >= 5"
         ) from None
-    return [str(r[0]) for r in rows]
+    return {str(t): None if ct is None else int(ct) for t, ct in rows}

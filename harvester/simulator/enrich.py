@@ -25,6 +25,7 @@ from aiohttp import web
 
 from harvester.kinds import COMMENT_CEILING, KINDS, Kind
 from harvester.query import clean_string
+from harvester.simulator.corpus import SETTLE
 from harvester.simulator.responses import (
     BadBody,
     Invalid,
@@ -44,6 +45,9 @@ Record = dict[str, Any]
 #: Follow times lie in [2019-01-01, 2022-01-01): before any simulated clock a test uses.
 _FOLLOW_FROM = int(datetime(2019, 1, 1, tzinfo=UTC).timestamp())
 _FOLLOW_SPAN = 3 * 365 * 86_400
+#: Comments are posted within this time of their video, replies within it of their comment: a
+#: video's comments are all there once its counts settle (fact 3: 10 days).
+_POSTED_WITHIN = SETTLE // 2
 #: The longest follower / following list served (the real lists are capped too, by reports).
 FOLLOW_LIST_CAP = 600
 _CACHE = 4_096
@@ -205,7 +209,7 @@ class EnrichCorpus:
         base = int(video["create_time"])
         out: list[Record] = []
         for i in range(served):
-            cid = (base + 1 + rng.randrange(86_400 * 30)) << 32 | rng.getrandbits(32)
+            cid = (base + 1 + rng.randrange(_POSTED_WITHIN)) << 32 | rng.getrandbits(32)
             out.append(
                 {
                     "id": cid,
@@ -224,6 +228,28 @@ class EnrichCorpus:
             self._comment_index.popitem(last=False)
         return tuple(out)
 
+    def comments_as_of(self, video_id: int, now: float) -> list[Record]:
+        """The comments posted by `now`, each with the replies posted by then counted: what the
+        API serves while the video's counts settle (all of them after). Updated on the hour,
+        like the video's counts (a harvest and its oracle agree within the hour)."""
+        full = self.comments(video_id)
+        video = self.sim.corpus.get(video_id)
+        if video is None or now >= int(video["create_time"]) + SETTLE:
+            return list(full)
+        now = now // 3600 * 3600
+        out = []
+        for c in full:
+            if c["create_time"] > now:
+                continue
+            if c["reply_count"]:
+                c = {**c, "reply_count": len(self.replies_as_of(c["id"], now))}
+            out.append(c)
+        return out
+
+    def replies_as_of(self, comment_id: int, now: float) -> list[Record]:
+        now = now // 3600 * 3600
+        return [r for r in self.replies(comment_id) if r["create_time"] <= now]
+
     def comment(self, comment_id: int) -> tuple[int, int] | None:
         """(video id, reply count) of a comment served earlier."""
         return self._comment_index.get(comment_id)
@@ -237,7 +263,7 @@ class EnrichCorpus:
         base = comment_id >> 32
         out: list[Record] = []
         for _ in range(min(n, COMMENT_CEILING)):
-            rid = (base + 1 + rng.randrange(86_400 * 7)) << 32 | rng.getrandbits(32)
+            rid = (base + 1 + rng.randrange(_POSTED_WITHIN)) << 32 | rng.getrandbits(32)
             out.append(
                 {
                     "id": rid,
@@ -262,12 +288,15 @@ class EnrichCorpus:
             return "ok" if self.sim.corpus.get(int(target)) is not None else "deleted"
         return "ok" if int(target) in self.playlist_ids else "deleted"
 
-    def records(self, kind: Kind, target: Any, *, times: bool = False) -> list[Record]:
-        """Every record the endpoint serves for `target` (a 'ok' target), in serving order;
-        `times` keeps the follow times (`_time`) the followers' cursor pages by."""
+    def records(
+        self, kind: Kind, target: Any, *, times: bool = False, now: float | None = None
+    ) -> list[Record]:
+        """Every record the endpoint serves for `target` (a 'ok' target) at `now` (default: the
+        simulator's clock), in serving order; `times` keeps the follow times (`_time`) the
+        followers' cursor pages by."""
         name = kind.name
         if name == "comments":
-            return list(self.comments(int(target)))
+            return self.comments_as_of(int(target), self.sim.clock.now() if now is None else now)
         if name == "users":
             return [dict(self.profile(str(target)))]
         if name in ("followers", "following"):
@@ -292,21 +321,24 @@ class EnrichCorpus:
         *,
         max_per_target: int | None = None,
         replies: bool = False,
+        as_of: float | None = None,
     ) -> list[Record] | str:
-        """The oracle: the rows a correct client stores for `target` (strings cleaned), or the
-        verdict string when the API refuses it."""
+        """The oracle: the rows a correct client stores for `target` (strings cleaned) when it
+        fetches at `as_of` (default: the simulator's clock), or the verdict string when the API
+        refuses it."""
         kind = KINDS[kind_name]
         verdict = self.verdict(kind, target)
         if verdict != "ok":
             return verdict
-        rows = self.records(kind, target)
+        now = self.sim.clock.now() if as_of is None else as_of
+        rows = self.records(kind, target, now=now)
         if max_per_target is not None:
             rows = rows[:max_per_target]
         if kind.name == "comments" and replies:
             more: list[Record] = []
             for c in rows:
                 if c["reply_count"]:
-                    found = list(self.replies(c["id"]))
+                    found = self.replies_as_of(c["id"], now)
                     more += found[:max_per_target] if max_per_target is not None else found
             rows = rows + more
         return [{k: _clean(v) for k, v in r.items()} for r in rows]
@@ -410,7 +442,7 @@ def _handler(kind: Kind) -> Callable[[Simulator, web.Request], Any]:
             if corpus.comment(reply_to) is None:
                 msg = f"Comment {reply_to} does not exist"
                 return error(400, "invalid_params", msg, sim.log_id())
-            items: list[Record] = list(corpus.replies(reply_to))
+            items: list[Record] = corpus.replies_as_of(reply_to, sim.clock.now())
             verdict = "ok"
         else:
             verdict = corpus.verdict(
@@ -516,7 +548,8 @@ def add_routes(app: web.Application, sim: Simulator) -> None:
 
     async def expected(request: web.Request) -> web.Response:
         """`/_sim/enrich/expected`: the oracle for a subprocess simulator (no token, never
-        counted): {kind, targets, max_per_target?, replies?} -> rows and verdicts by target."""
+        counted): {kind, targets, max_per_target?, replies?, as_of?} -> rows and verdicts by
+        target."""
         try:
             body = await read_json(request)
             name = body.get("kind")
@@ -528,7 +561,11 @@ def add_routes(app: web.Application, sim: Simulator) -> None:
             verdicts: dict[str, str] = {}
             for t in targets:
                 got = sim.enrich.expected(
-                    name, t, max_per_target=cap, replies=bool(body.get("replies"))
+                    name,
+                    t,
+                    max_per_target=cap,
+                    replies=bool(body.get("replies")),
+                    as_of=body.get("as_of"),
                 )
                 if isinstance(got, str):
                     verdicts[str(t)] = got

@@ -36,6 +36,7 @@ __all__ = [
     "enrich_schema",
     "normalise_targets",
     "publish_batch",
+    "rewrite_without",
     "segment_key",
     "segment_keys",
     "stage_page",
@@ -149,6 +150,42 @@ def publish_batch(
             )
             out.append((f"{part}/{name}", write_parquet([data], final, file_schema)))
     return out
+
+
+def rewrite_without(
+    root: Path, kind: Kind, files: Sequence[str], targets: Iterable[str]
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """The dataset's `files` that hold rows of `targets`, and their rewrites without those rows
+    (a new name in the same partition; none when nothing is left), written hidden and renamed.
+    Returns (files to replace, (path, rows) of the rewrites): the caller records both in one
+    state transaction, then deletes the replaced files."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = pa.array(
+        [int(t) for t in targets] if kind.target_type == "int64" else list(targets),
+        type=pa.int64() if kind.target_type == "int64" else pa.string(),
+    )
+    if not len(wanted):
+        return [], []
+    file_schema = enrich_schema(kind, with_partition=False)
+    replaced: list[str] = []
+    out: list[tuple[str, int]] = []
+    for rel in files:
+        path = root / rel
+        with sink_errors(f"read {path}"):
+            keys = pq.read_table(path, columns=[kind.target]).column(0)
+        if not pc.any(pc.is_in(keys, value_set=wanted)).as_py():
+            continue
+        with sink_errors(f"read {path}"):
+            table = pq.read_table(path, schema=file_schema)
+        kept = table.filter(pc.invert(pc.is_in(table.column(kind.target), value_set=wanted)))
+        replaced.append(rel)
+        if kept.num_rows:
+            final = path.with_name(f"part-{uuid.uuid4().hex[:16]}.parquet")
+            rows = write_parquet(kept.combine_chunks().to_batches(), final, file_schema)
+            out.append((final.relative_to(root).as_posix(), rows))
+    return replaced, out
 
 
 def segment_keys(staging: Path, segments: Iterable[str], kind: Kind) -> set[Any]:

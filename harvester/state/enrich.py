@@ -10,7 +10,7 @@ transaction that advances its target's cursor.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,13 +74,31 @@ CREATE TABLE IF NOT EXISTS errors (
 """
 
 
+#: Version 2: when a target's counts settle (its newest video's creation plus `settle_days`),
+#: when it was last fetched, and whether the dataset still holds rows of an earlier fetch that
+#: its next publication replaces (a refresh of a target not settled when it was fetched).
+_V2 = (
+    "ALTER TABLE targets ADD COLUMN settles_at DOUBLE PRECISION",
+    "ALTER TABLE targets ADD COLUMN fetched_at DOUBLE PRECISION",
+    "ALTER TABLE targets ADD COLUMN stale INTEGER NOT NULL DEFAULT 0",
+)
+VERSION = 2
+
+
 def _create(tx: Tx, version: int) -> None:
-    # A file from before versions were kept has these tables already.
-    for statement in _SCHEMA.split(";"):
-        tx.execute(statement)
+    if version < 1:
+        # A file from before versions were kept has these tables already.
+        for statement in _SCHEMA.split(";"):
+            tx.execute(statement)
+    if version < 2:
+        for statement in _V2:
+            tx.execute(statement)
 
 
-_COLS = "kind, target, parent, comment_id, status, cursor, pages, rows, attempts, outcome, file"
+_COLS = (
+    "kind, target, parent, comment_id, status, cursor, pages, rows, attempts, outcome, file, "
+    "settles_at, fetched_at, stale"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +116,9 @@ class TargetRow:
     attempts: int
     outcome: str | None
     file: str | None
+    settles_at: float | None = None
+    fetched_at: float | None = None
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +139,81 @@ class EnrichState(SqliteFile):
     def __init__(self, path: Path | str, *, daily_requests: int, daily_records: int) -> None:
         self.daily_requests = daily_requests
         self.daily_records = daily_records
-        self._connect(path, "enrichment state", 1, _create)
+        self._connect(path, "enrichment state", VERSION, _create)
 
     # -- targets -------------------------------------------------------------------------------
 
-    def add_targets(self, kind: str, targets: Iterable[str]) -> int:
-        """Add targets not yet known (known ones keep their status); returns how many were new."""
+    def add_targets(
+        self, kind: str, targets: Iterable[str], settles: Mapping[str, float] | None = None
+    ) -> int:
+        """Add targets not yet known (known ones keep their status); returns how many were new.
+
+        `settles` gives a target's settling time (its newest video's creation plus the study's
+        `settle_days`); a known target's moves later when a newer video gives it.
+        """
         now = time.time()
+        settles = settles or {}
         with self._tx() as db:
             count = "SELECT count(*) FROM targets WHERE kind = ?"
             (before,) = db.one(count, (kind,))
             db.executemany(
-                "INSERT INTO targets (kind, target, status, updated_at) VALUES (?, ?, 'pending', ?)"
-                " ON CONFLICT DO NOTHING",
-                [(kind, t, now) for t in targets],
+                "INSERT INTO targets (kind, target, status, updated_at, settles_at) "
+                "VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (kind, target) DO UPDATE SET "
+                "settles_at = max(coalesce(targets.settles_at, 0), excluded.settles_at) "
+                "WHERE excluded.settles_at IS NOT NULL",
+                [(kind, t, now, settles.get(t)) for t in targets],
             )
             (after,) = db.one(count, (kind,))
             return int(after - before)
+
+    def reopen_unsettled(self, kind: str, now: float) -> tuple[list[str], list[str]]:
+        """Open again every fetched target whose counts had not settled when it was fetched,
+        last fetched on an earlier UTC day than `now`'s: its cursor and counts start over, its
+        reply targets are forgotten, and it is marked stale when the dataset holds its rows
+        (its next publication replaces them). Returns (targets reopened, staged segment paths
+        of forgotten replies, to delete)."""
+        day = int(now // 86_400)
+        with self._tx() as db:
+            due = db.column(
+                "SELECT target FROM targets WHERE kind = ? AND parent IS NULL "
+                "AND status IN ('done', 'unavailable') AND settles_at IS NOT NULL "
+                "AND fetched_at IS NOT NULL AND fetched_at < settles_at "
+                "AND CAST(fetched_at / 86400 AS INTEGER) < ? ORDER BY target",
+                (kind, day),
+            )
+            dropped: list[str] = []
+            for t in due:
+                dropped += db.column(
+                    "SELECT s.path FROM segments s JOIN targets c "
+                    "ON c.kind = s.kind AND c.target = s.target WHERE c.kind = ? AND c.parent = ?",
+                    (kind, t),
+                )
+                db.execute(
+                    "DELETE FROM segments WHERE kind = ? AND target IN "
+                    "(SELECT target FROM targets WHERE kind = ? AND parent = ?)",
+                    (kind, kind, t),
+                )
+                db.execute("DELETE FROM targets WHERE kind = ? AND parent = ?", (kind, t))
+                self._set(
+                    db,
+                    kind,
+                    t,
+                    "status = 'pending', cursor = NULL, pages = 0, rows = 0, attempts = 0, "
+                    "outcome = NULL, message = NULL, "
+                    "stale = CASE WHEN file IS NOT NULL THEN 1 ELSE stale END, file = NULL",
+                )
+        return [str(t) for t in due], [str(p) for p in dropped]
+
+    def stale(self, kind: str) -> list[str]:
+        """Fetched again, and the dataset still holds rows of the earlier fetch to replace."""
+        return [
+            str(r[0])
+            for r in self._query(
+                "SELECT target FROM targets WHERE kind = ? AND stale = 1 "
+                "AND status IN ('done', 'unavailable') ORDER BY target",
+                (kind,),
+            )
+        ]
 
     def target(self, kind: str, target: str) -> TargetRow:
         rows = self._query(
@@ -201,20 +280,38 @@ class EnrichState(SqliteFile):
                 db, kind, target, "cursor = ?, pages = pages + 1, rows = rows + ?", cursor, rows
             )
 
-    def finish(self, kind: str, target: str, replies: Sequence[tuple[str, int]] = ()) -> None:
-        """Done; `replies` (target key, comment id) become targets of their own, atomically."""
+    def finish(
+        self,
+        kind: str,
+        target: str,
+        replies: Sequence[tuple[str, int]] = (),
+        *,
+        fetched_at: float | None = None,
+    ) -> None:
+        """Done (as of `fetched_at`, the run's clock); `replies` (target key, comment id) become
+        targets of their own, atomically."""
         now = time.time()
         with self._tx() as db:
-            self._set(db, kind, target, "status = 'done', outcome = 'ok'")
+            self._set(
+                db, kind, target, "status = 'done', outcome = 'ok', fetched_at = ?", fetched_at
+            )
             db.executemany(
                 "INSERT INTO targets (kind, target, parent, comment_id, status, updated_at) "
                 "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
                 [(kind, key, target, cid, now) for key, cid in replies],
             )
 
-    def refuse(self, kind: str, target: str, verdict: str, message: str) -> list[str]:
-        """The API refused the target: its outcome. Anything staged for it is dropped (returned
-        so the caller can delete the files)."""
+    def refuse(
+        self,
+        kind: str,
+        target: str,
+        verdict: str,
+        message: str,
+        *,
+        fetched_at: float | None = None,
+    ) -> list[str]:
+        """The API refused the target (as of `fetched_at`): its outcome. Anything staged for it
+        is dropped (returned so the caller can delete the files)."""
         with self._tx() as db:
             dropped = db.column(
                 "SELECT path FROM segments WHERE kind = ? AND target = ?", (kind, target)
@@ -224,9 +321,10 @@ class EnrichState(SqliteFile):
                 db,
                 kind,
                 target,
-                "status = 'unavailable', outcome = ?, message = ?, rows = 0",
+                "status = 'unavailable', outcome = ?, message = ?, rows = 0, fetched_at = ?",
                 verdict,
                 message,
+                fetched_at,
             )
         return dropped
 
@@ -267,15 +365,30 @@ class EnrichState(SqliteFile):
         ]
 
     def publish(
-        self, kind: str, files: Sequence[tuple[str, int]], targets: Sequence[str]
+        self,
+        kind: str,
+        files: Sequence[tuple[str, int]],
+        targets: Sequence[str],
+        *,
+        replaced: Sequence[str] = (),
+        refreshed: Sequence[str] = (),
     ) -> list[str]:
         """Record the dataset files holding `targets`' rows and forget their segments, in one
-        transaction; returns the segment paths to delete."""
+        transaction; returns the segment paths to delete. `replaced` files leave the dataset in
+        the same transaction (their rows, less the `refreshed` targets', are in `files`), and
+        the `refreshed` targets are no longer stale."""
         with self._tx() as db:
             now = time.time()
             db.executemany(
+                "DELETE FROM files WHERE path = ? AND kind = ?", [(p, kind) for p in replaced]
+            )
+            db.executemany(
                 "INSERT INTO files (path, kind, rows, committed_at) VALUES (?, ?, ?, ?)",
                 [(path, kind, rows, now) for path, rows in files],
+            )
+            db.executemany(
+                "UPDATE targets SET stale = 0 WHERE kind = ? AND target = ?",
+                [(kind, t) for t in refreshed],
             )
             marker = files[0][0] if files else ""
             dropped: list[str] = []
