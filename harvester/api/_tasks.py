@@ -289,13 +289,26 @@ class TaskRunner(ABC):
         #: Sees the tasks that fail server-side (they cost a create and are counted by kind).
         self.hooks: RequestHooks = NoHooks()
 
-    @abstractmethod
     async def create(
         self,
         condition_groups: SeedQuery | Any,
         fields: str | Sequence[str],
         limit: int | None = None,
-    ) -> int: ...
+    ) -> int:
+        """Create a task and return its id; the query, fields and limit are checked first, so a
+        mistake costs no request."""
+        return await self._create(*self._request(condition_groups, fields, limit))
+
+    @abstractmethod
+    async def _create(self, query: SeedQuery, fields: tuple[str, ...], limit: int) -> int:
+        """Send one create of a checked query; the task id."""
+
+    def _request(
+        self, condition_groups: SeedQuery | Any, fields: str | Sequence[str], limit: int | None
+    ) -> tuple[SeedQuery, tuple[str, ...], int]:
+        query = as_seed_query(condition_groups)
+        wanted = validate_fields(fields, "rqs")
+        return query, wanted, self.limit if limit is None else validate_limit(limit, self.stage)
 
     @abstractmethod
     async def status(self, task_id: int) -> TaskStatus: ...
@@ -306,13 +319,6 @@ class TaskRunner(ABC):
     @abstractmethod
     def _result_pages(self, read: ResultRead, cursor: int) -> AsyncIterator[Page]:
         """Pages of `read`'s task from `cursor` (each made by `read.page`)."""
-
-    def _request(
-        self, condition_groups: SeedQuery | Any, fields: str | Sequence[str], limit: int | None
-    ) -> tuple[SeedQuery, tuple[str, ...], int]:
-        query = as_seed_query(condition_groups)
-        wanted = validate_fields(fields, "rqs")
-        return query, wanted, self.limit if limit is None else validate_limit(limit, self.stage)
 
     async def wait(self, task_id: int, *, fresh: bool = False) -> TaskStatus:
         """Poll until the task is Completed; raise TaskAnalysisFailed or a cancelled error.

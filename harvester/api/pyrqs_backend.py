@@ -9,7 +9,7 @@ under `data`), JSON text.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar, Unpack
 
 import anyio
@@ -106,13 +106,7 @@ class PyrqsBackend(TaskRunner):
         finally:
             self.hooks.settle(endpoint, ok=ok, records=records)
 
-    async def create(
-        self,
-        condition_groups: SeedQuery | Any,
-        fields: str | Sequence[str],
-        limit: int | None = None,
-    ) -> int:
-        query, wanted, lim = self._request(condition_groups, fields, limit)
+    async def _create(self, query: SeedQuery, wanted: tuple[str, ...], lim: int) -> int:
         answer = await self._counted(
             CREATE,
             self.client.create_query_task,

@@ -73,13 +73,7 @@ class RqsClient(TaskRunner):
             decoder = self._decoders[key] = PageDecoder("result", key, meta)
         return decoder
 
-    async def create(
-        self,
-        condition_groups: SeedQuery | Any,
-        fields: str | Sequence[str],
-        limit: int | None = None,
-    ) -> int:
-        query, wanted, lim = self._request(condition_groups, fields, limit)
+    async def _create(self, query: SeedQuery, wanted: tuple[str, ...], lim: int) -> int:
         body = {
             "category": "video",
             "condition_groups": query.to_json(),
