@@ -192,13 +192,19 @@ def _item_may_hold_control(value: Any) -> bool:
         return True
 
 
+def _object(status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or the error a body of any other shape stands for."""
+    body = _loads(raw)
+    if not isinstance(body, dict):
+        raise _body_error(status, raw, headers)
+    return body
+
+
 def decode_answer(
     status: int, headers: Mapping[str, str], raw: bytes, redact: Redact
 ) -> dict[str, Any]:
     """`data` of a research answer, or raise the error it stands for (TokenRejected for 401)."""
-    body = _loads(raw)
-    if not isinstance(body, dict):
-        raise _body_error(status, raw, headers)
+    body = _object(status, headers, raw)
     code, message, log_id = _error_fields(body)
     if status == 200 and code in (None, "ok"):
         data = body.get("data")
@@ -212,9 +218,7 @@ def decode_token(
     status: int, headers: Mapping[str, str], raw: bytes, redact: Redact
 ) -> tuple[str, float]:
     """(access_token, expires_in) from the OAuth endpoint's answer."""
-    body = _loads(raw)
-    if not isinstance(body, dict):
-        raise _body_error(status, raw, headers)
+    body = _object(status, headers, raw)
     token = body.get("access_token")
     if status == 200 and isinstance(token, str) and token:
         expires_in = body.get("expires_in")
