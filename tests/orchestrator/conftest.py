@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import duckdb
 import polars as pl
 import pyarrow.dataset as ds
@@ -243,6 +244,11 @@ def cli(
         env={**os.environ, **SIM_ENV},
         check=False,
     )
+
+
+async def acli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`cli` off the event loop, so an in-process simulator keeps answering."""
+    return await anyio.to_thread.run_sync(lambda: cli(*args))
 
 
 def spawn_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -24,6 +24,7 @@ from tests.orchestrator.conftest import (
     FAST_TASKS,
     SEED_GROUPS,
     SIM,
+    acli,
     assert_equals_oracle,
     cli,
     counted_requests,
@@ -36,11 +37,6 @@ from tests.orchestrator.conftest import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-async def acli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`cli` off the event loop, so an in-process simulator keeps answering."""
-    return await anyio.to_thread.run_sync(lambda: cli(*args))
 
 
 def errors(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import anyio
@@ -17,6 +16,7 @@ from tests.orchestrator.conftest import (
     CREDS,
     FAST_TASKS,
     SIM,
+    acli,
     assert_equals_oracle,
     cli,
     make_study,
@@ -27,10 +27,6 @@ from tests.orchestrator.conftest import (
 from tests.orchestrator.test_leaf import run_until_pages
 
 pytestmark = pytest.mark.anyio
-
-
-async def acli(*args: str) -> subprocess.CompletedProcess[str]:
-    return await anyio.to_thread.run_sync(lambda: cli(*args))
 
 
 async def test_plan_sends_no_request_and_shows_shards_and_estimates(tmp_path: Path) -> None:

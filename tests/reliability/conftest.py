@@ -54,20 +54,28 @@ def harvester(
     )
 
 
-@pytest.fixture(scope="module")
-def flaky_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """`harvester simulate --profile flaky` in its own process, for the module."""
-    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "flaky", 11)
+def simulator_process(
+    chaos: ModuleType,
+    tmp_path_factory: pytest.TempPathFactory,
+    profile: str,
+    seed: int,
+    *,
+    latency: float = 0.0,
+) -> Iterator[Any]:
+    """`harvester simulate` in its own process, stopped when the fixture ends (`yield from`)."""
+    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), profile, seed, latency=latency)
     try:
         yield sim
     finally:
         sim.close()
+
+
+@pytest.fixture(scope="module")
+def flaky_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`harvester simulate --profile flaky` in its own process, for the module."""
+    yield from simulator_process(chaos, tmp_path_factory, "flaky", 11)
 
 
 @pytest.fixture(scope="module")
 def clean_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "clean", 5)
-    try:
-        yield sim
-    finally:
-        sim.close()
+    yield from simulator_process(chaos, tmp_path_factory, "clean", 5)

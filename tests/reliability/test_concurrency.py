@@ -22,7 +22,7 @@ from tests.reliability._cli import (
     wait_for_event,
     write,
 )
-from tests.reliability.conftest import harvester
+from tests.reliability.conftest import harvester, simulator_process
 
 START, DAYS = date(2022, 6, 1), 12
 BUSY_DAYS = 8
@@ -31,22 +31,14 @@ BUSY_DAYS = 8
 @pytest.fixture(scope="module")
 def slow_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A clean simulator answering in about 50 ms: a run lasts long enough to be interfered with."""
-    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "clean", 9, latency=0.05)
-    try:
-        yield sim
-    finally:
-        sim.close()
+    yield from simulator_process(chaos, tmp_path_factory, "clean", 9, latency=0.05)
 
 
 @pytest.fixture(scope="module")
 def slower_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A quarter of a second an answer: one worker takes seconds, longer than a second run's
     start-up even on a loaded machine."""
-    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "clean", 9, latency=0.25)
-    try:
-        yield sim
-    finally:
-        sim.close()
+    yield from simulator_process(chaos, tmp_path_factory, "clean", 9, latency=0.25)
 
 
 @pytest.mark.slow

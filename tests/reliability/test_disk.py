@@ -30,18 +30,14 @@ from tests.reliability._cli import (
     wait_for_event,
     write,
 )
-from tests.reliability.conftest import SIM_ENV, harvester
+from tests.reliability.conftest import SIM_ENV, harvester, simulator_process
 
 START, DAYS = date(2022, 8, 1), 10
 
 
 @pytest.fixture(scope="module")
 def slow_sim(chaos: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sim = chaos.Simulator(tmp_path_factory.mktemp("sim"), "clean", 13, latency=0.03)
-    try:
-        yield sim
-    finally:
-        sim.close()
+    yield from simulator_process(chaos, tmp_path_factory, "clean", 13, latency=0.03)
 
 
 def _consistent(chaos: ModuleType, config: Path, output: Path) -> None:
