@@ -148,10 +148,12 @@ def enrich_status(study: Study, day: str) -> list[dict[str, Any]]:
             out.append(
                 {
                     "kind": e.kind,
-                    "targets": s.targets,
+                    "targets": s.by_status(),
                     "outcomes": s.outcomes,
                     "rows": s.rows,
                     "pages": s.pages,
+                    "requests_answered": s.answered,
+                    "unsettled": s.unsettled,
                     "files": s.files,
                     "dataset_rows": sum(n for _, n in es.files(e.kind)),
                 }
@@ -183,15 +185,22 @@ def status_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
                 )
             )
             continue
-        by = ", ".join(f"{k} {v}" for k, v in sorted(item["targets"].items())) or "none"
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(item["outcomes"].items())) or "none"
-        rows.append(
-            (
-                f"enrich {item['kind']}",
-                f"targets {by}; outcomes {outcomes}; {item['dataset_rows']:,} rows in "
-                f"{item['files']:,} file{'' if item['files'] == 1 else 's'}",
-            )
+        total = sum(item["targets"].values())
+        by = ", ".join(f"{n:,} {k}" for k, n in item["targets"].items() if n)
+        # ok first, then the API's verdicts and error kinds, the most frequent first.
+        outcomes = ", ".join(
+            f"{k} {n:,}"
+            for k, n in sorted(item["outcomes"].items(), key=lambda x: (x[0] != "ok", -x[1], x[0]))
         )
+        files = item["files"]
+        text = (
+            f"{total:,} targets{': ' + by if by else ''}; outcomes {outcomes or 'none yet'}; "
+            f"{item['dataset_rows']:,} rows in {files:,} file{'' if files == 1 else 's'}; "
+            f"{item['requests_answered']:,} requests answered"
+        )
+        if item["unsettled"]:
+            text += f"; {item['unsettled']:,} fetched before their counts settled (next run again)"
+        rows.append((f"enrich {item['kind']}", text))
     return rows
 
 

@@ -127,25 +127,20 @@ class ForecastDay:
 @dataclass(frozen=True, slots=True)
 class EnrichFacts:
     """One `[[enrich]]` block as its state records it: targets by status, their outcomes (ok,
-    the API's per-target verdicts, the error kind of a failed one), pages fetched (one answered
-    request each) and the rows in its dataset's committed files."""
+    the API's per-target verdicts, the error kind of a failed one), requests answered (a page
+    or a verdict each) and the rows in its dataset's committed files."""
 
     kind: str
     path: Path
     targets: Mapping[str, int]
     outcomes: Mapping[str, int]
-    pages: int
+    answered: int
     rows: int
     files: int
 
     @property
     def total(self) -> int:
         return sum(self.targets.values())
-
-    @property
-    def answered(self) -> int:
-        """Requests the API answered: each page, and each refused target's one verdict."""
-        return self.pages + self.targets.get("unavailable", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +256,9 @@ def _enrichments(study: Study) -> tuple[EnrichFacts, ...]:
                 EnrichFacts(
                     kind=e.kind,
                     path=e.output_path,
-                    targets=s.targets,
+                    targets=s.by_status(),
                     outcomes=s.outcomes,
-                    pages=s.pages,
+                    answered=s.answered,
                     rows=sum(n for _, n in files),
                     files=len(files),
                 )

@@ -15,6 +15,7 @@ from plotly.offline import get_plotlyjs
 
 from harvester.report._charts import Chart, charts
 from harvester.report._facts import ReportFacts
+from harvester.state.enrich import STATUSES
 
 __all__ = ["render"]
 
@@ -167,19 +168,13 @@ def _parked(facts: ReportFacts) -> str:
     )
 
 
-#: Target statuses in the order the table shows them (running counts as pending).
-_STATUSES = ("done", "pending", "unavailable", "failed")
-
-
 def _enrichments(facts: ReportFacts) -> str:
     """Per `[[enrich]]` block: targets by status, rows, pages, outcomes by verdict or error."""
     if not facts.enrichments:
         return ""
     rows = []
     for e in facts.enrichments:
-        by = dict(e.targets)
-        by["pending"] = by.get("pending", 0) + by.pop("running", 0)
-        cells = "".join(f"<td>{by.get(s, 0):,}</td>" for s in _STATUSES)
+        cells = "".join(f"<td>{e.targets.get(s, 0):,}</td>" for s in STATUSES)
         outcomes = ", ".join(
             f"{k} {n:,}" for k, n in sorted(e.outcomes.items(), key=lambda x: (x[0] != "ok", x))
         )
@@ -189,7 +184,7 @@ def _enrichments(facts: ReportFacts) -> str:
             f"<td>{e.rows:,}</td><td>{e.answered:,}</td>"
             f"<td>{escape(outcomes or 'none yet')}</td></tr>"
         )
-    head = "".join(f"<th>{s}</th>" for s in _STATUSES)
+    head = "".join(f"<th>{s}</th>" for s in STATUSES)
     return (
         '<section id="enrichments"><h2>Enrichments</h2><p class="note">Per <code>[[enrich]]'
         "</code> block: its targets by status, the rows in its dataset, the requests the API "

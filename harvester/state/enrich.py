@@ -20,7 +20,10 @@ from harvester.state._core import SqliteFile
 from harvester.state._sql import Tx
 from harvester.state.base import Usage
 
-__all__ = ["EnrichState", "KindSummary", "TargetRow", "enrich_state_path"]
+__all__ = ["STATUSES", "EnrichState", "KindSummary", "TargetRow", "enrich_state_path"]
+
+#: A target's statuses as `status` and the report show them (a running one is pending).
+STATUSES = ("done", "pending", "unavailable", "failed")
 
 
 def enrich_state_path(state_path: Path) -> Path:
@@ -131,6 +134,19 @@ class KindSummary:
     rows: int
     pages: int
     files: int
+    #: Fetched before their counts settled: a scheduled study fetches them again.
+    unsettled: int = 0
+
+    def by_status(self) -> dict[str, int]:
+        """Targets by status in the order people read them, running counted as pending."""
+        out = {k: self.targets.get(k, 0) for k in STATUSES}
+        out["pending"] += self.targets.get("running", 0)
+        return out
+
+    @property
+    def answered(self) -> int:
+        """Requests the API answered: each page, and each refused target's one verdict."""
+        return self.pages + self.targets.get("unavailable", 0)
 
 
 class EnrichState(SqliteFile):
@@ -433,7 +449,14 @@ class EnrichState(SqliteFile):
             (kind,),
         )[0]
         (files,) = self._query("SELECT count(*) FROM files WHERE kind = ?", (kind,))[0]
-        return KindSummary(kind, targets, outcomes, int(rows), int(pages), int(files))
+        (unsettled,) = self._query(
+            "SELECT count(*) FROM targets WHERE kind = ? AND parent IS NULL "
+            "AND status IN ('done', 'unavailable') AND fetched_at < settles_at",
+            (kind,),
+        )[0]
+        return KindSummary(
+            kind, targets, outcomes, int(rows), int(pages), int(files), int(unsettled)
+        )
 
     # -- the followers/following pool's ledger --------------------------------------------------
 

@@ -194,6 +194,16 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
         assert by_kind["comments"]["dataset_rows"] == len(got)
         assert by_kind["followers pool"]["requests_today"] > 0
         assert "enrich users" in status["text"] and "under_18" in status["text"]
+        users_line = next(x for x in status["text"].splitlines() if x.startswith("enrich users"))
+        refused = sum(verdicts.values())
+        assert f"{n_users + refused:,} targets: {n_users:,} done, {refused:,} unavailable" in (
+            users_line
+        )
+        assert users_line.split("outcomes ")[1].startswith(f"ok {n_users:,}, ")
+        # One request answered per user: its profile, or its verdict.
+        answered = f"{sim.stats.requests_to('rest.users'):,} requests answered"
+        assert answered in users_line, users_line
+        assert by_kind["users"]["unsettled"] == 0  # the videos are years old: settled
         after = plan_report(study)
         assert [p["targets_left"] for p in after["enrichments"]] == [0, 0, 0]
         # A second run fetches nothing new: every target is done.

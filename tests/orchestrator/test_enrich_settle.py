@@ -16,7 +16,7 @@ import duckdb
 import pytest
 import tomli_w
 
-from harvester.orchestrator import EXIT_OK, Harvest, verify_study
+from harvester.orchestrator import EXIT_OK, Harvest, status_report, verify_study
 from harvester.orchestrator._targets import open_enrich_state
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator import test_settle as settle
@@ -114,6 +114,13 @@ async def test_unsettled_comments_are_fetched_again_each_night_and_replaced_exac
         # A settled target is not fetched again: the last night refreshes at most the targets
         # of the last 10 days' videos.
         assert nights[-1]["refreshed"] <= sum(1 for t in targets if (t >> 32) > now - 11 * DAY)
+
+        # status says how many were fetched before their counts settled (tonight's targets
+        # younger than 10 days), and that the next run fetches them again.
+        line = next(
+            x for x in status_report(study)["text"].splitlines() if x.startswith("enrich comments")
+        )
+        assert "fetched before their counts settled (next run again)" in line, line
 
         # Hive-partitioned by retrieval date, and verify agrees with the state.
         root = study.enrichments[0].output_path
