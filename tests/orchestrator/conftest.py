@@ -40,6 +40,8 @@ SIM: dict[str, Any] = {
 }
 #: RQS tasks that finish in tens of milliseconds.
 FAST_TASKS: dict[str, Any] = {"rqs_created": 0.0, "rqs_validating": 0.01, "rqs_processing": 0.02}
+#: Tasks that process for an hour of the simulator's clock: a run holds them in flight.
+HOUR_LONG_TASKS: dict[str, Any] = {**FAST_TASKS, "rqs_processing": 3600.0}
 POLL = PollPolicy(initial=0.01, maximum=0.05, timeout=30.0, busy_timeout=30.0)
 RETRY = RetryPolicy(attempts=6, wait_initial=0.5, wait_jitter=0.0, wait_scale=1e-3)
 FIELDS = ("id", "create_time", "username", "region_code", "hashtag_names", "view_count")

@@ -22,6 +22,7 @@ from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import (
     DAY,
     FAST_TASKS,
+    HOUR_LONG_TASKS,
     SEED_GROUPS,
     SIM,
     acli,
@@ -54,6 +55,14 @@ def pages_checkpointed(study_path: Path) -> int:
         return int(status_report(study)["pages"])
     except Exception:
         return 0  # the first run is still creating its tables
+
+
+async def tasks_checkpointed(config: Path, count: int) -> None:
+    """Wait until a run in another process has created and checkpointed `count` tasks (their
+    announcement pages): nothing to wait on but the state."""
+    with anyio.fail_after(30):
+        while pages_checkpointed(config) < count:  # noqa: ASYNC110 - another process
+            await anyio.sleep(0.02)
 
 
 def remote_oracle(base_url: str, config: Path) -> set[int]:
@@ -132,16 +141,12 @@ async def test_a_second_run_on_the_same_study_is_refused_while_the_first_runs(
     tmp_path: Path,
 ) -> None:
     # Tasks that take an hour of the simulator's clock: the first run holds the study, polling.
-    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}
-    async with running_simulator("clean", **SIM, **tasks) as sim:
+    async with running_simulator("clean", **SIM, **HOUR_LONG_TASKS) as sim:
         study = make_study(tmp_path, sim.base_url, source="rqs", days=3, window=1)
         config = tmp_path / "study.toml"
         first = spawn_cli("run", str(config), "--no-progress", log=tmp_path / "first.out")
         try:
-            with anyio.fail_after(30):
-                # Every task created and checkpointed (another process: nothing to wait on).
-                while pages_checkpointed(config) < 3:  # noqa: ASYNC110
-                    await anyio.sleep(0.02)
+            await tasks_checkpointed(config, 3)
             second = await acli("run", str(config), "--no-progress")
             assert first.poll() is None, (tmp_path / "first.out").read_text()
         finally:
@@ -220,16 +225,13 @@ def cli_argv() -> list[str]:
 async def test_cancel_on_exit_cancels_remote_tasks_and_the_rerun_starts_them_afresh(
     tmp_path: Path,
 ) -> None:
-    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}
-    async with running_simulator("clean", **SIM, **tasks) as sim:
+    async with running_simulator("clean", **SIM, **HOUR_LONG_TASKS) as sim:
         study = make_study(tmp_path, sim.base_url, source="rqs", days=3, window=1)
         config = tmp_path / "study.toml"
         run = spawn_cli(
             "run", str(config), "--no-progress", "--cancel-on-exit", log=tmp_path / "run.out"
         )
-        with anyio.fail_after(30):
-            while pages_checkpointed(config) < 3:  # noqa: ASYNC110 - another process
-                await anyio.sleep(0.02)
+        await tasks_checkpointed(config, 3)
         run.send_signal(signal.SIGINT)
         code = await anyio.to_thread.run_sync(lambda: run.wait(timeout=30))
         statuses = {sim.tasks.status(t) for t in sim.tasks.tasks.values()}

@@ -15,6 +15,7 @@ from harvester.state import SqliteState
 from tests.orchestrator.conftest import (
     CREDS,
     FAST_TASKS,
+    HOUR_LONG_TASKS,
     SIM,
     acli,
     assert_equals_oracle,
@@ -123,8 +124,7 @@ async def test_verify_passes_a_good_dataset_and_fails_a_tampered_one(tmp_path: P
 
 async def test_cancel_cancels_the_tasks_in_flight(tmp_path: Path) -> None:
     # Tasks take an hour of the simulator's clock: a run cut short leaves them in flight.
-    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}
-    async with running_simulator("clean", **SIM, **tasks) as sim:
+    async with running_simulator("clean", **SIM, **HOUR_LONG_TASKS) as sim:
         study = make_study(tmp_path, sim.base_url, source="rqs", days=3, window=1)
         h = Harvest(study, CREDS, options(), clock=sim.clock.now)
         assert await run_until_pages(h, 3)  # three tasks created and checkpointed

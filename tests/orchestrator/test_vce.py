@@ -36,6 +36,7 @@ from harvester.state import SqliteState
 from tests.orchestrator.conftest import (
     DAY,
     FAST_TASKS,
+    HOUR_LONG_TASKS,
     SEED_GROUPS,
     SIM,
     SIM_ENV,
@@ -237,8 +238,8 @@ async def test_pyrqs_results_under_other_names_and_rows_without_an_id(tmp_path: 
 async def test_cancel_reaches_pyrqs_tasks_through_the_sdk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tasks = {**FAST_TASKS, "rqs_processing": 3600.0}  # a run cut short leaves them in flight
-    async with running_simulator("clean", **SIM, **tasks) as sim:
+    # Hour-long tasks: a run cut short leaves them in flight.
+    async with running_simulator("clean", **SIM, **HOUR_LONG_TASKS) as sim:
         # Nothing listens at the study's base_url: pyrqs never goes there, the SDK does the work.
         study = make_study(tmp_path, "http://127.0.0.1:9", source="pyrqs", days=3)
         credentials = resolve_credentials(study, {})
