@@ -21,6 +21,12 @@ from harvester._exceptions import QueryError
 from harvester.query import SeedQuery, parse_seed_query, validate_fields, validate_limit
 from harvester.simulator import vce
 from harvester.simulator.responses import BadBody, error, ok, read_json
+from harvester.simulator.vce_categories import (
+    CATEGORIES,
+    CategoryQuery,
+    category_rows,
+    parse_category_query,
+)
 
 if TYPE_CHECKING:
     from harvester.simulator.app import Simulator
@@ -49,6 +55,9 @@ class Task:
     failure: str | None = None
     cancelled_at: float | None = None
     ids: tuple[int, ...] | None = None
+    #: A category beyond `video` (vce_categories.py): its targets, and its rows once evaluated.
+    category: CategoryQuery | None = None
+    rows: tuple[dict[str, Any], ...] | None = None
 
 
 class TaskStore:
@@ -153,8 +162,9 @@ async def create(sim: Simulator, request: web.Request) -> web.Response:
         body = await read_json(request)
     except BadBody as e:
         return error(400, "invalid_params", str(e), sim.log_id())
-    if body.get("category", "video") != "video":
-        return error(400, "invalid_params", "category must be 'video'", sim.log_id())
+    category = body.get("category", "video")
+    if category != "video":
+        return _create_category(sim, body, category)
     failure: str | None = None
     try:
         fields_raw = body.get("fields")
@@ -187,6 +197,27 @@ async def create(sim: Simulator, request: web.Request) -> web.Response:
     return ok({"task_id": task.task_id}, sim.log_id())
 
 
+def _create_category(sim: Simulator, body: dict[str, Any], category: object) -> web.Response:
+    if category not in CATEGORIES:
+        known = ", ".join(["video", *CATEGORIES])
+        return error(400, "invalid_params", f"unknown category; use one of {known}", sim.log_id())
+    try:
+        parsed = parse_category_query(
+            str(category), body.get("condition_groups"), body.get("fields")
+        )
+        limit = validate_limit(body.get("limit"), sim.config.stage)
+    except QueryError as e:
+        return error(400, "invalid_params", str(e), sim.log_id())
+    if sim.tasks.running() >= sim.config.max_running_tasks:
+        msg = f"too many running tasks (at most {sim.config.max_running_tasks})"
+        return error(429, "too_many_running_tasks", msg, sim.log_id())
+    task = sim.tasks.add(SeedQuery(), parsed.columns, limit, None)
+    task.category = parsed
+    sim.stats.tasks_created += 1
+    log.info("simulator.task_created", task_id=task.task_id, limit=limit, category=category)
+    return ok({"task_id": task.task_id}, sim.log_id())
+
+
 @_of_task
 async def status(sim: Simulator, task: Task, body: dict[str, Any]) -> web.Response:
     state = sim.tasks.status(task)
@@ -215,19 +246,32 @@ async def result(sim: Simulator, task: Task, body: dict[str, Any]) -> web.Respon
     ):
         msg = f"cursor must be >= 0 and max_count 1 to {MAX_PAGE:,}"
         return error(400, "invalid_params", msg, sim.log_id())
-    ids = sim.tasks.ids(task)
     # A page never spends more records than the day has left.
-    page = ids[cursor : cursor + min(max_count, sim.ledger.records_left())]
-    fields = task.fields
-    records = [{f: v[f] for f in fields} for v in sim.corpus.lookup(page)]
-    sim.faults.mutate_records(records, fields)
+    take = min(max_count, sim.ledger.records_left())
+    if task.category is not None:
+        if task.rows is None:
+            task.rows = tuple(
+                category_rows(
+                    sim, task.category, task.limit, task_id=task.task_id, now=sim.clock.now()
+                )
+            )
+        records = [dict(r) for r in task.rows[cursor : cursor + take]]
+        total = len(task.rows)
+    else:
+        ids = sim.tasks.ids(task)
+        fields = task.fields
+        records = [
+            {f: v[f] for f in fields} for v in sim.corpus.lookup(ids[cursor : cursor + take])
+        ]
+        sim.faults.mutate_records(records, fields)
+        total = len(ids)
     sim.count_records(len(records))
-    next_cursor = cursor + len(page)
+    next_cursor = cursor + len(records)
     data = {
         "result": records,
         "cursor": next_cursor,
-        "has_more": next_cursor < len(ids),
-        "total": len(ids),
+        "has_more": next_cursor < total,
+        "total": total,
     }
     return ok(data, sim.log_id())
 
