@@ -111,8 +111,8 @@ def test_a_pyrqs_study_cannot_enrich_yet(tmp_path: Path) -> None:
         loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)
 
 
-def test_postgres_state_cannot_enrich_yet(tmp_path: Path) -> None:
+def test_a_study_with_its_state_in_postgres_enriches_too(tmp_path: Path) -> None:
     text = STUDY + '\n[state]\nurl = "postgresql://postgres@127.0.0.1:5432/x"\n'
-    path = tmp_path / "study.toml"
-    with pytest.raises(ConfigError, match=r"enrich\[0\]\.kind: .*not yet in PostgreSQL"):
-        loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)
+    study = loads_study(text + '\n[[enrich]]\nkind = "users"\n', tmp_path / "study.toml")
+    assert study.state_url == "postgresql://postgres@127.0.0.1:5432/x"
+    assert [e.kind for e in study.enrichments] == ["users"]

@@ -35,14 +35,6 @@ def enrichments(
 
 
 def _check_block(model: StudyFile, key: str, e: EnrichTable, fields: tuple[str, ...]) -> None:
-    if model.state.url is not None:
-        raise Problem(
-            f"{key}.kind",
-            "enrichments keep their progress in a SQLite file beside the study, not yet in "
-            "PostgreSQL",
-            "remove [state] url for a study with [[enrich]] blocks, or enrich in a study "
-            "of its own",
-        )
     if model.study.source == "pyrqs":
         raise Problem(
             f"{key}.kind",

@@ -32,12 +32,11 @@ from harvester._exceptions import (
 )
 from harvester._version import __version__
 from harvester.api import ApiSession, EnrichClient, TargetUnavailable
-from harvester.config import Enrichment
+from harvester.config import Enrichment, Study
 from harvester.kinds import KINDS, Kind
 from harvester.orchestrator._backends import api_session
 from harvester.orchestrator._targets import (
     enrich_staging,
-    enrich_state_path,
     open_enrich_state,
     read_targets,
 )
@@ -50,7 +49,7 @@ from harvester.sink.enrich import (
     stage_page,
 )
 from harvester.sink.staging import read_segments
-from harvester.state import utc_day
+from harvester.state import LeaseHeld, LeaseLost, StateStore, utc_day
 from harvester.state.enrich import EnrichState, TargetRow
 
 if TYPE_CHECKING:
@@ -59,10 +58,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EnrichStats",
     "enrich_staging",
-    "enrich_state_path",
     "open_enrich_state",
     "read_targets",
     "run_enrichments",
+    "sweep_enrichments",
 ]
 
 log = structlog.get_logger("harvester.enrich")
@@ -110,11 +109,11 @@ class _PoolHooks:
     async def reserve(self, endpoint: str) -> None:
         if endpoint in self.follow:
             day = utc_day(self.clock())
-            if not self.es.reserve(day):
-                used = self.es.usage(day)
+            if not self.es.quota.reserve(day):
+                used = self.es.quota.usage(day)
                 raise QuotaSpent(
                     f"the followers/following daily quota for {day} (UTC) is spent: "
-                    f"{used.requests:,} of {self.es.daily_requests:,} requests"
+                    f"{used.requests:,} of {self.es.quota.daily_requests:,} requests"
                 )
             self.h.stats.requests += 1
         else:
@@ -124,7 +123,7 @@ class _PoolHooks:
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
         if endpoint in self.follow:
             if records:
-                self.es.settle(utc_day(self.clock()), records=records)
+                self.es.quota.settle(utc_day(self.clock()), records=records)
         else:
             self.research.settle(endpoint, ok=ok, records=records)
 
@@ -142,7 +141,7 @@ class EnrichmentRun:
         self.h = harvest
         self.study = harvest.study
         self.clock = harvest.clock
-        self.es = open_enrich_state(self.study)
+        self.es = open_enrich_state(self.study, harvest.state)
         self.staging = enrich_staging(self.study)
         self.stats = EnrichStats()
         self.hooks = _PoolHooks(research_hooks, self.es, self.clock, harvest, self.stats)
@@ -152,13 +151,13 @@ class EnrichmentRun:
     # -- start-up -------------------------------------------------------------------------------
 
     def prepare(self) -> None:
+        """Targets a dead run left running go back to pending (when other workers share the
+        study: those whose lease ran out), and the video dataset's new targets are added. What
+        a crash left on disk was swept at the run's start (`sweep_enrichments`)."""
         es = self.es
         es.reset_running()
-        known_segments = es.known_segments()
-        removed = cleanup_staging(self.staging, known_segments)
         for e in self.study.enrichments:
             e.output_path.mkdir(parents=True, exist_ok=True)
-            removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
             targets = read_targets(self.study, e)
             wait = self.study.settle_days * DAY
             settles = {t: float(ct + wait) for t, ct in targets.items() if ct is not None and wait}
@@ -167,15 +166,13 @@ class EnrichmentRun:
             for path in dropped:
                 (self.staging / path).unlink(missing_ok=True)
             log.info("enrich_targets", kind=e.kind, added=added, refreshed=len(refreshed))
-        if removed:
-            log.warning("stray_files_removed", count=len(removed), files=removed[:20])
 
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> int | None:
         self.prepare()
         for e in self.study.enrichments:
-            self.publish(e)
+            await self.publish_all(e)
         async with (
             api_session(
                 self.study, self.h.credentials, retry=self.h.options.retry, hooks=self.hooks
@@ -184,12 +181,14 @@ class EnrichmentRun:
         ):
             self._tg = tg
             tg.start_soon(self._watch_signals)
+            if not self.h.state.alone:
+                tg.start_soon(self._heartbeat)
             for e in self.study.enrichments:
                 if self.stop_code is not None:
                     break
                 await self._run_kind(session, e)
                 if self.stop_code is None:
-                    self.publish(e)
+                    await self.publish_all(e)
             tg.cancel_scope.cancel()
         for e in self.study.enrichments:
             self.write_manifest(e)
@@ -209,17 +208,48 @@ class EnrichmentRun:
                 self._stop(EXIT_SIGNAL[signal.Signals(signum)])
                 return
 
+    async def _heartbeat(self) -> None:
+        """Renew this worker's leases of targets while it lives (a checkpoint renews one too)."""
+        while True:
+            await anyio.sleep(self.study.lease_s / 4)
+            await anyio.to_thread.run_sync(self.es.heartbeat)
+
     async def _run_kind(self, session: ApiSession, e: Enrichment) -> None:
+        """Every pending target of the block; with other workers on the study, then what they
+        leave (targets of a worker that died, replies they added) until none runs anywhere."""
         kind = KINDS[e.kind]
         client = EnrichClient(session, kind)
+        targets = [row.target for row in self.es.targets(e.kind, "pending")]
+        while True:
+            if targets:
+                await self._run_targets(client, kind, e, targets)
+            if self.h.state.alone or self.stop_code is not None:
+                return
+            targets = await self._claim_more(kind)
+            if not targets:
+                return
+
+    async def _claim_more(self, kind: Kind) -> list[str]:
+        batch = max(1, self.study.api.max_concurrency)
+        while self.stop_code is None:
+            claimed: list[str] = []
+            while len(claimed) < batch and (row := self.es.claim(kind.name)) is not None:
+                claimed.append(row.target)
+            if claimed:
+                log.info("targets_claimed", kind=kind.name, targets=claimed)
+                return claimed
+            if not self.es.running_elsewhere(kind.name):
+                return []
+            await anyio.sleep(min(5.0, self.study.lease_s / 4))
+        return []
+
+    async def _run_targets(
+        self, client: EnrichClient, kind: Kind, e: Enrichment, targets: list[str]
+    ) -> None:
         send, receive = anyio.create_memory_object_stream[str](float("inf"))
-        outstanding = 0
-        for row in self.es.targets(e.kind, "pending"):
-            send.send_nowait(row.target)
-            outstanding += 1
-        if not outstanding:
-            return
-        state = {"outstanding": outstanding}
+        for target in targets:
+            send.send_nowait(target)
+        state = {"outstanding": len(targets)}
 
         async def worker() -> None:
             async for target in receive:
@@ -250,6 +280,10 @@ class EnrichmentRun:
         while True:
             try:
                 return await self._fetch(client, kind, e, target)
+            except (LeaseHeld, LeaseLost) as exc:
+                # Another worker runs it (or took it over from this one, presumed dead).
+                log.info("target_elsewhere", kind=kind.name, target=target, reason=str(exc))
+                return []
             except TargetUnavailable as exc:
                 dropped = self.es.refuse(
                     kind.name, target, exc.kind, exc.message, fetched_at=self.clock()
@@ -264,7 +298,7 @@ class EnrichmentRun:
                 if not isinstance(exc, QuotaSpent):
                     day = utc_day(self.clock())
                     if kind.pool == "followers":
-                        self.es.exhaust(day)
+                        self.es.quota.exhaust(day)
                     else:
                         self.h.state.exhaust(day)
                 if self.study.quota.on_exhausted == "exit":
@@ -369,8 +403,20 @@ class EnrichmentRun:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def publish(self, e: Enrichment) -> None:
-        """Write the rows of done, unpublished targets into the kind's dataset."""
+    async def publish_all(self, e: Enrichment) -> None:
+        """Publish every done target of the block, waiting while another worker publishes."""
+        while not self.publish(e):  # noqa: ASYNC110 - the lock is another process's to free
+            await anyio.sleep(0.5)
+
+    def publish(self, e: Enrichment) -> bool:
+        """Write the rows of done, unpublished targets into the kind's dataset; False (nothing
+        done) while another worker sharing the study publishes the kind."""
+        with self.h.state.exclusive(f"publish:{e.kind}") as mine:
+            if mine:
+                self._publish(e)
+            return mine
+
+    def _publish(self, e: Enrichment) -> None:
         es, kind = self.es, KINDS[e.kind]
         targets = es.unpublished(e.kind)
         stale = es.stale(e.kind)
@@ -433,6 +479,21 @@ class EnrichmentRun:
                 rows=s.rows,
                 requests=self.stats.requests[e.kind],
             )
+
+
+def sweep_enrichments(study: Study, state: StateStore) -> list[str]:
+    """At a run's start, with no other worker on the study: every running target is a dead
+    run's (pending again, from its checkpoint); remove the staged pages and dataset files of
+    the study's enrichments that their state does not know (a crash's)."""
+    if not study.enrichments:
+        return []
+    es = open_enrich_state(study, state)
+    es.reset_running()
+    removed = cleanup_staging(enrich_staging(study), es.known_segments())
+    for e in study.enrichments:
+        if e.output_path.is_dir():
+            removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
+    return removed
 
 
 async def run_enrichments(harvest: Harvest, research_hooks: Any) -> int | None:

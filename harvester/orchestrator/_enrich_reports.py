@@ -48,15 +48,14 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
     import duckdb
 
     from harvester.orchestrator._targets import (
-        enrich_state_path,
-        open_enrich_state,
+        existing_enrich_state,
         read_targets,
         videos_relation,
     )
     from harvester.plan.enrich import PRIOR_ASSUMPTION, measure_targets, prior_videos
 
     out: list[dict[str, Any]] = []
-    es = open_enrich_state(study) if enrich_state_path(study).exists() else None
+    es = existing_enrich_state(study)
     harvested = any(study.output_path.rglob("*.parquet"))
     db = duckdb.connect()
     if not harvested:
@@ -136,11 +135,11 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
 
 def enrich_status(study: Study, day: str) -> list[dict[str, Any]]:
     """Per block: targets by status, outcomes (ok and the API's verdicts), rows, files."""
-    from harvester.orchestrator._targets import enrich_state_path, open_enrich_state
+    from harvester.orchestrator._targets import existing_enrich_state
 
-    if not study.enrichments or not enrich_state_path(study).exists():
+    es = existing_enrich_state(study)
+    if es is None:
         return []
-    es = open_enrich_state(study)
     try:
         out = []
         for e in study.enrichments:
@@ -159,7 +158,7 @@ def enrich_status(study: Study, day: str) -> list[dict[str, Any]]:
                 }
             )
         if any(KINDS[e.kind].pool == "followers" for e in study.enrichments):
-            used = es.usage(day)
+            used = es.quota.usage(day)
             out.append(
                 {
                     "kind": "followers pool",
@@ -232,13 +231,13 @@ def verify_enrichments(study: Study) -> list[dict[str, Any]]:
     import duckdb
     import pyarrow.parquet as pq
 
-    from harvester.orchestrator._targets import enrich_state_path, open_enrich_state
+    from harvester.orchestrator._targets import existing_enrich_state
     from harvester.sink.dataset import reader_visible
     from harvester.sink.enrich import enrich_schema
 
-    if not study.enrichments or not enrich_state_path(study).exists():
+    es = existing_enrich_state(study)
+    if es is None:
         return []
-    es = open_enrich_state(study)
     try:
         expected = {e.kind: dict(es.files(e.kind)) for e in study.enrichments}
     finally:

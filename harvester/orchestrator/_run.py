@@ -188,6 +188,10 @@ class Harvest:
             self.publisher.recover_compactions()
             removed = cleanup_strays(study.output_path, state.known_files())
             removed += cleanup_staging(self.staging, state.known_segments())
+            if study.enrichments:
+                from harvester.orchestrator._enrich import sweep_enrichments
+
+                removed += sweep_enrichments(study, state)
             if removed:
                 log.warning("stray_files_removed", count=len(removed), files=removed[:20])
         # After the sweep: a refresh keeps the window's files known, and readable, meanwhile.

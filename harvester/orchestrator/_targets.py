@@ -9,32 +9,57 @@ from harvester._exceptions import ConfigError
 from harvester.config import Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
 from harvester.plan.enrich import target_condition
+from harvester.state import StateStore
 from harvester.state.enrich import EnrichState
-from harvester.state.enrich import enrich_state_path as state_file
 
 __all__ = [
     "enrich_staging",
-    "enrich_state_path",
+    "existing_enrich_state",
     "open_enrich_state",
     "read_targets",
     "videos_relation",
 ]
 
 
-def enrich_state_path(study: Study) -> Path:
-    return state_file(study.state_path)
-
-
 def enrich_staging(study: Study) -> Path:
+    """Where pages wait for their target's publication: beside the state file, or, with the
+    state in PostgreSQL, where every worker reaches them: beside the video dataset (never in a
+    dataset a reader scans)."""
+    if study.state_url is not None:
+        return study.output_path.with_name(study.output_path.name + ".enrich-staging")
     return study.state_path.with_name(study.state_path.name + ".enrich-staging")
 
 
-def open_enrich_state(study: Study) -> EnrichState:
-    return EnrichState(
-        enrich_state_path(study),
-        daily_requests=FOLLOWERS_DAILY_REQUESTS,
-        daily_records=FOLLOWERS_DAILY_RECORDS,
+def open_enrich_state(study: Study, state: StateStore | None = None) -> EnrichState:
+    """The study's enrichment state, in its `state` (opened here when not given, and closed
+    with the enrichment state then)."""
+    if state is not None:
+        return _enrichments(state)
+    from harvester.orchestrator._run import open_state
+
+    return _enrichments(open_state(study), owning=True)
+
+
+def existing_enrich_state(study: Study) -> EnrichState | None:
+    """The study's enrichment state if an enrichment ever started (nothing is created)."""
+    from harvester.orchestrator._reports import _existing_state
+
+    store = _existing_state(study) if study.enrichments else None
+    if store is None:
+        return None
+    es = _enrichments(store, owning=True)
+    if es.started():
+        return es
+    es.close()
+    return None
+
+
+def _enrichments(state: StateStore, *, owning: bool = False) -> EnrichState:
+    es = state.enrichments(
+        daily_requests=FOLLOWERS_DAILY_REQUESTS, daily_records=FOLLOWERS_DAILY_RECORDS
     )
+    es.owns_store = owning
+    return es
 
 
 def videos_relation(study: Study) -> str:

@@ -34,7 +34,6 @@ from harvester.state import (
     store_location,
     utc_day,
 )
-from harvester.state.enrich import EnrichState, enrich_state_path
 
 __all__ = [
     "INDEX_LAG",
@@ -210,6 +209,7 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         files = [study.output_path / f.path for f in state.files()]
         finished = [FinishedShard(*cost) for cost in state.committed_costs()]
         pool_days = tuple(state.usage_by_study()) if study.quota.pool else ()
+        enrichments = _enrichments(study, state)
     dated = Counter[str]()
     for e in hours:
         dated[e.kind] += e.count
@@ -237,35 +237,33 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         errors_undated=undated,
         dataset_rows=summary.dataset_rows,
         dataset_files=summary.files,
-        enrichments=_enrichments(study),
+        enrichments=enrichments,
         pool_days=pool_days,
     )
 
 
-def _enrichments(study: Study) -> tuple[EnrichFacts, ...]:
-    path = enrich_state_path(study.state_path)
-    if not study.enrichments or not path.exists():
+def _enrichments(study: Study, state: StateStore) -> tuple[EnrichFacts, ...]:
+    if not study.enrichments:
         return ()
-    es = EnrichState(path, daily_requests=0, daily_records=0)  # the ledger is not read here
-    try:
-        out = []
-        for e in study.enrichments:
-            s = es.summary(e.kind)
-            files = es.files(e.kind)
-            out.append(
-                EnrichFacts(
-                    kind=e.kind,
-                    path=e.output_path,
-                    targets=s.by_status(),
-                    outcomes=s.outcomes,
-                    answered=s.answered,
-                    rows=sum(n for _, n in files),
-                    files=len(files),
-                )
+    es = state.enrichments(daily_requests=0, daily_records=0)  # the ledger is not read here
+    if not es.started():
+        return ()
+    out = []
+    for e in study.enrichments:
+        s = es.summary(e.kind)
+        files = es.files(e.kind)
+        out.append(
+            EnrichFacts(
+                kind=e.kind,
+                path=e.output_path,
+                targets=s.by_status(),
+                outcomes=s.outcomes,
+                answered=s.answered,
+                rows=sum(n for _, n in files),
+                files=len(files),
             )
-        return tuple(out)
-    finally:
-        es.close()
+        )
+    return tuple(out)
 
 
 def _day(ts: int | float) -> date:

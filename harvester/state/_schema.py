@@ -17,7 +17,64 @@ from harvester.state._sql import Tx
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "upgrade"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+#: The enrichments' tables (schema 6): per kind, every target with its status, checkpointed
+#: cursor and lease; the staged segments; the dataset files; error counts. Released: a later
+#: change adds a migration, it does not edit this text.
+_ENRICH = """
+CREATE TABLE enrich_targets (
+    study TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    parent TEXT,
+    comment_id BIGINT,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'running', 'done', 'unavailable', 'failed')),
+    cursor BIGINT,
+    pages INTEGER NOT NULL DEFAULT 0,
+    rows BIGINT NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT,
+    message TEXT,
+    file TEXT,
+    updated_at DOUBLE PRECISION NOT NULL,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION,
+    -- When the target's counts settle (its newest video's creation plus settle_days), when it
+    -- was last fetched, and whether the dataset still holds rows of an earlier fetch that its
+    -- next publication replaces (a refresh of a target not settled when it was fetched).
+    settles_at DOUBLE PRECISION,
+    fetched_at DOUBLE PRECISION,
+    stale INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (study, kind, target)
+);
+CREATE INDEX enrich_targets_status ON enrich_targets (study, kind, status);
+CREATE TABLE enrich_segments (
+    study TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    PRIMARY KEY (study, path)
+);
+CREATE INDEX enrich_segments_target ON enrich_segments (study, kind, target);
+CREATE TABLE enrich_files (
+    study TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    committed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (study, path)
+);
+CREATE TABLE enrich_errors (
+    study TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (study, kind)
+)
+"""
 
 TABLES = """
 CREATE TABLE studies (
@@ -147,6 +204,7 @@ CREATE TABLE restarts (
     FOREIGN KEY (study, leaf_key) REFERENCES shards (study, key)
 )
 """
+TABLES += ";" + _ENRICH
 
 #: A SQLite file also remembers the name of the one study it holds.
 _SQLITE_META = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -306,6 +364,12 @@ _POSTGRES: dict[int, tuple[str, ...]] = {
     # SQLite's files caught up with this schema; nothing changes here.
     5: (),
 }
+
+#: The enrichments' progress moves into the study's state, beside its leaves (schema 6): in
+#: PostgreSQL so that a lab's workers share it, in SQLite the same tables (an older harvester's
+#: `<state>.enrich.sqlite` is taken in when the enrichment state is first opened).
+for _steps in (_SQLITE, _POSTGRES):
+    _steps[6] = tuple(s for s in _ENRICH.split(";") if s.strip())
 
 #: By dialect name: the statements that bring version `v - 1` to `v`, by `v`.
 MIGRATIONS: dict[str, dict[int, tuple[str, ...]]] = {"sqlite": _SQLITE, "postgres": _POSTGRES}

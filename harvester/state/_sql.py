@@ -3,7 +3,8 @@
 Queries are written once, in the SQL SQLite and PostgreSQL share, with `?` placeholders. What
 differs is small and named here: the placeholder style, the row lock a read-then-write takes
 (PostgreSQL's `FOR UPDATE`; SQLite has one writer, whose `BEGIN IMMEDIATE` already serialises
-every write transaction), the two-argument maximum, and how a list is passed as one parameter.
+every write transaction) and a claim's `SKIP LOCKED`, the two-argument maximum, the database's
+clock, and how a list is passed as one parameter.
 A `Tx` is one open transaction (or read) on either database, seen through that dialect.
 """
 
@@ -49,6 +50,12 @@ class Dialect:
     greatest: str
     #: `column IN` a list passed as one parameter (see `array`).
     in_list: str
+    #: The database's clock in epoch seconds: leases of workers on different machines compare
+    #: on one clock.
+    now: str
+    #: Appended to a claim: lock the row, passing over rows another worker is claiming (SQLite
+    #: has one writer, and no other worker to pass over).
+    skip_locked: str
 
     def sql(self, text: str) -> str:
         """`text` with this database's placeholders."""
@@ -64,8 +71,22 @@ def _pyformat(text: str) -> str:
     return text.replace("%", "%%").replace("?", "%s")
 
 
-SQLITE = Dialect("sqlite", lock="", greatest="max", in_list="IN (SELECT value FROM json_each(?))")
-POSTGRES = Dialect("postgres", lock=" FOR UPDATE", greatest="greatest", in_list="= ANY(?)")
+SQLITE = Dialect(
+    "sqlite",
+    lock="",
+    greatest="max",
+    in_list="IN (SELECT value FROM json_each(?))",
+    now="((julianday('now') - 2440587.5) * 86400.0)",
+    skip_locked="",
+)
+POSTGRES = Dialect(
+    "postgres",
+    lock=" FOR UPDATE",
+    greatest="greatest",
+    in_list="= ANY(?)",
+    now="extract(epoch from clock_timestamp())",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+)
 
 
 def narrowed(

@@ -32,6 +32,7 @@ from harvester.state.base import (
     WorkerUsage,
     check_children,
 )
+from harvester.state.enrich import EnrichState
 
 __all__ = ["SHARD_COLS", "SqlStore"]
 
@@ -58,6 +59,10 @@ class SqlStore(Reader):
 
     #: The study key of this store's rows.
     scope: str
+    #: Who holds leases and used quota ('' for SQLite's single runner).
+    worker: str
+    #: A lease lasts this long unless renewed (checkpoints and heartbeats renew it).
+    lease_seconds: float = 60.0
     #: The study's quota ledger (a pool's, when it shares one).
     quota: Ledger
 
@@ -70,6 +75,20 @@ class SqlStore(Reader):
     @property
     def study(self) -> str:
         raise NotImplementedError
+
+    @property
+    def alone(self) -> bool:
+        raise NotImplementedError
+
+    def lock(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def enrichments(self, *, daily_requests: int, daily_records: int) -> EnrichState:
+        """The study's enrichment state, with the followers/following pool's caps."""
+        return EnrichState(self, daily_requests=daily_requests, daily_records=daily_records)
 
     def _changed(self) -> StudyChangedError:
         """The refusal of a changed study, saying where the state is."""

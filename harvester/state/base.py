@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from harvester._exceptions import StateError
+
+if TYPE_CHECKING:
+    from harvester.state.enrich import EnrichState
 
 
 class LeaseLost(StateError):
@@ -340,3 +343,8 @@ class StateStore(Protocol):
         ...
 
     def status(self, day: str | None = None) -> StatusSummary: ...
+
+    def enrichments(self, *, daily_requests: int, daily_records: int) -> EnrichState:
+        """The study's enrichment state (its `[[enrich]]` blocks' targets and files, and the
+        followers/following lists' own daily ledger, capped as given)."""
+        ...

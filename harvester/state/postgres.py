@@ -52,7 +52,7 @@ __all__ = ["PG_SCHEMA", "LeaseHeld", "LeaseLost", "PostgresState", "describe_url
 #: The tables live in a schema of their own, so the database can serve other purposes too.
 PG_SCHEMA = "harvester"
 #: The database's clock, so leases of workers on different machines compare on one clock.
-DB_NOW = "extract(epoch from clock_timestamp())"
+DB_NOW = POSTGRES.now
 #: A leaf's lease lasts this long unless renewed (checkpoints and heartbeats renew it).
 LEASE_SECONDS = 60.0
 #: How long a worker waits to join a study another worker is starting up (or replanning).

@@ -20,6 +20,7 @@ from harvester.state._schema import SCHEMA_VERSION, upgrade
 from harvester.state._sql import Tx
 from harvester.state._store import SqlStore
 from harvester.state.base import ShardRecord
+from harvester.state.enrich import EnrichState
 
 __all__ = ["SqliteState", "utc_day"]
 
@@ -55,6 +56,13 @@ class SqliteState(SqliteFile, SqlStore):
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (study,),
         )
+
+    def enrichments(self, *, daily_requests: int, daily_records: int) -> EnrichState:
+        """As every store's, having first taken in the file an older harvester kept the
+        enrichments' progress in, beside this one."""
+        es = super().enrichments(daily_requests=daily_requests, daily_records=daily_records)
+        es.import_file(self.path.with_name(self.path.name + ".enrich.sqlite"))
+        return es
 
     def _changed(self) -> StudyChangedError:
         return StudyChangedError(

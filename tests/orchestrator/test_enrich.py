@@ -18,9 +18,10 @@ import tomli_w
 from harvester.config import Study, loads_study
 from harvester.kinds import KINDS
 from harvester.orchestrator import EXIT_OK, plan_report, status_report, verify_study
-from harvester.orchestrator._enrich import open_enrich_state
+from harvester.orchestrator._enrich import enrich_staging, open_enrich_state
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
+from harvester.state import utc_day
 from harvester.state.enrich import EnrichState
 from tests.orchestrator.conftest import FIELDS, SIM, cli, run, study_text
 
@@ -29,6 +30,12 @@ pytestmark = pytest.mark.anyio
 VIDEO_FIELDS = (*FIELDS, "comment_count", "playlist_id")
 #: Per-target verdicts switched on: every user kind meets private, deleted and under-18 accounts.
 VERDICTS = {"account_private": 0.08, "account_deleted": 0.05, "account_under_18": 0.04}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest) -> str | None:
+    """The enrichments' state beside the study's: in its SQLite file, or in PostgreSQL."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
 
 
 def enrich_study(
@@ -42,8 +49,11 @@ def enrich_study(
     """A public-API study with these `[[enrich]]` blocks; `api` adds to its `[api]` table."""
     kw.setdefault("source", "research-api")
     kw.setdefault("fields", VIDEO_FIELDS)
+    lease_s = kw.pop("lease_s", None)
     doc = tomllib.loads(study_text(base_url, **kw))
     doc["api"].update(api or {})
+    if lease_s is not None:
+        doc["state"]["lease_s"] = lease_s
     text = tomli_w.dumps({**doc, "enrich": blocks})
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -125,7 +135,9 @@ def assert_kind_equals_oracle(
     return total, counts
 
 
-async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) -> None:
+async def test_comments_with_replies_and_users_equal_the_oracle(
+    tmp_path: Path, state_url: str | None
+) -> None:
     async with running_simulator("clean", **SIM, faults=VERDICTS) as sim:
         study = enrich_study(
             tmp_path,
@@ -136,6 +148,7 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
                 {"kind": "followers", "where": "region_code = 'NL'"},
             ],
             days=2,
+            state_url=state_url,
         )
         # Before anything is spent: the prior's videos stand in for the planned ones, said so;
         # a `where` over a column the prior lacks counts every planned video.
@@ -223,7 +236,9 @@ async def test_comments_with_replies_and_users_equal_the_oracle(tmp_path: Path) 
         assert broken["enrichments"][0]["missing"] and broken["enrichments"][0]["strays"]
 
 
-async def test_every_kind_equals_the_oracle_under_faults(tmp_path: Path) -> None:
+async def test_every_kind_equals_the_oracle_under_faults(
+    tmp_path: Path, state_url: str | None
+) -> None:
     blocks: list[dict[str, Any]] = [
         {"kind": k, "where": "region_code = 'DE'"}
         for k in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos")
@@ -231,7 +246,7 @@ async def test_every_kind_equals_the_oracle_under_faults(tmp_path: Path) -> None
     blocks.append({"kind": "playlists"})
     blocks.append({"kind": "comments", "where": "comment_count >= 50", "max_per_target": 30})
     async with running_simulator("flaky", **SIM, faults={"window_failure": 0}) as sim:
-        study = enrich_study(tmp_path, sim.base_url, blocks, days=2)
+        study = enrich_study(tmp_path, sim.base_url, blocks, days=2, state_url=state_url)
         assert await run(sim, study) == EXIT_OK
         names = video_targets(study, "username", "region_code = 'DE'")
         for kind in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos"):
@@ -282,10 +297,12 @@ def _holds(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 async def test_a_user_killed_after_its_page_before_done_is_neither_duplicated_nor_refetched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_url: str | None
 ) -> None:
     async with running_simulator("clean", **SIM) as sim:
-        study = enrich_study(tmp_path, sim.base_url, [{"kind": "users"}], days=1)
+        study = enrich_study(
+            tmp_path, sim.base_url, [{"kind": "users"}], days=1, state_url=state_url
+        )
         real_finish = EnrichState.finish
         killed: list[str] = []
 
@@ -326,3 +343,45 @@ async def test_enrichments_trust_the_studys_ca_bundle(
         vids = video_targets(study, "id", "comment_count >= 3")
         rows, _ = assert_kind_equals_oracle(sim, study, "comments", vids, replies=False)
         assert vids and rows
+
+
+@pytest.mark.postgres
+async def test_two_workers_share_a_study_and_its_enrichments_without_a_duplicate(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two workers on one study in PostgreSQL: they share the videos, then the targets
+    (leased, one worker each), and every kind's dataset still equals the oracle, each target
+    fetched once."""
+    blocks: list[dict[str, Any]] = [
+        {"kind": "followers"},
+        {"kind": "users"},
+        {"kind": "comments", "where": "comment_count >= 3", "replies": True},
+    ]
+    async with running_simulator("clean", **SIM, faults=VERDICTS) as sim:
+        # Short leases: a worker waiting for the other's last video leaf looks again soon, so
+        # both are at the enrichments together.
+        study = enrich_study(tmp_path, sim.base_url, blocks, days=3, state_url=pg_url, lease_s=1.0)
+        codes: list[int] = []
+
+        async def worker() -> None:
+            codes.append(await run(sim, study))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(worker)
+        assert codes == [EXIT_OK, EXIT_OK]
+        names = video_targets(study, "username")
+        for kind in ("users", "followers"):
+            assert_kind_equals_oracle(sim, study, kind, names)
+        vids = video_targets(study, "id", "comment_count >= 3")
+        assert_kind_equals_oracle(sim, study, "comments", vids, replies=True)
+        # A user's info is one request: any target fetched by both workers would show here.
+        assert sim.stats.requests_to("rest.users") == len(names)
+        es = open_enrich_state(study)
+        try:
+            followers = es.quota.usage_by_worker(utc_day(sim.clock.now()))
+        finally:
+            es.close()
+    assert len({u.worker for u in followers if u.requests}) == 2, followers
+    assert verify_study(study)["ok"]
+    assert not enrich_staging(study).exists() or not any(enrich_staging(study).rglob("*.arrow"))

@@ -9,10 +9,11 @@ import psycopg
 from harvester.state._schema import SCHEMA_VERSION
 from harvester.state.postgres import PG_SCHEMA, PostgresState
 
-__all__ = ["SQLITE_V1", "postgres_at_version"]
+__all__ = ["SQLITE_V1", "postgres_at_version", "postgres_back_to"]
 
 #: What each PostgreSQL schema version added, taken away again.
 _UNDO: dict[int, tuple[str, ...]] = {
+    6: ("DROP TABLE enrich_targets, enrich_segments, enrich_files, enrich_errors",),
     5: (),
     4: ("DROP TABLE restarts",),
     3: (
@@ -26,6 +27,11 @@ _UNDO: dict[int, tuple[str, ...]] = {
 def postgres_at_version(url: str, version: int) -> None:
     """Set up the database at `url` as a harvester of schema `version` left it (empty)."""
     PostgresState(url, study="setup").close()
+    postgres_back_to(url, version)
+
+
+def postgres_back_to(url: str, version: int) -> None:
+    """Take away from the database at `url` what came after schema `version`."""
     with psycopg.connect(url, autocommit=True) as db:
         db.execute(f"SET search_path TO {PG_SCHEMA}")
         for undone in range(SCHEMA_VERSION, version, -1):

@@ -17,6 +17,7 @@ from harvester import StateError
 from harvester.state import LeaseLost, PlannedShard
 from harvester.state._schema import SCHEMA_VERSION
 from harvester.state.postgres import PG_SCHEMA, PostgresState
+from tests.state._schemas import postgres_back_to
 
 pytestmark = pytest.mark.postgres
 
@@ -65,13 +66,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> N
     old = opened(pg_url)
     old.add_plan_shards(WEEK[:1])
     old.close()
-    with psycopg.connect(pg_url, autocommit=True) as conn:  # back to what version 1 held
-        conn.execute(f"UPDATE {PG_SCHEMA}.schema_version SET version = 1")
-        conn.execute(f"ALTER TABLE {PG_SCHEMA}.shards DROP COLUMN filtered")
-        conn.execute(f"ALTER TABLE {PG_SCHEMA}.shards DROP COLUMN started_at")
-        conn.execute(
-            f"DROP TABLE {PG_SCHEMA}.window_harvests, {PG_SCHEMA}.error_hours, {PG_SCHEMA}.restarts"
-        )
+    postgres_back_to(pg_url, 1)  # what version 1 held
     again = opened(pg_url)
     try:
         assert again.shard(WEEK[0].key).filtered == 0
@@ -89,7 +84,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_shards(pg_url: str) -> N
 def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
     script = (
         "import sys\n"
-        "from harvester.state.postgres import PG_SCHEMA, PostgresState\n"
+        "from harvester.state.postgres import PostgresState\n"
         "PostgresState(sys.argv[1], study=sys.argv[2]).close()\n"
     )
     procs = [
@@ -102,7 +97,7 @@ def test_processes_creating_the_schema_at_once_all_succeed(pg_url: str) -> None:
 
 HOLD = """
 import sys, time
-from harvester.state.postgres import PG_SCHEMA, PostgresState
+from harvester.state.postgres import PostgresState
 s = PostgresState(sys.argv[1], study="demo")
 s.lock()
 print("alone" if s.alone else "joined", flush=True)
