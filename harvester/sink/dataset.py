@@ -286,6 +286,12 @@ def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:
     tmp = root / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     with sink_errors(f"write {final}"):
         root.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-        publish(tmp, final)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+            publish(tmp, final)
+        except BaseException:
+            # A full disk fails the write half-way: the partial file must not stay behind
+            # (verify would rightly call it a stray).
+            tmp.unlink(missing_ok=True)
+            raise
     return final
