@@ -203,6 +203,30 @@ def status_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return rows
 
 
+def enrich_upkeep(
+    study: Study, items: list[dict[str, Any]], videos_per_day: float
+) -> list[tuple[str, str]]:
+    """What each block costs a day to stay current in a scheduled study (adds it to `items`):
+    the targets a new day's videos bring, each fetched on its first night and again on each of
+    the next `settle_days` until its counts settle, at the block's requests per target."""
+    nights = 1 + (study.settle_days if "create_time" in study.fields else 0)
+    rows = []
+    for i in items:
+        new = videos_per_day * i["targets_per_video"]
+        daily = math.ceil(new * nights * i["requests_per_target"])
+        i["daily_requests_to_stay_current"] = daily
+        quota = FOLLOWERS_DAILY_REQUESTS if i["pool"] == "followers" else study.quota.daily_requests
+        again = f", each fetched on {nights} nights until its counts settle" if nights > 1 else ""
+        rows.append(
+            (
+                f"enrich {i['kind']} upkeep",
+                f"~{daily:,} requests a day (~{new:,.1f} new targets a day{again}), "
+                f"{daily / quota:.0%} of the {i['pool']} pool's daily requests",
+            )
+        )
+    return rows
+
+
 def plan_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     from harvester.orchestrator._reports import _about
 

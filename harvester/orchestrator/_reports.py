@@ -222,10 +222,12 @@ def plan_report(study: Study) -> dict[str, Any]:
     rows += upkeep.rows
     warnings += upkeep.warnings
     if study.enrichments:
-        from harvester.orchestrator._enrich_reports import enrich_plan, plan_lines
+        from harvester.orchestrator._enrich_reports import enrich_plan, enrich_upkeep, plan_lines
 
         report["enrichments"] = enrich_plan(study, est.records)
         rows += plan_lines(report["enrichments"])
+        if "daily_requests_to_stay_current" in upkeep.info:
+            rows += enrich_upkeep(study, report["enrichments"], est.records_per_day)
     report["text"] = _table(rows) + "".join(f"\nwarning: {w}" for w in warnings)
     return report
 
