@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,13 +27,13 @@ from harvester._exceptions import (
     AuthError,
     HarvesterError,
     QuotaExhausted,
-    QuotaSpent,
 )
 from harvester._version import __version__
 from harvester.api import ApiSession, EnrichClient, TargetUnavailable
 from harvester.config import Enrichment, Study
-from harvester.kinds import KINDS, Kind
+from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS, Kind
 from harvester.orchestrator._backends import api_session
+from harvester.orchestrator._ledger import QuotaLedger
 from harvester.orchestrator._targets import (
     enrich_staging,
     open_enrich_state,
@@ -49,7 +48,7 @@ from harvester.sink.enrich import (
     stage_page,
 )
 from harvester.sink.staging import read_segments
-from harvester.state import LeaseHeld, LeaseLost, StateStore, utc_day
+from harvester.state import LeaseHeld, LeaseLost, StateStore
 from harvester.state.enrich import EnrichState, TargetRow
 
 if TYPE_CHECKING:
@@ -88,44 +87,31 @@ class EnrichStats:
 
 class _PoolHooks:
     """`RequestHooks` that charge each endpoint to its own pool: the followers/following lists
-    to the enrichment state's ledger, everything else to the run's (shared with the videos)."""
+    to their own daily ledger, everything else to the run's (shared with the videos). Both
+    date a call, and a refusal of it, by the day it was sent (`QuotaLedger.call_day`)."""
 
-    def __init__(
-        self,
-        research: Any,
-        es: EnrichState,
-        clock: Callable[[], float],
-        harvest: Harvest,
-        stats: EnrichStats,
-    ) -> None:
+    def __init__(self, research: QuotaLedger, es: EnrichState, stats: EnrichStats) -> None:
         self.research = research
-        self.es = es
-        self.clock = clock
-        self.h = harvest
+        self.followers = research.for_pool(
+            es.quota,
+            daily_requests=FOLLOWERS_DAILY_REQUESTS,
+            daily_records=FOLLOWERS_DAILY_RECORDS,
+            what="followers/following daily quota",
+        )
+        self.gates = {"research": research.gate(), "followers": self.followers.gate()}
         self.stats = stats
-        self.follow = {k.endpoint for k in KINDS.values() if k.pool == "followers"}
+        self.pool_of = {k.endpoint: k.pool for k in KINDS.values()}
         self.kind_of = {k.endpoint: k.name for k in KINDS.values()}
 
+    def _ledger(self, endpoint: str) -> QuotaLedger:
+        return self.followers if self.pool_of.get(endpoint) == "followers" else self.research
+
     async def reserve(self, endpoint: str) -> None:
-        if endpoint in self.follow:
-            day = utc_day(self.clock())
-            if not self.es.quota.reserve(day):
-                used = self.es.quota.usage(day)
-                raise QuotaSpent(
-                    f"the followers/following daily quota for {day} (UTC) is spent: "
-                    f"{used.requests:,} of {self.es.quota.daily_requests:,} requests"
-                )
-            self.h.stats.requests += 1
-        else:
-            await self.research.reserve(endpoint)
+        await self._ledger(endpoint).reserve(endpoint)
         self.stats.requests[self.kind_of.get(endpoint, endpoint)] += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
-        if endpoint in self.follow:
-            if records:
-                self.es.quota.settle(utc_day(self.clock()), records=records)
-        else:
-            self.research.settle(endpoint, ok=ok, records=records)
+        self._ledger(endpoint).settle(endpoint, ok=ok, records=records)
 
     def on_retry(self, kind: str, attempt: int, delay: float) -> None:
         self.research.on_retry(kind, attempt, delay)
@@ -137,14 +123,14 @@ class _PoolHooks:
 class EnrichmentRun:
     """Every `[[enrich]]` block of a study, after its video harvest."""
 
-    def __init__(self, harvest: Harvest, research_hooks: Any) -> None:
+    def __init__(self, harvest: Harvest, research_hooks: QuotaLedger) -> None:
         self.h = harvest
         self.study = harvest.study
         self.clock = harvest.clock
         self.es = open_enrich_state(self.study, harvest.state)
         self.staging = enrich_staging(self.study)
         self.stats = EnrichStats()
-        self.hooks = _PoolHooks(research_hooks, self.es, self.clock, harvest, self.stats)
+        self.hooks = _PoolHooks(research_hooks, self.es, self.stats)
         self.stop_code: int | None = None
         self._tg: TaskGroup | None = None
 
@@ -295,17 +281,14 @@ class EnrichmentRun:
                 return []
             except QuotaExhausted as exc:
                 self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
-                if not isinstance(exc, QuotaSpent):
-                    day = utc_day(self.clock())
-                    if kind.pool == "followers":
-                        self.es.quota.exhaust(day)
-                    else:
-                        self.h.state.exhaust(day)
+                # The pool's gate dates the refusal by the day its call was sent.
+                gate = self.hooks.gates[kind.pool]
                 if self.study.quota.on_exhausted == "exit":
+                    gate.record(exc)
                     log.warning("quota_exhausted", kind=kind.name, reason=str(exc))
                     self._stop(EXIT_QUOTA)
                     return []
-                await self._wait_for_midnight(str(exc))
+                await gate.wait(exc)
             except AuthError as exc:
                 self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
                 raise HarvesterError(
@@ -323,13 +306,6 @@ class EnrichmentRun:
                     return []
                 log.warning("target_retry_later", kind=kind.name, target=target, error=exc.kind)
                 await anyio.sleep(self.h.retry_delay)
-
-    async def _wait_for_midnight(self, reason: str) -> None:
-        now = self.clock()
-        until = (now // DAY + 1) * DAY + 1
-        log.warning("quota_wait", until=until, seconds=round(until - now), reason=reason)
-        while (left := until - self.clock()) > 0:  # noqa: ASYNC110 - the clock may be a test's
-            await anyio.sleep(min(left, 1.0))
 
     async def _fetch(
         self, client: EnrichClient, kind: Kind, e: Enrichment, target: str
@@ -496,7 +472,7 @@ def sweep_enrichments(study: Study, state: StateStore) -> list[str]:
     return removed
 
 
-async def run_enrichments(harvest: Harvest, research_hooks: Any) -> int | None:
+async def run_enrichments(harvest: Harvest, research_hooks: QuotaLedger) -> int | None:
     """Run every `[[enrich]]` block of the harvest's study; returns a stop code (75, 130,
     143) or None when all ran to their end."""
     run = EnrichmentRun(harvest, research_hooks)

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import anyio
 import structlog
 
 from harvester._exceptions import QuotaExhausted, QuotaSpent
 from harvester.plan import DAY
-from harvester.state import StateStore, utc_day
+from harvester.state import StateStore, Usage, utc_day
 
 log = structlog.get_logger("harvester.quota")
 
@@ -61,8 +62,21 @@ class RunStats:
     quota_wait_until: float | None = None
 
 
+class DailyPool(Protocol):
+    """A daily quota ledger in the state: the study's (a store), or a pool of its own."""
+
+    def reserve(self, day: str, requests: int = 1, *, cap: int | None = None) -> bool: ...
+
+    def settle(self, day: str, *, records: int) -> None: ...
+
+    def exhaust(self, day: str) -> None: ...
+
+    def usage(self, day: str) -> Usage: ...
+
+
 class QuotaLedger:
-    """`RequestHooks` for the API session, backed by the state store's ledger."""
+    """`RequestHooks` for the API session, backed by the state store's ledger (or by `pool`,
+    a ledger of its own in the same state, named `what` in messages)."""
 
     def __init__(
         self,
@@ -72,10 +86,14 @@ class QuotaLedger:
         daily_records: int,
         clock: Callable[[], float],
         stats: RunStats,
+        pool: DailyPool | None = None,
+        what: str = "daily quota",
     ) -> None:
         self._state = state
+        self._pool: DailyPool = state if pool is None else pool
         self.daily_requests = daily_requests
         self.daily_records = daily_records
+        self.what = what
         self._clock = clock
         self._stats = stats
         #: The UTC day of the last counted call the API answered: tells a spent day apart from
@@ -89,17 +107,36 @@ class QuotaLedger:
         """The day of this task's last counted call (today if it made none)."""
         return _call_day.get() or self.today()
 
+    def for_pool(
+        self, pool: DailyPool, *, daily_requests: int, daily_records: int, what: str
+    ) -> QuotaLedger:
+        """The run's ledger for a pool of its own (the followers lists'): its calls are dated
+        by the same rule, and counted in the same run."""
+        return QuotaLedger(
+            self._state,
+            daily_requests=daily_requests,
+            daily_records=daily_records,
+            clock=self._clock,
+            stats=self._stats,
+            pool=pool,
+            what=what,
+        )
+
+    def gate(self) -> QuotaGate:
+        """Where this ledger's callers wait for its quota to come back."""
+        return QuotaGate(self, self._clock, self._stats)
+
     async def reserve(self, endpoint: str) -> None:
         day = self.today()
         _call_day.set(day)
-        if not self._state.reserve(day, 1, cap=self.daily_requests):
-            used = self._state.usage(day)
+        if not self._pool.reserve(day, 1, cap=self.daily_requests):
+            used = self._pool.usage(day)
             what = (
                 f"{used.records:,} of {self.daily_records:,} records"
                 if used.records >= self.daily_records
                 else f"{used.requests:,} of {self.daily_requests:,} requests"
             )
-            raise QuotaSpent(f"the daily quota for {day} (UTC) is spent: {what}")
+            raise QuotaSpent(f"the {self.what} for {day} (UTC) is spent: {what}")
         self._stats.requests += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
@@ -107,7 +144,7 @@ class QuotaLedger:
         if ok:
             self.last_served_day = max(self.last_served_day or day, day)
         if records:
-            self._state.settle(day, records=records)
+            self._pool.settle(day, records=records)
 
     def on_retry(self, kind: str, attempt: int, delay: float) -> None:
         self._stats.retries[kind] += 1
@@ -118,7 +155,7 @@ class QuotaLedger:
 
     def exhausted(self, day: str) -> None:
         """The API said `day`'s quota is spent: no more reservations until its 00:00 UTC."""
-        self._state.exhaust(day)
+        self._pool.exhaust(day)
 
 
 class QuotaGate:

@@ -13,7 +13,9 @@ import anyio
 import pytest
 
 from harvester._exceptions import QuotaExhausted
+from harvester.kinds import KINDS
 from harvester.orchestrator import EXIT_OK, EXIT_QUOTA, Harvest, status_report
+from harvester.orchestrator._enrich import EnrichStats, _PoolHooks
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
@@ -176,39 +178,69 @@ class _Clock:
         return self.now
 
 
+MIDNIGHT = 1_700_006_400  # 2023-11-15 00:00 UTC
+
+
+async def _calls_across_midnight(clock: _Clock, hooks: Any, endpoint: str, gate: QuotaGate) -> None:
+    """Two calls sent at 23:59:59 and answered at 00:00:01: one delivers 100 records, the other
+    is refused ("quota exceeded") and waited for at `gate`, which must not wait for the next
+    00:00: the quota of the day the call was sent is back already."""
+
+    async def call(records: int) -> None:
+        clock.now = MIDNIGHT - 1.0
+        await hooks.reserve(endpoint)
+        clock.now += 2.0  # the answer is read at 00:00:01
+        hooks.settle(endpoint, ok=records > 0, records=records)
+
+    await call(100)
+    await call(0)
+    with anyio.fail_after(5):
+        await gate.wait(QuotaExhausted("daily quota exceeded", status=429))
+
+
 async def test_a_refusal_read_after_midnight_belongs_to_the_day_its_call_was_sent(
     tmp_path: Path,
 ) -> None:
     """A call sent at 23:59:59 whose answer is read after 00:00: its records and its "quota
     exceeded" count for the day it was sent. The new day stays free and nobody waits for it."""
     state = SqliteState(tmp_path / "state.sqlite", daily_requests=5, daily_records=10_000)
-    clock = _Clock(1_700_006_400 - 1.0)  # 2023-11-14 23:59:59 UTC
+    clock = _Clock(MIDNIGHT - 1.0)
     stats = RunStats()
     ledger = QuotaLedger(state, daily_requests=5, daily_records=10_000, clock=clock, stats=stats)
     gate = QuotaGate(ledger, clock, stats)
     try:
-
-        async def call_answered_after_midnight(records: int) -> None:
-            await ledger.reserve("rqs.result")
-            clock.now += 2.0  # the answer is read at 00:00:01
-            ledger.settle("rqs.result", ok=records > 0, records=records)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call_answered_after_midnight, 100)
+        await _calls_across_midnight(clock, ledger, "rqs.result", gate)
         assert (state.usage("2023-11-14").records, state.usage("2023-11-15").records) == (100, 0)
-
-        clock.now = 1_700_006_400 - 1.0
-
-        async def refused_after_midnight() -> None:
-            await call_answered_after_midnight(0)
-            with anyio.fail_after(5):  # the quota is back: no wait for the next 00:00
-                await gate.wait(QuotaExhausted("daily quota exceeded", status=429))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(refused_after_midnight)
         assert state.usage("2023-11-14").exhausted and not state.usage("2023-11-15").exhausted
         assert stats.quota_wait_until is None
         await ledger.reserve("rqs.result")  # the new day takes calls
         assert state.usage("2023-11-15").requests == 1
+    finally:
+        state.close()
+
+
+@pytest.mark.parametrize("pool", ["research", "followers"])
+async def test_an_enrichment_refusal_read_after_midnight_belongs_to_the_day_its_call_was_sent(
+    tmp_path: Path, pool: str
+) -> None:
+    """The enrichment's pools follow the same rule as the videos' ledger: a call sent at
+    23:59:59 and answered after 00:00 counts, records and refusal alike, for the day it was
+    sent; the new day stays free, nobody waits for it, and the other pool is untouched."""
+    state = SqliteState(tmp_path / "state.sqlite", daily_requests=5, daily_records=10_000)
+    es = state.enrichments(daily_requests=5, daily_records=10_000)
+    clock = _Clock(MIDNIGHT - 1.0)
+    stats = RunStats()
+    research = QuotaLedger(state, daily_requests=5, daily_records=10_000, clock=clock, stats=stats)
+    hooks = _PoolHooks(research, es, EnrichStats())
+    endpoint = KINDS["followers" if pool == "followers" else "comments"].endpoint
+    ledger, other = (es.quota, state) if pool == "followers" else (state, es.quota)
+    try:
+        await _calls_across_midnight(clock, hooks, endpoint, hooks.gates[pool])
+        assert (ledger.usage("2023-11-14").records, ledger.usage("2023-11-15").records) == (100, 0)
+        assert ledger.usage("2023-11-14").exhausted and not ledger.usage("2023-11-15").exhausted
+        assert not other.usage("2023-11-14").exhausted and other.usage("2023-11-14").requests == 0
+        assert stats.quota_wait_until is None and stats.requests == 2
+        await hooks.reserve(endpoint)  # the new day takes calls
+        assert ledger.usage("2023-11-15").requests == 1
     finally:
         state.close()
