@@ -13,10 +13,12 @@ video query's pool, or the followers/following lists' own.
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
@@ -28,12 +30,13 @@ from harvester._exceptions import (
     HarvesterError,
     QuotaExhausted,
 )
+from harvester._exit import EXIT_QUOTA, EXIT_SIGNAL
 from harvester._version import __version__
-from harvester.api import ApiSession, EnrichClient, TargetUnavailable
-from harvester.config import Enrichment, Study
+from harvester.api import ApiSession, EnrichClient, RetryPolicy, TargetUnavailable
+from harvester.config import Credentials, Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS, Kind
 from harvester.orchestrator._backends import api_session
-from harvester.orchestrator._ledger import QuotaLedger
+from harvester.orchestrator._ledger import QuotaLedger, RunStats
 from harvester.orchestrator._targets import (
     enrich_staging,
     open_enrich_state,
@@ -51,15 +54,12 @@ from harvester.sink.staging import read_segments
 from harvester.state import LeaseHeld, LeaseLost, StateStore
 from harvester.state.enrich import EnrichState, TargetRow
 
-if TYPE_CHECKING:
-    from harvester.orchestrator._run import Harvest
-
 __all__ = [
     "EnrichStats",
+    "EnrichmentRun",
     "enrich_staging",
     "open_enrich_state",
     "read_targets",
-    "run_enrichments",
     "sweep_enrichments",
 ]
 
@@ -70,8 +70,6 @@ DAY = 86_400
 MAX_TARGET_ATTEMPTS = 5
 #: Done targets gathered before their rows are written as one file per partition.
 PUBLISH_EVERY = 500
-EXIT_QUOTA = 75
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 @dataclass(slots=True)
@@ -121,14 +119,34 @@ class _PoolHooks:
 
 
 class EnrichmentRun:
-    """Every `[[enrich]]` block of a study, after its video harvest."""
+    """Every `[[enrich]]` block of a study, after its video harvest, with what the run hands it
+    (never reaching back into the run that made it).
 
-    def __init__(self, harvest: Harvest, research_hooks: QuotaLedger) -> None:
-        self.h = harvest
-        self.study = harvest.study
-        self.clock = harvest.clock
-        self.es = open_enrich_state(self.study, harvest.state)
-        self.staging = enrich_staging(self.study)
+    `research_hooks` is the run's quota ledger, shared with the videos; `run_stats` the run's
+    counters (the enrichments' records add to the videos'); `retry` overrides the study's retry
+    policy; `retry_delay` is the wait before a target that failed is tried again."""
+
+    def __init__(
+        self,
+        study: Study,
+        state: StateStore,
+        credentials: Credentials,
+        research_hooks: QuotaLedger,
+        *,
+        run_stats: RunStats,
+        retry: RetryPolicy | None = None,
+        retry_delay: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.study = study
+        self.state = state
+        self.credentials = credentials
+        self.run_stats = run_stats
+        self.retry = retry
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self.es = open_enrich_state(study, state)
+        self.staging = enrich_staging(study)
         self.stats = EnrichStats()
         self.hooks = _PoolHooks(research_hooks, self.es, self.stats)
         self.stop_code: int | None = None
@@ -156,18 +174,26 @@ class EnrichmentRun:
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> int | None:
+        """Run every block; returns a stop code (75, 130, 143) or None when all ran to their
+        end. The enrichment state is closed after."""
+        try:
+            return await self._run()
+        finally:
+            self.es.close()
+
+    async def _run(self) -> int | None:
         self.prepare()
         for e in self.study.enrichments:
             await self.publish_all(e)
         async with (
             api_session(
-                self.study, self.h.credentials, retry=self.h.options.retry, hooks=self.hooks
+                self.study, self.credentials, retry=self.retry, hooks=self.hooks
             ) as session,
             anyio.create_task_group() as tg,
         ):
             self._tg = tg
             tg.start_soon(self._watch_signals)
-            if not self.h.state.alone:
+            if not self.state.alone:
                 tg.start_soon(self._heartbeat)
             for e in self.study.enrichments:
                 if self.stop_code is not None:
@@ -209,7 +235,7 @@ class EnrichmentRun:
         while True:
             if targets:
                 await self._run_targets(client, kind, e, targets)
-            if self.h.state.alone or self.stop_code is not None:
+            if self.state.alone or self.stop_code is not None:
                 return
             targets = await self._claim_more(kind)
             if not targets:
@@ -305,7 +331,7 @@ class EnrichmentRun:
                     log.error("target_parked", kind=kind.name, target=target, kind_=exc.kind)
                     return []
                 log.warning("target_retry_later", kind=kind.name, target=target, error=exc.kind)
-                await anyio.sleep(self.h.retry_delay)
+                await anyio.sleep(self.retry_delay)
 
     async def _fetch(
         self, client: EnrichClient, kind: Kind, e: Enrichment, target: str
@@ -343,7 +369,7 @@ class EnrichmentRun:
             seq += 1
             self.stats.pages[kind.name] += 1
             self.stats.rows[kind.name] += rows
-            self.h.stats.records += rows
+            self.run_stats.records += rows
             log.info(
                 "page_fetched",
                 kind=kind.name,
@@ -387,7 +413,7 @@ class EnrichmentRun:
     def publish(self, e: Enrichment) -> bool:
         """Write the rows of done, unpublished targets into the kind's dataset; False (nothing
         done) while another worker sharing the study publishes the kind."""
-        with self.h.state.exclusive(f"publish:{e.kind}") as mine:
+        with self.state.exclusive(f"publish:{e.kind}") as mine:
             if mine:
                 self._publish(e)
             return mine
@@ -470,13 +496,3 @@ def sweep_enrichments(study: Study, state: StateStore) -> list[str]:
         if e.output_path.is_dir():
             removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
     return removed
-
-
-async def run_enrichments(harvest: Harvest, research_hooks: QuotaLedger) -> int | None:
-    """Run every `[[enrich]]` block of the harvest's study; returns a stop code (75, 130,
-    143) or None when all ran to their end."""
-    run = EnrichmentRun(harvest, research_hooks)
-    try:
-        return await run.run()
-    finally:
-        run.es.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from harvester.config import Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
+from harvester.orchestrator._figures import about
 from harvester.plan.enrich import TargetCost
 from harvester.state.enrich import EnrichState
 
@@ -228,12 +229,10 @@ def enrich_upkeep(
 
 
 def plan_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    from harvester.orchestrator._reports import _about
-
     rows = []
     for i in items:
         # Figures from an assumption are rounded and marked, as the videos' are.
-        count = _about if i["assumed"] else "{:,}".format
+        count = about if i["assumed"] else "{:,}".format
         mark = "~" if i["assumed"] else ""
         rows.append(
             (

@@ -18,6 +18,7 @@ from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import quota_day_forecast
+from harvester.orchestrator._figures import about
 from harvester.orchestrator._settle import settling_status, upkeep_plan
 from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
@@ -59,14 +60,6 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 def _quarantine_row(study: Study, n: int) -> tuple[str, str]:
     folder = study.output_path.with_name(study.output_path.name + ".quarantine")
     return ("quarantined", f"{n:,} record(s) without a usable id, kept in {folder}")
-
-
-def _about(n: float) -> str:
-    """`n` to two significant digits, marked as approximate: 1,638 → "~1,600"."""
-    if n < 100:
-        return f"~{round(n):,}"
-    digits = len(str(int(n))) - 2
-    return f"~{round(n, -digits):,.0f}"
 
 
 def _estimate(study: Study) -> tuple[Any, Estimate]:
@@ -156,7 +149,7 @@ def plan_report(study: Study) -> dict[str, Any]:
         rate_text = f"{report['records_per_day']:,} (observed)"
     else:
         # A precise figure from a guessed rate would mislead: say it is a guess, and how good.
-        count, mark = _about, "~"
+        count, mark = about, "~"
         rate = f"{est.records_per_day:,.0f}"
         source = (
             "study.expected_records_per_day"

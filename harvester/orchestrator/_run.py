@@ -37,6 +37,7 @@ from harvester.config import Credentials, Study
 from harvester.orchestrator._backends import credentials_refused, make_backend, reachable_session
 from harvester.orchestrator._budget import DayBudget, DayOver, LeafQueue, Need
 from harvester.orchestrator._cancel import cancel_tasks, cancellable
+from harvester.orchestrator._enrich import EnrichmentRun, sweep_enrichments
 from harvester.orchestrator._leaf import LeafOutcome, LeafPolicy, LeafRunner
 from harvester.orchestrator._ledger import QuotaGate, QuotaLedger, RunStats
 from harvester.orchestrator._publish import Publisher
@@ -189,8 +190,6 @@ class Harvest:
             removed = cleanup_strays(study.output_path, state.known_files())
             removed += cleanup_staging(self.staging, state.known_segments())
             if study.enrichments:
-                from harvester.orchestrator._enrich import sweep_enrichments
-
                 removed += sweep_enrichments(study, state)
             if removed:
                 log.warning("stray_files_removed", count=len(removed), files=removed[:20])
@@ -262,9 +261,17 @@ class Harvest:
         self.publisher.write_manifest()
         if self._stop_code is None and self.study.enrichments:
             # After the videos: comments, users, ... about them (orchestrator/_enrich.py).
-            from harvester.orchestrator._enrich import run_enrichments
-
-            code = await run_enrichments(self, ledger)
+            enrichments = EnrichmentRun(
+                self.study,
+                self.state,
+                self.credentials,
+                ledger,
+                run_stats=stats,
+                retry=self.options.retry,
+                retry_delay=self.retry_delay,
+                clock=self.clock,
+            )
+            code = await enrichments.run()
             if code is not None:
                 self._stop_code, self._stop_reason = code, "enrichment"
         return self._finish()
