@@ -16,13 +16,14 @@ import anyio
 
 from harvester._exceptions import ConfigError
 from harvester._quarantine import quarantine_info
+from harvester._study_state import existing_state, state_location
 from harvester.config import Credentials, Study
 from harvester.orchestrator._budget import quota_day_forecast
 from harvester.orchestrator._figures import about
 from harvester.orchestrator._settle import settling_status, upkeep_plan
 from harvester.plan import Estimate, FinishedShard, estimate_plan, plan_study
 from harvester.plan.sample import completeness, describe, sample_plan
-from harvester.state import StateStore, open_store, store_location, utc_day
+from harvester.state import utc_day
 
 # `verify` and `cancel` import the sink (Arrow) and the HTTP client where they need them:
 # `plan` and `status` must answer in well under a second.
@@ -39,19 +40,6 @@ __all__ = [
 ]
 
 
-def _existing_state(study: Study, *, pooled: bool = False) -> StateStore | None:
-    """The study's state if it was ever started; with `pooled`, a PostgreSQL state even if
-    not (the pool's ledger is there whether this study ran or not)."""
-    return open_store(
-        study.name,
-        path=study.state_path,
-        url=study.state_url,
-        pool=study.quota.pool,
-        share=study.quota.share,
-        existing=not (pooled and study.state_url is not None),
-    )
-
-
 def _table(rows: list[tuple[str, Any]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
@@ -65,7 +53,7 @@ def _quarantine_row(study: Study, n: int) -> tuple[str, str]:
 def _estimate(study: Study) -> tuple[Any, Estimate]:
     plan = plan_study(study)
     finished: list[FinishedShard] = []
-    state = _existing_state(study)
+    state = existing_state(study)
     if state is not None:
         with state:
             finished = [FinishedShard(*cost) for cost in state.committed_costs()]
@@ -242,7 +230,7 @@ def quota_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         "exhausted": False,
         "by_worker": [],
     }
-    state = _existing_state(study, pooled=True)
+    state = existing_state(study, pooled=True)
     if state is not None:
         with state:
             used, rows = state.usage(day), state.usage_by_worker(day)
@@ -281,7 +269,7 @@ def quota_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
 def day_report(study: Study, *, now: float | None = None) -> dict[str, int]:
     """What a run that stopped for the day leaves: windows committed today, and windows begun
     and not finished (with their pages staged), which the next day resumes or restarts."""
-    state = _existing_state(study)
+    state = existing_state(study)
     if state is None:
         return {"committed_today": 0, "in_flight": 0, "in_flight_pages": 0}
     midnight = (time.time() if now is None else now) // 86_400 * 86_400
@@ -296,13 +284,12 @@ def day_report(study: Study, *, now: float | None = None) -> dict[str, int]:
 
 
 def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
-    state = _existing_state(study)
+    state = existing_state(study)
     if state is None:
         return {
             "study": study.name,
             "started": False,
-            "text": f"{study.name}: not started (no state at "
-            f"{store_location(study.state_path, study.state_url)})",
+            "text": f"{study.name}: not started (no state at {state_location(study)})",
         }
     with state:
         s = state.status(utc_day(now))
@@ -396,7 +383,7 @@ def _exact_filter_row(study: Study, kept: int, dropped: int) -> list[tuple[str, 
 def verify_study(study: Study) -> dict[str, Any]:
     from harvester.sink import layout, verify
 
-    state = _existing_state(study)
+    state = existing_state(study)
     if state is None:
         return {"ok": False, "text": f"{study.name}: nothing to verify (no state yet)"}
     with state:
@@ -456,7 +443,7 @@ def cancel_study(study: Study, credentials: Credentials) -> dict[str, Any]:
 
     if study.source == "research-api":
         return {"cancelled": [], "text": "research-api studies have no remote tasks to cancel"}
-    state = _existing_state(study)
+    state = existing_state(study)
     if state is None:
         return {"cancelled": [], "text": f"{study.name}: not started"}
     with state:

@@ -28,6 +28,7 @@ from harvester._exceptions import (
     QuotaSpent,
 )
 from harvester._exit import EXIT_FAILURE, EXIT_OK, EXIT_QUOTA, EXIT_SIGNAL
+from harvester._study_state import open_state
 from harvester._version import __version__
 from harvester.api import (
     Backend,
@@ -55,7 +56,6 @@ from harvester.state import (
     LeaseHeld,
     LeaseLost,
     StateStore,
-    open_store,
     utc_day,
 )
 
@@ -94,22 +94,6 @@ def staging_dir(study: Study) -> Path:
     if study.state_url is not None:
         return study.output_path / STAGING
     return study.state_path.with_name(study.state_path.name + ".staging")
-
-
-def open_state(study: Study) -> StateStore:
-    """The study's state: in PostgreSQL with `[state] url`, else the SQLite file."""
-    store = open_store(
-        study.name,
-        path=study.state_path,
-        url=study.state_url,
-        daily_requests=study.quota.daily_requests,
-        daily_records=study.quota.daily_records,
-        pool=study.quota.pool,
-        share=study.quota.share,
-        lease_seconds=study.lease_s,
-    )
-    assert store is not None
-    return store
 
 
 def check_output_is_ours(study: Study, state: StateStore) -> None:
@@ -486,6 +470,5 @@ __all__ = [
     "Harvest",
     "RunOptions",
     "check_output_is_ours",
-    "open_state",
     "staging_dir",
 ]

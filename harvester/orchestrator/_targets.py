@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harvester._exceptions import ConfigError
+from harvester._study_state import existing_state, open_state
 from harvester.config import Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS
 from harvester.plan.enrich import target_condition
@@ -35,16 +36,12 @@ def open_enrich_state(study: Study, state: StateStore | None = None) -> EnrichSt
     with the enrichment state then)."""
     if state is not None:
         return _enrichments(state)
-    from harvester.orchestrator._run import open_state
-
     return _enrichments(open_state(study), owning=True)
 
 
 def existing_enrich_state(study: Study) -> EnrichState | None:
     """The study's enrichment state if an enrichment ever started (nothing is created)."""
-    from harvester.orchestrator._reports import _existing_state
-
-    store = _existing_state(study) if study.enrichments else None
+    store = existing_state(study) if study.enrichments else None
     if store is None:
         return None
     es = _enrichments(store, owning=True)

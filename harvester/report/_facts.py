@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from harvester._exceptions import UserError
+from harvester._study_state import existing_state, state_location
 from harvester._version import __version__
 from harvester.config import Study
 from harvester.plan import DAY, FinishedShard, estimate_plan, plan_study
@@ -30,8 +31,6 @@ from harvester.state import (
     StateStore,
     Usage,
     WorkerUsage,
-    open_store,
-    store_location,
     utc_day,
 )
 
@@ -186,18 +185,11 @@ class ReportFacts:
 
 def gather(study: Study, *, now: float | None = None) -> ReportFacts:
     """Read everything the report shows; UserError when the study has no state yet."""
-    store = open_store(
-        study.name,
-        path=study.state_path,
-        url=study.state_url,
-        pool=study.quota.pool,
-        share=study.quota.share,
-        existing=True,
-    )
+    store = existing_state(study)
     if store is None:
         raise UserError(
             f"{study.config_path.name}: nothing to report yet: no state at "
-            f"{store_location(study.state_path, study.state_url)}; "
+            f"{state_location(study)}; "
             f"run `harvester run {study.config_path.name}` first"
         )
     now = time.time() if now is None else now
