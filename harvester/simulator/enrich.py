@@ -25,6 +25,7 @@ from aiohttp import web
 
 from harvester.kinds import COMMENT_CEILING, KINDS, Kind
 from harvester.query import clean_string
+from harvester.simulator import vce
 from harvester.simulator.corpus import SETTLE
 from harvester.simulator.responses import (
     BadBody,
@@ -119,7 +120,9 @@ class EnrichCorpus:
     def _profile(self, username: str) -> Record:
         rng = random.Random(f"profile:{self.seed}:{username}")
         r = rng.random
-        followers = min(int(2 / (1.0 - r()) ** 1.4), 10**8)
+        r()  # the draw that was the follower count: the other fields stay as they were
+        # One count per creator: the test stage's eligibility reads the same (vce.followers).
+        followers = vce.followers(self.sim.corpus, self.usernames.get(username, username))
         return {
             "display_name": f"{username.title()} {rng.choice(_WORDS)}",
             "bio_description": " ".join(rng.choices(_WORDS, k=rng.randint(0, 6))),

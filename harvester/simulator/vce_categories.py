@@ -109,7 +109,10 @@ def parse_category_query(category: str, condition_groups: object, fields: object
 def _eligible(sim: Simulator, kind: Kind, target: Any) -> bool:
     """Test stage: whether the target's creator has enough followers to be returned."""
     if kind.target == "username":
-        return vce.followers(sim.corpus, str(target)) >= vce.MIN_FOLLOWERS
+        # The profile's follower_count: the same number the category's own profile serves.
+        return vce.followers(sim.corpus, sim.enrich.usernames.get(target, target)) >= (
+            vce.MIN_FOLLOWERS
+        )
     if kind.name == "comments":
         video = sim.corpus.get(int(target))
         return video is not None and vce.eligible(sim.corpus, video)

@@ -134,3 +134,17 @@ async def test_limit_saturates_and_the_test_stage_keeps_popular_creators_in_a_fr
         first = await all_results(c, await category_task(c, "liked_videos", popular, limit=20))
         again = await all_results(c, await category_task(c, "liked_videos", popular, limit=20))
         assert len(first) == len(again) == 20 and first != again  # each task draws afresh
+
+
+async def test_a_creators_profile_and_the_test_stage_agree_on_its_followers() -> None:
+    """One follower count per creator: the profile serves the count the test stage's
+    25,000-follower rule reads, so a profile shows why its creator was (not) sampled."""
+    async with connect(**NOW) as c:
+        names = targets_of(c, "username", 40)
+        counts = {n: c.sim.enrich.profile(n)["follower_count"] for n in names}
+        assert counts == {n: vce.followers(c.sim.corpus, n) for n in names}
+        assert min(counts.values()) < vce.MIN_FOLLOWERS <= max(counts.values())
+    async with connect(**NOW, stage="test") as c:
+        task = await category_task(c, "profile", names, limit=5_000)
+        got = await all_results(c, task)
+        assert got and all(r["follower_count"] >= vce.MIN_FOLLOWERS for r in got)
