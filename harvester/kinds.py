@@ -9,13 +9,14 @@ the config all read this table, so a kind is described once (like `fields.CATALO
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from harvester.fields import BOOL, INT64, STRING, STRINGS, ListOf, StructOf, Type
 
 __all__ = [
+    "CATEGORIES",
     "COMMENT_CEILING",
     "FOLLOWERS_DAILY_RECORDS",
     "FOLLOWERS_DAILY_REQUESTS",
@@ -103,6 +104,9 @@ class Kind:
     max_count: int = 100
     #: API field -> dataset column, where a field's name would clash with the target column.
     renames: tuple[tuple[str, str], ...] = ()
+    #: The VCE's category serving the kind through pyrqs (research-tools-facts, fact 14);
+    #: None: the VCE serves it under no category, so a pyrqs study cannot enrich with it.
+    category: str | None = None
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -119,6 +123,13 @@ class Kind:
         cols = [(self.target, target_type)]
         cols += [(renames.get(n, n), t) for n, t in self.fields if renames.get(n, n) != self.target]
         return tuple(cols)
+
+    def condition_groups(self, targets: Sequence[Any]) -> list[dict[str, Any]]:
+        """The VCE category's query for `targets` in the RQS binding's shape: one `and` group,
+        `IN` on the kind's key, the values as strings (as `field_values` always are)."""
+        values = [str(t) for t in targets]
+        condition = {"field": self.target, "operator": "IN", "field_values": values}
+        return [{"operator": "and", "conditions": [condition]}]
 
     @property
     def flat(self) -> bool:
@@ -137,6 +148,7 @@ def _of_user(
     pool: Pool = "research",
     fields_param: bool = True,
     renames: tuple[tuple[str, str], ...] = (),
+    category: str,
 ) -> Kind:
     """A kind about a user: the target is the video's creator, sent as `username` to
     `/v2/research/user/<path>/`."""
@@ -154,6 +166,7 @@ def _of_user(
         record_key=record_key,
         fields_param=fields_param,
         renames=renames,
+        category=category,
     )
 
 
@@ -169,12 +182,15 @@ def _users_listed(name: Literal["followers", "following"], list_key: str, prefix
         pool="followers",
         fields_param=False,
         renames=(("display_name", f"{prefix}_display_name"), ("username", f"{prefix}_username")),
+        category=f"{name}_list",
     )
 
 
 def _user_videos(name: KindName, list_keys: tuple[str, ...], paging: Paging) -> Kind:
     """A user's liked, pinned or reposted videos (the video fields those endpoints document)."""
-    return _of_user(name, name, list_keys, paging, _VIDEO_FIELDS, "id", renames=_VIDEO_RENAMES)
+    return _of_user(
+        name, name, list_keys, paging, _VIDEO_FIELDS, "id", renames=_VIDEO_RENAMES, category=name
+    )
 
 
 KINDS: Mapping[str, Kind] = {
@@ -200,6 +216,7 @@ KINDS: Mapping[str, Kind] = {
                 ("create_time", INT64),
             ),
             record_key="id",
+            category="comment",
         ),
         _of_user(
             "users",
@@ -217,6 +234,7 @@ KINDS: Mapping[str, Kind] = {
                 ("video_count", INT64),
             ),
             "",
+            category="profile",
         ),
         _users_listed("followers", "user_followers", "follower"),
         _users_listed("following", "user_following", "following"),
@@ -243,9 +261,14 @@ KINDS: Mapping[str, Kind] = {
             ),
             record_key="video_id",
             fields_param=False,
+            category="playlists",
         ),
     )
 }
+
+
+#: VCE category -> the kind it serves.
+CATEGORIES: Mapping[str, Kind] = {k.category: k for k in KINDS.values() if k.category}
 
 
 def kind(name: str) -> Kind:

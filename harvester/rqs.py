@@ -23,7 +23,6 @@ import orjson
 import structlog
 from anyio.from_thread import BlockingPortal
 
-from harvester._exceptions import QueryError
 from harvester.api._http import ApiSession
 from harvester.api._tasks import PollPolicy
 from harvester.api.rqs_client import RqsClient
@@ -88,6 +87,9 @@ class RQSClient:
         # Read the environment first: a missing variable fails before any thread starts.
         self._session = ApiSession.from_env(environ, **session_options)
         self._client = RqsClient(self._session, stage=stage, poll=poll)
+        #: The category of each task this client created: a result of another category than
+        #: `video` holds an enrichment's rows, read as they come.
+        self._categories: dict[int, str] = {}
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, self._loop.stop, self._session)
 
@@ -112,9 +114,12 @@ class RQSClient:
         fields: str | Sequence[str] = "",
         limit: int | None = None,
     ) -> int:
-        """Create a task and return its id."""
-        _check_category(category)
-        return self._loop.call(lambda: self._client.create(condition_groups or [], fields, limit))
+        """Create a task of `category` (`video` or another VCE category) and return its id."""
+        task_id = self._loop.call(
+            lambda: self._client.create(condition_groups or [], fields, limit, category=category)
+        )
+        self._categories[task_id] = category
+        return task_id
 
     def check_query_task_status(self, task_id: int) -> str:
         """The task's status: Created, Validating, Processing, Completed, AnalysisFailed or
@@ -127,7 +132,8 @@ class RQSClient:
 
         async def collect() -> list[Record]:
             out: list[Record] = []
-            async for page in self._client.result_pages(task_id):
+            category = self._categories.get(task_id, "video")
+            async for page in self._client.result_pages(task_id, category=category):
                 out.extend(page.records)
             return out
 
@@ -145,8 +151,9 @@ class RQSClient:
     ) -> str:
         """Create a task, wait for it and return its records as JSON text, like
         `get_query_task_result`."""
-        _check_category(category)
-        records = self._loop.call(lambda: self._client.query(condition_groups or [], fields, limit))
+        records = self._loop.call(
+            lambda: self._client.query(condition_groups or [], fields, limit, category=category)
+        )
         return _json_text(records)
 
 
@@ -162,26 +169,4 @@ def _quiet_logs_unless_configured() -> None:
         structlog.configure(
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        )
-
-
-#: The VCE's other data categories (all queried with condition_groups); not harvested yet.
-OTHER_VCE_CATEGORIES = (
-    "comment",
-    "profile",
-    "liked_videos",
-    "pinned_videos",
-    "reposted_videos",
-    "followers_list",
-    "following_list",
-    "playlists",
-)
-
-
-def _check_category(category: str) -> None:
-    if category != "video":
-        known = "one of the VCE's categories, " if category in OTHER_VCE_CATEGORIES else ""
-        raise QueryError(
-            f"category {category!r} ({known}not the video category) is not supported by "
-            "harvester; use 'video'"
         )

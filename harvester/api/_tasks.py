@@ -18,6 +18,7 @@ import pyarrow as pa
 import structlog
 
 from harvester._exceptions import (
+    QueryError,
     TaskAnalysisFailed,
     TaskCancelled,
     TaskExpired,
@@ -26,8 +27,9 @@ from harvester._exceptions import (
     TooManyRunningTasks,
 )
 from harvester.api._http import NoHooks, RequestHooks
-from harvester.api._records import fresh_records, fresh_rows
+from harvester.api._records import clean, fresh_records, fresh_rows
 from harvester.api.types import Page, Record, Resume, TaskStatus
+from harvester.kinds import CATEGORIES
 from harvester.query import (
     SeedQuery,
     Stage,
@@ -40,6 +42,8 @@ from harvester.query import (
 __all__ = ["PollPolicy", "ResultRead", "TaskClock", "TaskOptions", "TaskRunner"]
 
 log = structlog.get_logger("harvester.api")
+
+VIDEO = "video"
 
 #: Steps of `TaskClock.phase`: any run of consecutive multiples is spread evenly modulo 1.
 _GOLDEN = (5**0.5 - 1) / 2
@@ -176,6 +180,32 @@ class TaskClock:
                 await self._news.wait()
 
 
+def category_request(
+    category: str, condition_groups: Any, fields: str | Sequence[str]
+) -> tuple[list[Any], tuple[str, ...]]:
+    """A non-video category's condition groups and fields, checked before any request: the
+    category is the VCE's, the fields its enrichment dataset's columns (the key comes anyway)."""
+    kind = CATEGORIES.get(category)
+    if kind is None:
+        known = ", ".join([VIDEO, *CATEGORIES])
+        raise QueryError(f"unknown category {category!r}; use one of {known}")
+    if not isinstance(condition_groups, list) or not condition_groups:
+        raise QueryError(
+            f"category {category!r}: condition_groups is a list of groups naming targets by "
+            f"{kind.target}"
+        )
+    names = [n for n, _ in kind.columns]
+    asked = [f.strip() for f in (fields.split(",") if isinstance(fields, str) else fields)]
+    asked = [f for f in asked if f]
+    unknown = [f for f in asked if f not in names]
+    if unknown or not asked:
+        raise QueryError(
+            f"category {category!r}: unknown or no field(s) {', '.join(unknown)}; "
+            f"use: {', '.join(names)}"
+        )
+    return condition_groups, tuple(asked)
+
+
 def normalise_status(raw: Any, message: Any = None) -> TaskStatus:
     text = str(raw or "").strip()
     return TaskStatus(
@@ -217,6 +247,9 @@ class ResultRead:
     size: int
     #: What the task asked for, when known (lets a backend decode into Arrow).
     fields: Sequence[str] = field(default=())
+    #: The VCE category asked: records of any other than `video` are an enrichment's rows,
+    #: kept as they came (no video names, no id deduplication: two users like one video).
+    category: str = "video"
 
     def page(
         self,
@@ -231,8 +264,12 @@ class ResultRead:
     ) -> Page:
         """A page of the result: records deduplicated against `seen`; `received` counts what
         the answer held (by default `raw`'s length)."""
+        if self.category != VIDEO:
+            records = [r if cleaned else clean(r) for r in raw if isinstance(r, dict)]
+        else:
+            records = fresh_records(raw, self.seen, cleaned=cleaned)
         return Page(
-            records=fresh_records(raw, self.seen, cleaned=cleaned),
+            records=records,
             cursor=cursor,
             search_id=None,
             has_more=has_more,
@@ -294,21 +331,34 @@ class TaskRunner(ABC):
         condition_groups: SeedQuery | Any,
         fields: str | Sequence[str],
         limit: int | None = None,
+        *,
+        category: str = VIDEO,
     ) -> int:
-        """Create a task and return its id; the query, fields and limit are checked first, so a
-        mistake costs no request."""
-        return await self._create(*self._request(condition_groups, fields, limit))
+        """Create a task of `category` and return its id; the query, fields and limit are
+        checked first, so a mistake costs no request."""
+        return await self._create(
+            category, *self._request(condition_groups, fields, limit, category)
+        )
 
     @abstractmethod
-    async def _create(self, query: SeedQuery, fields: tuple[str, ...], limit: int) -> int:
-        """Send one create of a checked query; the task id."""
+    async def _create(
+        self, category: str, groups: list[Any], fields: tuple[str, ...], limit: int
+    ) -> int:
+        """Send one create of a checked query (`groups`: its condition groups as JSON); the
+        task id."""
 
     def _request(
-        self, condition_groups: SeedQuery | Any, fields: str | Sequence[str], limit: int | None
-    ) -> tuple[SeedQuery, tuple[str, ...], int]:
-        query = as_seed_query(condition_groups)
-        wanted = validate_fields(fields, "rqs")
-        return query, wanted, self.limit if limit is None else validate_limit(limit, self.stage)
+        self,
+        condition_groups: SeedQuery | Any,
+        fields: str | Sequence[str],
+        limit: int | None,
+        category: str = VIDEO,
+    ) -> tuple[list[Any], tuple[str, ...], int]:
+        lim = self.limit if limit is None else validate_limit(limit, self.stage)
+        if category == VIDEO:
+            query = as_seed_query(condition_groups)
+            return query.to_json(), validate_fields(fields, "rqs"), lim
+        return (*category_request(category, condition_groups, fields), lim)
 
     @abstractmethod
     async def status(self, task_id: int) -> TaskStatus: ...
@@ -361,14 +411,19 @@ class TaskRunner(ABC):
                 await anyio.sleep(delay)
 
     async def create_when_possible(
-        self, query: SeedQuery, fields: Sequence[str], limit: int
+        self,
+        query: SeedQuery | Any,
+        fields: str | Sequence[str],
+        limit: int | None,
+        *,
+        category: str = VIDEO,
     ) -> int:
         """`create`, waiting for a free slot while the running-task cap is reached."""
         delay = self.poll.initial
         waited = 0.0
         while True:
             try:
-                task_id = await self.create(query, fields, limit)
+                task_id = await self.create(query, fields, limit, category=category)
             except TooManyRunningTasks:
                 busy = self.poll.busy_timeout
                 if busy is not None and waited + delay > busy:
@@ -378,14 +433,16 @@ class TaskRunner(ABC):
                 waited += delay
                 delay = min(self.poll.maximum, delay * self.poll.factor)
                 continue
-            log.info("task_created", task_id=task_id, limit=limit)
+            log.info("task_created", task_id=task_id, limit=limit, category=category)
             return task_id
 
     async def result_pages(
-        self, task_id: int, *, cursor: int = 0, max_count: int = 10_000
+        self, task_id: int, *, cursor: int = 0, max_count: int = 10_000, category: str = VIDEO
     ) -> AsyncIterator[Page]:
-        """Pages of a Completed task's result from `cursor`, deduplicated by id."""
-        async for page in self._result_pages(ResultRead(task_id, set(), None, max_count), cursor):
+        """Pages of a Completed task's result from `cursor` (video records deduplicated by
+        id)."""
+        read = ResultRead(task_id, set(), None, max_count, category=category)
+        async for page in self._result_pages(read, cursor):
             yield page
             del page  # not alive while the next page is fetched (see `task_pages`)
 
@@ -397,8 +454,9 @@ class TaskRunner(ABC):
         limit: int | None = None,
         resume: Resume | None = None,
         seen_ids: Iterable[int] = (),
+        category: str = VIDEO,
     ) -> AsyncIterator[Page]:
-        """Create (or resume) a task and page its result.
+        """Create (or resume) a task of `category` and page its result.
 
         A new task first yields an empty page carrying its `task_id`, so the caller can
         checkpoint the id before the wait. An expired or vanished task, or one that failed its
@@ -406,7 +464,7 @@ class TaskRunner(ABC):
         way, by an empty page with the new `task_id`, cursor 0 and `restarted=True`; ids
         already delivered stay filtered out.
         """
-        query, wanted, lim = self._request(condition_groups, fields, limit)
+        _, wanted, lim = self._request(condition_groups, fields, limit, category)
         seen = set(seen_ids)
         failures = 0
         slot = _Slot(self.task_slots)
@@ -416,13 +474,18 @@ class TaskRunner(ABC):
             if resume is not None and resume.task_id is not None:
                 task_id, cursor = resume.task_id, resume.cursor
             else:
-                task_id, cursor = await self.create_when_possible(query, wanted, lim), 0
+                task_id = await self.create_when_possible(
+                    condition_groups, wanted, lim, category=category
+                )
+                cursor = 0
                 yield Page([], 0, None, True, 0, task_id=task_id)
             while True:
                 try:
                     await self.wait(task_id, fresh=fresh)
                     slot.give()
-                    read = ResultRead(task_id, seen, lim, self.page_size, wanted)
+                    # A category's pages are not decoded into video rows (Arrow or names).
+                    shown = wanted if category == VIDEO else ()
+                    read = ResultRead(task_id, seen, lim, self.page_size, shown, category)
                     async for page in self._result_pages(read, cursor):
                         yield page
                         # A suspended generator's locals stay alive: drop the page before
@@ -440,7 +503,9 @@ class TaskRunner(ABC):
                     slot.give()
                     await slot.take()
                     task_id, cursor, fresh = (
-                        await self.create_when_possible(query, wanted, lim),
+                        await self.create_when_possible(
+                            condition_groups, wanted, lim, category=category
+                        ),
                         0,
                         True,
                     )
@@ -473,9 +538,13 @@ class TaskRunner(ABC):
         condition_groups: SeedQuery | Any,
         fields: str | Sequence[str],
         limit: int | None = None,
+        *,
+        category: str = VIDEO,
     ) -> list[Record]:
         """Create, wait, page: every record of one task in a list (the SDK's `query`)."""
         out: list[Record] = []
-        async for page in self.task_pages(condition_groups, fields, limit=limit):
+        async for page in self.task_pages(
+            condition_groups, fields, limit=limit, category=category
+        ):
             out.extend(page.as_records())
         return out

@@ -22,7 +22,6 @@ from harvester.api._tasks import ResultRead, TaskOptions, TaskRunner, normalise_
 from harvester.api.rqs_client import CREATE, RESULT
 from harvester.api.types import Page, TaskStatus
 from harvester.fields import as_int
-from harvester.query import SeedQuery
 
 __all__ = ["PyrqsBackend", "SdkClient"]
 
@@ -106,12 +105,14 @@ class PyrqsBackend(TaskRunner):
         finally:
             self.hooks.settle(endpoint, ok=ok, records=records)
 
-    async def _create(self, query: SeedQuery, wanted: tuple[str, ...], lim: int) -> int:
+    async def _create(
+        self, category: str, groups: list[Any], wanted: tuple[str, ...], lim: int
+    ) -> int:
         answer = await self._counted(
             CREATE,
             self.client.create_query_task,
-            category="video",
-            condition_groups=query.to_json(),
+            category=category,
+            condition_groups=groups,
             fields=",".join(wanted),
             limit=lim,
         )

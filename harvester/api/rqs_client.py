@@ -15,7 +15,6 @@ from harvester.api._records import coerce_records
 from harvester.api._tasks import ResultRead, TaskOptions, TaskRunner, _Slot, normalise_status
 from harvester.api.types import Page, TaskStatus
 from harvester.fields import as_int
-from harvester.query import SeedQuery
 
 __all__ = ["CANCEL", "CREATE", "RESULT", "STATUS", "RqsClient"]
 
@@ -73,10 +72,12 @@ class RqsClient(TaskRunner):
             decoder = self._decoders[key] = PageDecoder("result", key, meta)
         return decoder
 
-    async def _create(self, query: SeedQuery, wanted: tuple[str, ...], lim: int) -> int:
+    async def _create(
+        self, category: str, groups: list[Any], wanted: tuple[str, ...], lim: int
+    ) -> int:
         body = {
-            "category": "video",
-            "condition_groups": query.to_json(),
+            "category": category,
+            "condition_groups": groups,
             "fields": ",".join(wanted),
             "limit": lim,
         }

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from harvester._exceptions import QueryError
+from harvester.kinds import CATEGORIES as KIND_OF_CATEGORY
 from harvester.kinds import KINDS, Kind
 from harvester.simulator import vce
 
@@ -28,17 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CATEGORIES", "CategoryQuery", "category_rows", "parse_category_query"]
 
-#: VCE category -> enrichment kind (research-tools-facts, fact 14).
-CATEGORIES: Mapping[str, str] = {
-    "comment": "comments",
-    "profile": "users",
-    "followers_list": "followers",
-    "following_list": "following",
-    "liked_videos": "liked_videos",
-    "pinned_videos": "pinned_videos",
-    "reposted_videos": "reposted_videos",
-    "playlists": "playlists",
-}
+#: VCE category -> enrichment kind (research-tools-facts, fact 14; the catalogue's).
+CATEGORIES: Mapping[str, str] = {c: k.name for c, k in KIND_OF_CATEGORY.items()}
 _MIX = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 

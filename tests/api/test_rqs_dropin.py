@@ -90,13 +90,44 @@ async def test_the_seed_sample_programs_run_unchanged() -> None:
         assert "sim-client-secret" not in out + err
 
 
-def test_other_vce_categories_are_refused_before_any_request() -> None:
-    """Fact 14: the VCE has categories beyond video; harvester harvests videos only."""
+@pytest.mark.anyio
+async def test_other_vce_categories_serve_their_rows_and_bad_ones_are_refused_first() -> None:
+    """Fact 14: the VCE's categories beyond video pass through the drop-in, their rows as the
+    enrichment dataset names them (`video_id` stays the comment's key, not a video id)."""
     from harvester import QueryError
+    from harvester.kinds import KINDS
 
-    env = {**ENV, "TIKTOK_API_BASE_URL": "http://127.0.0.1:9"}
-    with (
-        rqs.RQSClient(environ=env) as client,
-        pytest.raises(QueryError, match="'comment' \\(one of the VCE's categories"),
-    ):
-        client.query(category="comment", condition_groups=[], fields="id")
+    async with running_simulator("clean", seed=2) as sim:
+        comments = KINDS["comments"]
+        videos = [v["id"] for v in sim.corpus.videos(1677628800, 1677715200)][:40]
+        videos = [v for v in videos if sim.corpus.get(v)["comment_count"]][:3]  # type: ignore[index]
+
+        def script() -> list[dict[str, object]]:
+            with rqs.RQSClient(environ={**ENV, "TIKTOK_API_BASE_URL": sim.base_url}) as client:
+                text = client.query(
+                    category="comment",
+                    condition_groups=comments.condition_groups(videos),
+                    fields="id,text,parent_comment_id",
+                    limit=10_000,
+                )
+                for category, fields, says in (
+                    ("hashtags", "id", "unknown category 'hashtags'"),
+                    ("comment", "colour", r"unknown or no field\(s\) colour"),
+                ):
+                    with pytest.raises(QueryError, match=says):
+                        client.query(category=category, condition_groups=[{}], fields=fields)
+                out: list[dict[str, object]] = json.loads(text)
+                return out
+
+        got = await anyio.to_thread.run_sync(script)
+        want = [
+            {
+                "video_id": v,
+                "id": r["id"],
+                "text": r["text"],
+                "parent_comment_id": r["parent_comment_id"],
+            }
+            for v in videos
+            for r in sim.enrich.expected("comments", v, replies=True)  # type: ignore[union-attr]
+        ]
+        assert want and got == want
