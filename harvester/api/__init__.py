@@ -8,8 +8,9 @@ One `ApiSession` (token, retries, rate limit, quota hooks) is shared by the back
 from __future__ import annotations
 
 from harvester.api._enrich import EnrichClient, TargetPage, TargetUnavailable
+from harvester.api._enrich_rqs import BatchDone, RqsEnrichClient
 from harvester.api._http import ApiSession, Credentials, NoHooks, RequestHooks, RetryPolicy
-from harvester.api._tasks import PollPolicy, TaskOptions
+from harvester.api._tasks import PollPolicy, TaskOptions, TaskRunner
 from harvester.api.backend import Backend
 from harvester.api.pyrqs_backend import PyrqsBackend, SdkClient
 from harvester.api.research import ResearchApiClient
@@ -19,6 +20,7 @@ from harvester.api.types import Page, Record, Resume, TaskStatus
 __all__ = [
     "ApiSession",
     "Backend",
+    "BatchDone",
     "Credentials",
     "EnrichClient",
     "NoHooks",
@@ -31,9 +33,11 @@ __all__ = [
     "Resume",
     "RetryPolicy",
     "RqsClient",
+    "RqsEnrichClient",
     "SdkClient",
     "TargetPage",
     "TargetUnavailable",
     "TaskOptions",
+    "TaskRunner",
     "TaskStatus",
 ]

@@ -543,8 +543,6 @@ class TaskRunner(ABC):
     ) -> list[Record]:
         """Create, wait, page: every record of one task in a list (the SDK's `query`)."""
         out: list[Record] = []
-        async for page in self.task_pages(
-            condition_groups, fields, limit=limit, category=category
-        ):
+        async for page in self.task_pages(condition_groups, fields, limit=limit, category=category):
             out.extend(page.as_records())
         return out
