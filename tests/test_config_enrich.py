@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from harvester import ConfigError
 from harvester.config import Study, loads_study
+from harvester.kinds import KINDS
 
 STUDY = """
 [study]
@@ -100,15 +102,30 @@ def test_two_blocks_cannot_share_a_dataset(tmp_path: Path) -> None:
         load(tmp_path, '\n[[enrich]]\nkind = "users"\n\n[[enrich]]\nkind = "users"\n')
 
 
-def test_a_pyrqs_study_cannot_enrich_yet(tmp_path: Path) -> None:
-    text = STUDY.replace('source = "research-api"', 'source = "pyrqs"').replace(
-        'query = {and = [{operation = "EQ", field_name = "region_code", field_values = ["NL"]}]}',
-        'condition_groups = [{operator = "and", conditions = [{field = "region_code", '
-        'operator = "eq", field_values = ["NL"]}]}]',
-    )
-    path = tmp_path / "study.toml"
-    with pytest.raises(ConfigError, match=r"enrich\[0\]\.kind: .*use source"):
-        loads_study(text + '\n[[enrich]]\nkind = "users"\n', path)
+PYRQS = STUDY.replace('source = "research-api"', 'source = "pyrqs"').replace(
+    'query = {and = [{operation = "EQ", field_name = "region_code", field_values = ["NL"]}]}',
+    'condition_groups = [{operator = "and", conditions = [{field = "region_code", '
+    'operator = "eq", field_values = ["NL"]}]}]',
+)
+
+
+def test_a_pyrqs_study_enriches_every_kind_with_a_vce_category(tmp_path: Path) -> None:
+    blocks = "".join(f'\n[[enrich]]\nkind = "{k}"\n' for k in ("comments", "users", "followers"))
+    study = loads_study(PYRQS + blocks, tmp_path / "study.toml")
+    assert [e.kind for e in study.enrichments] == ["comments", "users", "followers"]
+
+
+def test_a_pyrqs_study_refuses_a_kind_without_a_vce_category(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No kind lacks a category today; one added without must not reach a pyrqs run."""
+    monkeypatch.setitem(KINDS, "users", dataclasses.replace(KINDS["users"], category=None))
+    with pytest.raises(ConfigError) as info:
+        loads_study(PYRQS + '\n[[enrich]]\nkind = "users"\n', tmp_path / "study.toml")
+    text = str(info.value)
+    assert "\n" not in text
+    assert "enrich[0].kind: users has no VCE category" in text
+    assert 'source = "research-api"' in text
 
 
 def test_a_study_with_its_state_in_postgres_enriches_too(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from harvester.config._places import creatable, path
 from harvester.config._schema import EnrichTable, Problem, StudyFile
 from harvester.config._study import Enrichment
+from harvester.kinds import KINDS
 
 #: The video field each kind's targets are read from.
 _TARGET_FIELD = {"comments": "id", "playlists": "playlist_id"}
@@ -35,12 +36,13 @@ def enrichments(
 
 
 def _check_block(model: StudyFile, key: str, e: EnrichTable, fields: tuple[str, ...]) -> None:
-    if model.study.source == "pyrqs":
+    if model.study.source == "pyrqs" and KINDS[e.kind].category is None:
+        # A pyrqs study has no public API address: its enrichments are VCE category tasks.
         raise Problem(
             f"{key}.kind",
-            "enrichments go through the public Research API, which a pyrqs study has no "
-            "base URL for",
-            'use source = "research-api" or "rqs" for a study with [[enrich]] blocks',
+            f"{e.kind} has no VCE category, and a pyrqs study enriches through the VCE's "
+            "categories only",
+            f'enrich {e.kind} from a study with source = "research-api" over the same videos',
         )
     needed = _TARGET_FIELD.get(e.kind, "username")
     if needed not in fields:
