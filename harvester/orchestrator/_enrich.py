@@ -12,10 +12,11 @@ video query's pool, or the followers/following lists' own.
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,10 +33,18 @@ from harvester._exceptions import (
 )
 from harvester._exit import EXIT_QUOTA, EXIT_SIGNAL
 from harvester._version import __version__
-from harvester.api import ApiSession, EnrichClient, RetryPolicy, TargetUnavailable
+from harvester.api import (
+    ApiSession,
+    EnrichClient,
+    PollPolicy,
+    RetryPolicy,
+    RqsEnrichClient,
+    TargetUnavailable,
+    TaskRunner,
+)
 from harvester.config import Credentials, Enrichment, Study
 from harvester.kinds import FOLLOWERS_DAILY_RECORDS, FOLLOWERS_DAILY_REQUESTS, KINDS, Kind
-from harvester.orchestrator._backends import api_session
+from harvester.orchestrator._backends import api_session, make_backend
 from harvester.orchestrator._ledger import QuotaLedger, RunStats
 from harvester.orchestrator._targets import (
     enrich_staging,
@@ -70,6 +79,11 @@ DAY = 86_400
 MAX_TARGET_ATTEMPTS = 5
 #: Done targets gathered before their rows are written as one file per partition.
 PUBLISH_EVERY = 500
+#: Targets a VCE category task names at most (a pyrqs study); a saturated task is split.
+BATCH_TARGETS = 100
+#: Records an execution-stage category task may return: the stage's most, so that only a
+#: batch with more rows than that is split.
+BATCH_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -100,13 +114,15 @@ class _PoolHooks:
         self.stats = stats
         self.pool_of = {k.endpoint: k.pool for k in KINDS.values()}
         self.kind_of = {k.endpoint: k.name for k in KINDS.values()}
+        #: The kind whose VCE tasks run now (a pyrqs study): their verbs count for it.
+        self.current: str | None = None
 
     def _ledger(self, endpoint: str) -> QuotaLedger:
         return self.followers if self.pool_of.get(endpoint) == "followers" else self.research
 
     async def reserve(self, endpoint: str) -> None:
         await self._ledger(endpoint).reserve(endpoint)
-        self.stats.requests[self.kind_of.get(endpoint, endpoint)] += 1
+        self.stats.requests[self.kind_of.get(endpoint, self.current or endpoint)] += 1
 
     def settle(self, endpoint: str, *, ok: bool, records: int) -> None:
         self._ledger(endpoint).settle(endpoint, ok=ok, records=records)
@@ -137,6 +153,8 @@ class EnrichmentRun:
         retry: RetryPolicy | None = None,
         retry_delay: float = 30.0,
         clock: Callable[[], float] = time.time,
+        poll: PollPolicy | None = None,
+        sdk: Any = None,
     ) -> None:
         self.study = study
         self.state = state
@@ -151,6 +169,11 @@ class EnrichmentRun:
         self.hooks = _PoolHooks(research_hooks, self.es, self.stats)
         self.stop_code: int | None = None
         self._tg: TaskGroup | None = None
+        #: A pyrqs study's enrichments are VCE category tasks (`_run_batches`): the SDK's
+        #: backend, with `poll` and `sdk` standing in as for the video harvest.
+        self.poll = poll
+        self.sdk = sdk
+        self.runner: TaskRunner | None = None
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -192,6 +215,10 @@ class EnrichmentRun:
             anyio.create_task_group() as tg,
         ):
             self._tg = tg
+            if self.study.source == "pyrqs":
+                backend = make_backend(self.study, session, poll=self.poll, sdk=self.sdk)
+                assert isinstance(backend, TaskRunner)
+                self.runner = backend
             tg.start_soon(self._watch_signals)
             if not self.state.alone:
                 tg.start_soon(self._heartbeat)
@@ -230,6 +257,10 @@ class EnrichmentRun:
         """Every pending target of the block; with other workers on the study, then what they
         leave (targets of a worker that died, replies they added) until none runs anywhere."""
         kind = KINDS[e.kind]
+        if self.runner is not None:
+            self.hooks.current = kind.name
+            await self._run_batches(self.runner, kind, e, self.es.targets(e.kind, "pending"))
+            return
         client = EnrichClient(session, kind)
         targets = [row.target for row in self.es.targets(e.kind, "pending")]
         while True:
@@ -281,6 +312,118 @@ class EnrichmentRun:
             for _ in range(max(1, self.study.api.max_concurrency)):
                 workers.start_soon(worker)
 
+    # -- a pyrqs study: VCE category tasks, many targets each ----------------------------------
+
+    async def _run_batches(
+        self, runner: TaskRunner, kind: Kind, e: Enrichment, rows: list[TargetRow]
+    ) -> None:
+        """Every pending target in batches of BATCH_TARGETS, one VCE task each (more when a
+        saturated one is split). Targets whose task was created before a restart keep their
+        batch and its task (their cursor holds its id): it is polled, not created again."""
+        noted: dict[int, list[str]] = {}
+        fresh: list[str] = []
+        for row in rows:
+            (fresh if row.cursor is None else noted.setdefault(row.cursor, [])).append(row.target)
+        batches: list[tuple[list[str], int | None]] = [(ts, tid) for tid, ts in noted.items()]
+        batches += [
+            (fresh[i : i + BATCH_TARGETS], None) for i in range(0, len(fresh), BATCH_TARGETS)
+        ]
+        if runner.stage == "test":
+            # The test stage's rule for videos: every task the same share of the day's records,
+            # so the first batches cannot take the whole day's sample.
+            limit = max(
+                1, min(runner.limit, self.study.quota.daily_records // max(1, len(batches)))
+            )
+        else:
+            limit = BATCH_LIMIT
+        client = RqsEnrichClient(
+            runner, kind, replies=e.replies, max_per_target=e.max_per_target, limit=limit
+        )
+        send, receive = anyio.create_memory_object_stream[tuple[list[str], int | None]](
+            float("inf")
+        )
+        for batch in batches:
+            send.send_nowait(batch)
+        send.close()
+
+        async def worker() -> None:
+            async for targets, task_id in receive:
+                await self._guarded(
+                    kind,
+                    targets,
+                    functools.partial(self._batch_attempt, client, kind, task_id),
+                )
+                if len(self.es.unpublished(e.kind)) >= PUBLISH_EVERY:
+                    self.publish(e)
+
+        async with anyio.create_task_group() as workers:
+            for _ in range(max(1, min(len(batches), self.study.api.max_concurrency))):
+                workers.start_soon(worker)
+
+    async def _batch_attempt(
+        self,
+        client: RqsEnrichClient,
+        kind: Kind,
+        task_id: int | None,
+        targets: list[str],
+        tries: int,
+    ) -> list[str]:
+        # A retry creates a new task: the noted one failed (or its analysis did).
+        return await self._fetch_batch(client, kind, targets, task_id if tries == 0 else None)
+
+    async def _fetch_batch(
+        self, client: RqsEnrichClient, kind: Kind, targets: list[str], task_id: int | None
+    ) -> list[str]:
+        """One batch's tasks: each finished task's rows staged per target, then its targets
+        done (`ok` or `empty`) in one transaction, so a kill loses or repeats nothing."""
+        es = self.es
+        values: dict[Any, str] = {}
+        for target in targets:
+            try:
+                row = es.start(kind.name, target)
+            except LeaseHeld:
+                continue  # another worker's now
+            values[self._target_value(kind, row)] = target
+        if not values:
+            return []
+
+        def noted(batch: tuple[Any, ...], created: int) -> None:
+            es.note_task(kind.name, [values[v] for v in batch], created)
+            log.info("task_noted", kind=kind.name, task_id=created, targets=len(batch))
+
+        async for done in client.batches(list(values), task_id=task_id, on_task=noted):
+            results: list[tuple[str, str | None, int]] = []
+            for value, records in done.records.items():
+                target = values[value]
+                segment = None
+                if records:
+                    batch = normalise_targets(
+                        kind,
+                        records,
+                        target=value,
+                        shard=f"{kind.name}:{target}",
+                        source=self.study.source,
+                        retrieved_at=done.fetched_at,
+                    )
+                    segment = stage_page(self.staging, kind.name, target, 0, batch)
+                results.append((target, segment, len(records)))
+            es.finish_batch(kind.name, results, fetched_at=self.clock())
+            rows = sum(n for _, _, n in results)
+            self.stats.pages[kind.name] += 1
+            self.stats.rows[kind.name] += rows
+            self.run_stats.records += rows
+            for _, _, n in results:
+                self.stats.outcomes[(kind.name, "ok" if n else "empty")] += 1
+            log.info(
+                "task_fetched",
+                kind=kind.name,
+                task_id=done.task_id,
+                targets=len(results),
+                rows=rows,
+                saturated=done.saturated,
+            )
+        return []
+
     def _target_value(self, kind: Kind, row: TargetRow) -> Any:
         raw = row.parent if row.parent is not None else row.target
         return int(raw) if kind.target_type == "int64" else raw
@@ -289,14 +432,32 @@ class EnrichmentRun:
         self, client: EnrichClient, kind: Kind, e: Enrichment, target: str
     ) -> list[str]:
         """Fetch one target to its end (or its verdict); returns reply targets it added."""
+
+        async def attempt(_targets: list[str], _tries: int) -> list[str]:
+            return await self._fetch(client, kind, e, target)
+
+        return await self._guarded(kind, [target], attempt)
+
+    async def _guarded(
+        self,
+        kind: Kind,
+        targets: list[str],
+        attempt: Callable[[list[str], int], Awaitable[list[str]]],
+    ) -> list[str]:
+        """`attempt(targets, tries)` until it ends: one target's fetch, or a batch's VCE task.
+        A refused target gets its verdict; a spent quota waits for 00:00 UTC (or stops the
+        run); other failures are retried later, a target parked as failed after
+        MAX_TARGET_ATTEMPTS. Returns what the attempt returns (reply targets it added)."""
+        tries = 0
         while True:
             try:
-                return await self._fetch(client, kind, e, target)
+                return await attempt(targets, tries)
             except (LeaseHeld, LeaseLost) as exc:
                 # Another worker runs it (or took it over from this one, presumed dead).
-                log.info("target_elsewhere", kind=kind.name, target=target, reason=str(exc))
+                log.info("target_elsewhere", kind=kind.name, targets=targets, reason=str(exc))
                 return []
             except TargetUnavailable as exc:
+                (target,) = targets  # only an endpoint's answer about one target says this
                 dropped = self.es.refuse(
                     kind.name, target, exc.kind, exc.message, fetched_at=self.clock()
                 )
@@ -306,9 +467,11 @@ class EnrichmentRun:
                 log.info("target_unavailable", kind=kind.name, target=target, verdict=exc.kind)
                 return []
             except QuotaExhausted as exc:
-                self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
-                # The pool's gate dates the refusal by the day its call was sent.
-                gate = self.hooks.gates[kind.pool]
+                for target in self._mine(kind, targets):
+                    self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
+                # The pool's gate dates the refusal by the day its call was sent; a VCE task
+                # counts in the RQS's (research) pool whatever its category.
+                gate = self.hooks.gates["research" if self.runner is not None else kind.pool]
                 if self.study.quota.on_exhausted == "exit":
                     gate.record(exc)
                     log.warning("quota_exhausted", kind=kind.name, reason=str(exc))
@@ -316,22 +479,35 @@ class EnrichmentRun:
                     return []
                 await gate.wait(exc)
             except AuthError as exc:
-                self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
+                for target in self._mine(kind, targets):
+                    self.es.fail(kind.name, target, exc.kind, str(exc), park=False)
                 raise HarvesterError(
                     f"the API refused the credentials ({exc}); check "
                     f"{self.study.api.client_key_env} and {self.study.api.client_secret_env}"
                 ) from None
             except ApiError as exc:
-                row = self.es.target(kind.name, target)
-                park = row.attempts + 1 >= MAX_TARGET_ATTEMPTS
-                self.es.fail(kind.name, target, exc.kind, str(exc), park=park)
                 self.stats.errors[(kind.name, exc.kind)] += 1
-                if park:
-                    self.stats.outcomes[(kind.name, "failed")] += 1
-                    log.error("target_parked", kind=kind.name, target=target, kind_=exc.kind)
+                again = []
+                for target in self._mine(kind, targets):
+                    park = self.es.target(kind.name, target).attempts + 1 >= MAX_TARGET_ATTEMPTS
+                    self.es.fail(kind.name, target, exc.kind, str(exc), park=park)
+                    if park:
+                        self.stats.outcomes[(kind.name, "failed")] += 1
+                        log.error("target_parked", kind=kind.name, target=target, kind_=exc.kind)
+                    else:
+                        again.append(target)
+                if not again:
                     return []
-                log.warning("target_retry_later", kind=kind.name, target=target, error=exc.kind)
+                targets = again
+                log.warning("target_retry_later", kind=kind.name, targets=targets, error=exc.kind)
                 await anyio.sleep(self.retry_delay)
+            tries += 1
+
+    def _mine(self, kind: Kind, targets: list[str]) -> list[str]:
+        """Those of `targets` this worker still runs (a batch may have finished some)."""
+        if len(targets) == 1:
+            return targets
+        return [t for t in targets if self.es.target(kind.name, t).status == "running"]
 
     async def _fetch(
         self, client: EnrichClient, kind: Kind, e: Enrichment, target: str

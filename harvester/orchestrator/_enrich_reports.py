@@ -153,6 +153,8 @@ def enrich_status(study: Study, day: str) -> list[dict[str, Any]]:
                     "rows": s.rows,
                     "pages": s.pages,
                     "requests_answered": s.answered,
+                    # A pyrqs study's enrichments are VCE tasks of many targets each.
+                    "answered_as": "tasks" if study.source == "pyrqs" else "requests",
                     "unsettled": s.unsettled,
                     "files": s.files,
                     "dataset_rows": sum(n for _, n in es.files(e.kind)),
@@ -196,8 +198,13 @@ def status_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
         text = (
             f"{total:,} targets{': ' + by if by else ''}; outcomes {outcomes or 'none yet'}; "
             f"{item['dataset_rows']:,} rows in {files:,} file{'' if files == 1 else 's'}; "
-            f"{item['requests_answered']:,} requests answered"
+            f"{item['requests_answered']:,} {item.get('answered_as', 'requests')} answered"
         )
+        if item["outcomes"].get("empty"):
+            text += (
+                "; empty: the VCE's task gave the target no rows (a private, deleted or "
+                "under-18 account looks the same as one with nothing to list)"
+            )
         if item["unsettled"]:
             text += f"; {item['unsettled']:,} fetched before their counts settled (next run again)"
         rows.append((f"enrich {item['kind']}", text))

@@ -254,6 +254,8 @@ class Harvest:
                 retry=self.options.retry,
                 retry_delay=self.retry_delay,
                 clock=self.clock,
+                poll=self.options.poll,
+                sdk=self.options.sdk_client,
             )
             code = await enrichments.run()
             if code is not None:

@@ -190,7 +190,10 @@ def _enrichments(facts: ReportFacts) -> str:
         "</code> block: its targets by status, the rows in its dataset, the requests the API "
         "answered (a page, or a verdict on the target; failed attempts count in the quota "
         "chart) and each target's outcome: ok, the API's verdict on the account (private, "
-        "deleted, under 18) or the error a failed target last met.</p>"
+        "deleted, under 18) or the error a failed target last met. A pyrqs study asks the VCE "
+        "for many targets a task: its answers are tasks, and <code>empty</code> is a target "
+        "its task gave no rows (a private, deleted or under-18 account looks the same as one "
+        "with nothing to list).</p>"
         '<table class="parked"><tr><th>kind</th><th>dataset</th><th>targets</th>'
         f"{head}<th>rows</th><th>requests answered</th><th>outcomes</th></tr>"
         f"{''.join(rows)}</table>"

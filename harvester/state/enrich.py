@@ -391,6 +391,47 @@ class EnrichState:
                 [(self.scope, kind, key, target, cid, now) for key, cid in replies],
             )
 
+    def note_task(self, kind: str, targets: Sequence[str], task_id: int) -> None:
+        """A VCE category task was created for `targets` (this worker's): its id is their
+        cursor until the task's rows are checkpointed, so a restart polls that task for
+        exactly those targets instead of creating (and paying for) another."""
+        with self._tx() as tx:
+            for target in targets:
+                self._get(tx, kind, target, lock=True)
+                self._check_lease(tx, kind, target)
+                self._set(tx, kind, target, "cursor = ?", task_id)
+
+    def finish_batch(
+        self,
+        kind: str,
+        results: Sequence[tuple[str, str | None, int]],
+        *,
+        fetched_at: float | None = None,
+    ) -> None:
+        """One finished VCE category task, in one transaction: each (target, staged segment
+        or None, rows) done, `ok` with rows or `empty` without (the task cannot say whether an
+        account was refused or had nothing). The task is counted once, as its first target's
+        page, so `pages` sums to the tasks a kind took."""
+        with self._tx() as tx:
+            for i, (target, segment, rows) in enumerate(results):
+                if segment is not None:
+                    tx.execute(
+                        "INSERT INTO enrich_segments (study, path, kind, target, seq, rows) "
+                        "VALUES (?, ?, ?, ?, 0, ?)",
+                        (self.scope, segment, kind, target, rows),
+                    )
+                self._end(
+                    tx,
+                    kind,
+                    target,
+                    "status = 'done', outcome = ?, cursor = NULL, pages = ?, rows = ?, "
+                    "fetched_at = ?",
+                    "ok" if rows else "empty",
+                    1 if i == 0 else 0,
+                    rows,
+                    fetched_at,
+                )
+
     def _drop_segments(self, tx: Tx, kind: str, target: str) -> list[str]:
         return tx.column(
             "DELETE FROM enrich_segments WHERE study = ? AND kind = ? AND target = ? "
