@@ -397,7 +397,8 @@ class EnrichState:
         exactly those targets instead of creating (and paying for) another."""
         with self._tx() as tx:
             for target in targets:
-                self._get(tx, kind, target, lock=True)
+                if self._get(tx, kind, target, lock=True).status != "running":
+                    raise LeaseLost(f"{kind} target {target} is no longer running here")
                 self._check_lease(tx, kind, target)
                 self._set(tx, kind, target, "cursor = ?", task_id)
 

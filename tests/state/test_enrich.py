@@ -179,6 +179,35 @@ def test_refusals_failures_and_a_restart(es: EnrichState, opener: Opener) -> Non
     assert [t.target for t in again.targets("users", "pending")] == ["dead", "flaky"]
 
 
+def test_a_vce_tasks_batch_is_noted_then_done_at_once(es: EnrichState, opener: Opener) -> None:
+    """A pyrqs batch: the task's id is its targets' cursor from its create (a restart finds
+    it), and its targets are done together, ok with rows or empty without, the task once."""
+    es.add_targets("users", ["a", "b", "c"])
+    for t in ("a", "b", "c"):
+        es.start("users", t)
+    es.note_task("users", ["a", "b", "c"], 96001)
+    again = opener()  # the run was killed: the next is alone with the study
+    again.store.lock()
+    assert again.reset_running() == 3  # pending again, the task remembered
+    assert {(r.target, r.status, r.cursor) for r in again.targets("users")} == {
+        ("a", "pending", 96001), ("b", "pending", 96001), ("c", "pending", 96001)
+    }  # fmt: skip
+    for t in ("a", "b", "c"):
+        again.start("users", t)
+    again.finish_batch(
+        "users", [("a", "users/a/0.arrow", 1), ("b", None, 0), ("c", "users/c/0.arrow", 1)]
+    )
+    rows = {r.target: r for r in again.targets("users")}
+    assert {t: (r.status, r.outcome, r.cursor, r.rows) for t, r in rows.items()} == {
+        "a": ("done", "ok", None, 1), "b": ("done", "empty", None, 0), "c": ("done", "ok", None, 1)
+    }  # fmt: skip
+    s = again.summary("users")
+    assert (s.outcomes, s.pages, s.answered) == ({"ok": 2, "empty": 1}, 1, 1)
+    assert sorted(again.unpublished("users")) == ["a", "b", "c"]
+    with pytest.raises(LeaseLost):  # done targets are no one's to note again
+        again.note_task("users", ["a"], 96002)
+
+
 def test_the_followers_pool_is_a_ledger_of_its_own(opener: Opener) -> None:
     es = opener(daily_requests=50)
     assert sum(es.quota.reserve(DAY) for _ in range(9)) == 5  # the pool's 5 a day
