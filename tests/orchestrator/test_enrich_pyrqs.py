@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ import anyio
 import orjson
 import pytest
 import tomli_w
-import tomllib
 
 from harvester.config import Study, load_study, loads_study, resolve_credentials
 from harvester.kinds import KINDS
@@ -29,8 +29,8 @@ from harvester.simulator.app import Simulator
 from harvester.simulator.testing import running_simulator
 from tests.orchestrator.conftest import FAST_TASKS, SIM, options, study_text
 from tests.orchestrator.test_enrich import (
-    VIDEO_FIELDS,
     VERDICTS,
+    VIDEO_FIELDS,
     expected_rows,
     read,
     video_targets,
@@ -70,7 +70,7 @@ def assert_kind_equals_oracle(
     expected, verdicts = expected_rows(sim, kind_name, targets, **kw)
     renames = dict(kind.renames)
     data = [n for n, _ in kind.columns]
-    got = sorted((orjson.dumps({c: r[c] for c in data}) for r in read(e.output_path)))
+    got = sorted(orjson.dumps({c: r[c] for c in data}) for r in read(e.output_path))
     want = sorted(
         orjson.dumps({kind.target: t} | {renames.get(k, k): v for k, v in r.items()})
         for t, rows in expected.items()
