@@ -51,6 +51,7 @@ from harvester.orchestrator._targets import (
     open_enrich_state,
     read_targets,
 )
+from harvester.plan.enrich import VCE_BATCH_TARGETS
 from harvester.sink import cleanup_staging, cleanup_strays, write_manifest
 from harvester.sink.enrich import (
     normalise_targets,
@@ -79,8 +80,6 @@ DAY = 86_400
 MAX_TARGET_ATTEMPTS = 5
 #: Done targets gathered before their rows are written as one file per partition.
 PUBLISH_EVERY = 500
-#: Targets a VCE category task names at most (a pyrqs study); a saturated task is split.
-BATCH_TARGETS = 100
 #: Records an execution-stage category task may return: the stage's most, so that only a
 #: batch with more rows than that is split.
 BATCH_LIMIT = 100_000
@@ -317,7 +316,7 @@ class EnrichmentRun:
     async def _run_batches(
         self, runner: TaskRunner, kind: Kind, e: Enrichment, rows: list[TargetRow]
     ) -> None:
-        """Every pending target in batches of BATCH_TARGETS, one VCE task each (more when a
+        """Every pending target in batches of VCE_BATCH_TARGETS, one VCE task each (more when a
         saturated one is split). Targets whose task was created before a restart keep their
         batch and its task (their cursor holds its id): it is polled, not created again."""
         noted: dict[int, list[str]] = {}
@@ -326,7 +325,8 @@ class EnrichmentRun:
             (fresh if row.cursor is None else noted.setdefault(row.cursor, [])).append(row.target)
         batches: list[tuple[list[str], int | None]] = [(ts, tid) for tid, ts in noted.items()]
         batches += [
-            (fresh[i : i + BATCH_TARGETS], None) for i in range(0, len(fresh), BATCH_TARGETS)
+            (fresh[i : i + VCE_BATCH_TARGETS], None)
+            for i in range(0, len(fresh), VCE_BATCH_TARGETS)
         ]
         if runner.stage == "test":
             # The test stage's rule for videos: every task the same share of the day's records,

@@ -53,7 +53,12 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
         read_targets,
         videos_relation,
     )
-    from harvester.plan.enrich import PRIOR_ASSUMPTION, measure_targets, prior_videos
+    from harvester.plan.enrich import (
+        PRIOR_ASSUMPTION,
+        VCE_BATCH_TARGETS,
+        measure_targets,
+        prior_videos,
+    )
 
     out: list[dict[str, Any]] = []
     es = existing_enrich_state(study)
@@ -103,6 +108,11 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
                 )
             n = len([t for t in targets if t not in done]) + videos_to_come * per_video
             requests = math.ceil(n * requests_each)
+            if study.source == "pyrqs" and observed is None:
+                # VCE tasks of many targets: a create and a result page each (more when a
+                # saturated one is split), not the endpoints' requests per target.
+                requests = 2 * math.ceil(n / VCE_BATCH_TARGETS)
+                basis += f"; pyrqs: one VCE task per {VCE_BATCH_TARGETS} targets"
             records = math.ceil(n * records_each)
             if kind.pool == "followers":
                 days = max(requests / FOLLOWERS_DAILY_REQUESTS, records / FOLLOWERS_DAILY_RECORDS)

@@ -25,11 +25,17 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIOR_ASSUMPTION",
     "PRIOR_VIDEOS",
+    "VCE_BATCH_TARGETS",
     "TargetCost",
     "measure_targets",
     "prior_videos",
     "target_condition",
 ]
+
+#: Targets one VCE category task names at most (a pyrqs study's enrichments): a task costs a
+#: create and a result page whatever the batch, so batches are as large as a query stays
+#: readable; a saturated task is split.
+VCE_BATCH_TARGETS = 100
 
 #: Made-up videos in the prior: enough that a `where` passed by one video in a thousand still
 #: counts ten of them.

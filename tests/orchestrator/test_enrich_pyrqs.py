@@ -5,6 +5,7 @@ stage's sample; a run SIGKILLed after its task was created polls that task when 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import tomli_w
 
 from harvester.config import Study, load_study, loads_study, resolve_credentials
 from harvester.kinds import KINDS
-from harvester.orchestrator import harvest, status_report
+from harvester.orchestrator import harvest, plan_report, status_report
 from harvester.orchestrator._enrich import open_enrich_state
 from harvester.orchestrator._enrich_reports import status_lines
 from harvester.simulator import vce
@@ -91,6 +92,11 @@ def assert_kind_equals_oracle(
 async def test_every_kind_through_the_sdk_equals_the_oracle(tmp_path: Path) -> None:
     async with running_simulator("clean", **SIM, **FAST_TASKS, faults=VERDICTS) as sim:
         study = pyrqs_study(tmp_path, sim.base_url, BLOCKS)
+        # Before anything ran, plan counts VCE tasks (a create and a result page each).
+        for item in plan_report(study)["enrichments"]:
+            tasks = math.ceil(item["targets_left"] / 100)
+            assert item["estimated_requests"] == 2 * tasks, item
+            assert "pyrqs: one VCE task per 100 targets" in item["basis"]
         credentials = resolve_credentials(study, {})
         with drop_in(sim) as sdk:
             code = await harvest(study, credentials, options(sdk_client=sdk), clock=sim.clock.now)
