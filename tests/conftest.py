@@ -7,7 +7,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stamina
+import structlog
 import trustme
+
+
+@pytest.fixture(autouse=True)
+def default_logging() -> Iterator[None]:
+    """Every test starts from structlog's and stamina's defaults, and leaves them so. Both are
+    configured per process, and the code under test configures them: `configure_logging` (the
+    CLI, `run`) turns stamina's retry logging off, and `harvester.rqs.RQSClient`, in a process
+    that did not configure structlog, drops every event below warning. Left in place, a later
+    test that captures log events would see other events depending on which tests ran first."""
+    structlog.reset_defaults()
+    stamina.instrumentation.set_on_retry_hooks(None)
+    yield
+    structlog.reset_defaults()
+    stamina.instrumentation.set_on_retry_hooks(None)
 
 
 @pytest.fixture
