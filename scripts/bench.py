@@ -546,6 +546,89 @@ def enrich_figures(work: Path, sizes: Sizes) -> list[Figure]:
     return out
 
 
+#: A `pyrqs` package standing for TikTok's SDK: the drop-in, configured from the environment.
+PYRQS_STANDIN = (
+    "from harvester import rqs as _dropin\n\n\ndef RQSClient():\n    return _dropin.RQSClient()\n"
+)
+
+
+def enrich_pyrqs_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """Requests per record of each enrichment kind through the VCE's categories (a pyrqs
+    study, the SDK played by the drop-in), clean, against the fewest its batches need: a
+    create per 100 targets and a result page per 10,000 records (at least one a task)."""
+    import duckdb
+
+    from harvester.plan.enrich import VCE_BATCH_TARGETS
+
+    out: list[Figure] = []
+    end = START + timedelta(days=sizes.enrich_days - 1)
+    sdk = work / "pyrqs-standin"
+    (sdk / "pyrqs").mkdir(parents=True, exist_ok=True)
+    (sdk / "pyrqs" / "__init__.py").write_text("")
+    (sdk / "pyrqs" / "rqs.py").write_text(PYRQS_STANDIN)
+    settings = {**QUOTA_FREE, "rate_limit_per_minute": BIG, "rqs_processing": 0.05}
+    with Simulator(work, settings) as sim:
+        env = {**ENV, "TIKTOK_API_BASE_URL": sim.url,
+               "PYTHONPATH": os.pathsep.join((str(sdk), str(ROOT)))}  # fmt: skip
+        name = "enrich-pyrqs"
+        config = write_study(
+            work, name, url=sim.url, source="pyrqs", start=START, end=end, window="7d",
+            regions=NL_BE, rps=200,
+        )  # fmt: skip
+        videos_only = config.read_text()
+        run = run_child([*HARVESTER, "run", str(config), "--no-progress"], work / "pv.log", env=env)
+        assert run.rc == 0, (work / "pv.log").read_text()[-2000:]
+        videos = str(work / f"{name}.data" / "**" / "*.parquet")
+        con = duckdb.connect()
+        rows = con.execute(
+            f"SELECT id, username, region_code, comment_count, playlist_id "
+            f"FROM read_parquet('{videos}', hive_partitioning = true)"
+        ).fetchall()
+        con.close()
+        blocks = [b for b in ENRICH_BLOCKS.split("[[enrich]]") if b.strip()]
+        for block in blocks:
+            kind = re.search(r'kind = "(\w+)"', block)
+            assert kind is not None
+            kind_name = kind.group(1)
+            if kind_name == "comments":
+                tlist: list[Any] = sorted({r[0] for r in rows if r[3] >= 20})
+            elif kind_name == "users":
+                tlist = sorted({r[1] for r in rows if r[2] == "NL"})
+            elif kind_name == "playlists":
+                tlist = sorted({r[4] for r in rows if r[4]})
+            else:
+                tlist = sorted({r[1] for r in rows if r[2] == "BE"})
+            # The videos are done: this run spends only the kind's tasks.
+            config.write_text(videos_only + "\n[[enrich]]" + block)
+            before = sim.quota_requests()
+            log = work / f"pyrqs-{kind_name}.log"
+            run = run_child([*HARVESTER, "run", str(config), "--no-progress"], log, env=env)
+            assert run.rc == 0, log.read_text()[-2000:]
+            spent = sim.quota_requests() - before
+            want = sim._call(
+                "/_sim/enrich/expected",
+                {"kind": kind_name, "targets": tlist, "replies": kind_name == "comments"},
+            )
+            records = sum(len(v) for v in want["rows"].values())
+            tasks = math.ceil(len(tlist) / VCE_BATCH_TARGETS)
+            minimum = tasks + max(tasks, math.ceil(records / RQS_PAGE))
+            per = max(1, records)
+            out.append(
+                Figure(
+                    f"enrich {kind_name}, pyrqs, clean",
+                    f"<= {1.02 * minimum / per:.6f}",
+                    round(spent / per, 6),
+                    "requests / record",
+                    spent <= 1.02 * minimum,
+                    f"{spent} requests for {records:,} records of {len(tlist)} targets "
+                    f"({len(want['verdicts'])} refused: no rows, outcome empty); minimum "
+                    f"{minimum} ({tasks} task(s)); the endpoints' minimum for the same rows "
+                    f"{_enrich_minimum(kind_name, want['rows'], len(want['verdicts']))}",
+                )
+            )
+    return out
+
+
 #: Simulated service times for the makespan figure: ~150 ms a request, 6 s a task.
 LATENCY = 0.15
 TASK = {"rqs_created": 0.5, "rqs_validating": 1.5, "rqs_processing": 4.0}
@@ -1152,7 +1235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("makespan", lambda: makespan_figures(work, sizes)),
             ("plan", lambda: plan_figures(work, sizes)),
             ("scale", lambda: scale_figures(work, sizes)),
-            ("enrich", lambda: enrich_figures(work, sizes)),
+            ("enrich", lambda: enrich_figures(work, sizes) + enrich_pyrqs_figures(work, sizes)),
         ]
         for name, job in jobs:
             if name in steps:
