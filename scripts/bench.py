@@ -482,9 +482,29 @@ def _enrich_minimum(kind: str, rows: dict[str, list[dict[str, Any]]], refused: i
     return total
 
 
+def enrich_targets(work: Path, name: str) -> dict[str, list[Any]]:
+    """Each ENRICH_BLOCKS kind's targets in study `name`'s video dataset (its `where`)."""
+    import duckdb
+
+    videos = str(work / f"{name}.data" / "**" / "*.parquet")
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT id, username, region_code, comment_count, playlist_id "
+        f"FROM read_parquet('{videos}', hive_partitioning = true)"
+    ).fetchall()
+    con.close()
+    targets: dict[str, list[Any]] = {
+        "comments": sorted({r[0] for r in rows if r[3] >= 20}),
+        "users": sorted({r[1] for r in rows if r[2] == "NL"}),
+        "playlists": sorted({r[4] for r in rows if r[4]}),
+    }
+    for k in ("followers", "following", "liked_videos", "pinned_videos", "reposted_videos"):
+        targets[k] = sorted({r[1] for r in rows if r[2] == "BE"})
+    return targets
+
+
 def enrich_figures(work: Path, sizes: Sizes) -> list[Figure]:
     """Requests per record of each enrichment kind, clean and flaky, against its minimum."""
-    import duckdb
 
     out: list[Figure] = []
     end = START + timedelta(days=sizes.enrich_days - 1)
@@ -506,21 +526,7 @@ def enrich_figures(work: Path, sizes: Sizes) -> list[Figure]:
             config.write_text(config.read_text() + ENRICH_BLOCKS)
             harvest(config, work, fast_retries=not clean)
             stats = sim.stats()
-            videos = str(work / f"{name}.data" / "**" / "*.parquet")
-            con = duckdb.connect()
-            rows = con.execute(
-                f"SELECT id, username, region_code, comment_count, playlist_id "
-                f"FROM read_parquet('{videos}', hive_partitioning = true)"
-            ).fetchall()
-            con.close()
-            targets: dict[str, list[Any]] = {
-                "comments": sorted({r[0] for r in rows if r[3] >= 20}),
-                "users": sorted({r[1] for r in rows if r[2] == "NL"}),
-                "playlists": sorted({r[4] for r in rows if r[4]}),
-            }
-            for k in ("followers", "following", "liked_videos", "pinned_videos",
-                      "reposted_videos"):  # fmt: skip
-                targets[k] = sorted({r[1] for r in rows if r[2] == "BE"})
+            targets = enrich_targets(work, name)
             for kind, tlist in targets.items():
                 want = sim._call(
                     "/_sim/enrich/expected",
@@ -556,7 +562,6 @@ def enrich_pyrqs_figures(work: Path, sizes: Sizes) -> list[Figure]:
     """Requests per record of each enrichment kind through the VCE's categories (a pyrqs
     study, the SDK played by the drop-in), clean, against the fewest its batches need: a
     create per 100 targets and a result page per 10,000 records (at least one a task)."""
-    import duckdb
 
     from harvester.plan.enrich import VCE_BATCH_TARGETS
 
@@ -578,26 +583,13 @@ def enrich_pyrqs_figures(work: Path, sizes: Sizes) -> list[Figure]:
         videos_only = config.read_text()
         run = run_child([*HARVESTER, "run", str(config), "--no-progress"], work / "pv.log", env=env)
         assert run.rc == 0, (work / "pv.log").read_text()[-2000:]
-        videos = str(work / f"{name}.data" / "**" / "*.parquet")
-        con = duckdb.connect()
-        rows = con.execute(
-            f"SELECT id, username, region_code, comment_count, playlist_id "
-            f"FROM read_parquet('{videos}', hive_partitioning = true)"
-        ).fetchall()
-        con.close()
+        targets = enrich_targets(work, name)
         blocks = [b for b in ENRICH_BLOCKS.split("[[enrich]]") if b.strip()]
         for block in blocks:
             kind = re.search(r'kind = "(\w+)"', block)
             assert kind is not None
             kind_name = kind.group(1)
-            if kind_name == "comments":
-                tlist: list[Any] = sorted({r[0] for r in rows if r[3] >= 20})
-            elif kind_name == "users":
-                tlist = sorted({r[1] for r in rows if r[2] == "NL"})
-            elif kind_name == "playlists":
-                tlist = sorted({r[4] for r in rows if r[4]})
-            else:
-                tlist = sorted({r[1] for r in rows if r[2] == "BE"})
+            tlist = targets[kind_name]
             # The videos are done: this run spends only the kind's tasks.
             config.write_text(videos_only + "\n[[enrich]]" + block)
             before = sim.quota_requests()
