@@ -242,6 +242,12 @@ def run_aggregate(
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{sql_path}: cannot read the SQL file ({e}); check the path") from None
     kind = completeness(study, 0)["completeness"]
+    if study.output_url is not None:
+        raise ConfigError(
+            f"{study.config_path.name}: aggregate reads a local dataset, and {study.output_url} "
+            f"is in an object store; copy it to a folder first (aws s3 sync {study.output_url} "
+            "DIR) and point output.path there"
+        )
     return aggregate(
         study.output_path,
         sql,

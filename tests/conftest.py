@@ -5,11 +5,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import stamina
 import structlog
 import trustme
+
+if TYPE_CHECKING:
+    from tests._s3 import Bucket
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +63,19 @@ def tls_server(ca: trustme.CA) -> ssl.SSLContext:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server)
     return server
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server on loopback, for the whole session."""
+    from tests._s3 import moto_server
+
+    yield from moto_server()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Bucket:
+    """A fresh bucket, with the AWS environment pointing at the server."""
+    from tests._s3 import new_bucket
+
+    return new_bucket(s3_endpoint, monkeypatch)

@@ -193,6 +193,17 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("empty output path", toml(output__path='""'), "output.path", "is empty"),
     ("output holds config", toml(output__path='"."'), "output.path", "holds the study file"),
     ("state in output", toml(state__path='"out/t/s.sqlite"'), "state.path", "inside output.path"),
+    ("unknown dataset scheme", toml(output__path='"ftp://lab/x"'), "output.path", "unknown scheme"),
+    ("s3 without bucket", toml(output__path='"s3:///x"'), "output.path", "names no bucket"),
+    ("s3 without prefix", toml(output__path='"s3://lab-data"'), "output.path", "names no prefix"),
+    ("s3 bucket name", toml(output__path='"s3://Lab_Data/x"'), "output.path", "no valid bucket"),
+    ("s3 dotted segment", toml(output__path='"s3://lab/a/../b"'), "output.path", "'..'"),
+    (
+        "s3 credentials in url",
+        toml(output__path='"s3://AKIAX:s3cret@lab/x"'),
+        "output.path",
+        "holds credentials",
+    ),
     (
         "password in state url",
         toml(state__url='"postgresql://lab:s3cret@db:5432/lab"'),
@@ -275,6 +286,21 @@ def test_a_password_never_reaches_the_message(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         loads_study(text, tmp_path / "study.toml")
     assert "s3cret" not in str(info.value)
+    text = toml(output__path='"s3://AKIAEXAMPLE:s3cret/key@lab/x"')
+    with pytest.raises(ConfigError) as info:
+        loads_study(text, tmp_path / "study.toml")
+    assert "s3cret" not in str(info.value) and "AKIAEXAMPLE" not in str(info.value)
+    assert "holds credentials" in str(info.value)
+
+
+def test_an_object_store_dataset_keeps_its_siblings_beside_it(tmp_path: Path) -> None:
+    text = toml(output__path='"s3://lab-data/tiktok/nl"', output__history="true")
+    study = loads_study(text, tmp_path / "study.toml")
+    assert study.output_url == study.dataset == "s3://lab-data/tiktok/nl"
+    assert study.history == "s3://lab-data/tiktok/nl.history"
+    # The state stays on the machine, beside the study file; nothing is created.
+    assert study.state_path == tmp_path.resolve() / "t.state.sqlite"
+    assert not study.output_path.exists()
 
 
 def test_state_in_postgres_and_a_pool(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harvester.config._places import creatable, path
+from harvester._location import sibling_url
+from harvester.config._places import creatable, dataset_url, path
 from harvester.config._schema import EnrichTable, Problem, StudyFile
 from harvester.config._study import Enrichment
 from harvester.kinds import KINDS
@@ -15,24 +16,66 @@ _TARGET_FIELD = {"comments": "id", "playlists": "playlist_id"}
 
 
 def enrichments(
-    model: StudyFile, base: Path, output: Path, state: Path, fields: tuple[str, ...]
+    model: StudyFile,
+    base: Path,
+    output: Path,
+    state: Path,
+    fields: tuple[str, ...],
+    output_url: str | None = None,
 ) -> tuple[Enrichment, ...]:
     out: list[Enrichment] = []
-    seen: dict[Path, int] = {}
+    seen: dict[str, int] = {}
     for i, e in enumerate(model.enrich):
         key = f"enrich[{i}]"
         _check_block(model, key, e, fields)
-        dataset = _dataset(key, e, base, output, state)
-        if dataset in seen:
+        if output_url is not None and model.state.url is not None:
+            # Workers sharing the study stage an enrichment's pages beside the video dataset,
+            # which in a bucket is not yet where they are staged.
+            raise Problem(
+                f"{key}.kind",
+                "enrichments of a dataset in a bucket keep their pages on the machine, which "
+                "workers sharing a PostgreSQL state cannot all reach",
+                "use [state] path (SQLite) for this study, or a dataset folder all workers reach",
+            )
+        url = _dataset_url(key, e, output_url)
+        dataset = (
+            output.with_name(f"{output.name}.{e.kind}")
+            if url is not None
+            else _dataset(key, e, base, output, state)
+        )
+        where = url or str(dataset)
+        if where in seen:
             raise Problem(
                 f"{key}.path",
-                f"{dataset} is also enrich[{seen[dataset]}]'s dataset",
+                f"{where} is also enrich[{seen[where]}]'s dataset",
                 "give each enrichment its own path",
             )
-        seen[dataset] = i
-        creatable(f"{key}.path", dataset, folder=True)
-        out.append(Enrichment(e.kind, e.where, e.max_per_target, e.replies, dataset))
+        seen[where] = i
+        if url is None:
+            creatable(f"{key}.path", dataset, folder=True)
+        out.append(Enrichment(e.kind, e.where, e.max_per_target, e.replies, dataset, url))
     return tuple(out)
+
+
+def _dataset_url(key: str, e: EnrichTable, output_url: str | None) -> str | None:
+    """The block's dataset in a bucket: as given, or `<prefix>.<kind>` beside the videos' when
+    they are in one; None for a folder."""
+    url = dataset_url(f"{key}.path", e.path)
+    if url is None and e.path is None and output_url is not None:
+        url = sibling_url(output_url, f".{e.kind}")
+    if (
+        url is not None
+        and output_url is not None
+        and (
+            url == output_url
+            or url.startswith(output_url + "/")
+            or output_url.startswith(url + "/")
+        )
+    ):
+        raise Problem(
+            f"{key}.path", f"{url} overlaps output.path", "give each dataset its own prefix"
+        )
+    return url
 
 
 def _check_block(model: StudyFile, key: str, e: EnrichTable, fields: tuple[str, ...]) -> None:

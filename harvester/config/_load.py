@@ -90,7 +90,9 @@ def _resolve(model: StudyFile, config_path: Path, today: date) -> Study:
     seed, rest, translation, warnings = _asked.queries(s)
     where = places(model, config_path)
     quota = quota_settings(model, records, where.state_url)
-    enriched = enrichments(model, config_path.parent, where.output, where.state, fields)
+    enriched = enrichments(
+        model, config_path.parent, where.output, where.state, fields, where.output_url
+    )
     if not model.api.verify_tls:
         warnings += ("api.verify_tls = false: server certificates are not checked (loopback only)",)
     return Study(
@@ -122,6 +124,7 @@ def _resolve(model: StudyFile, config_path: Path, today: date) -> Study:
         warnings=warnings,
         state_url=where.state_url,
         lease_s=model.state.lease_s,
+        output_url=where.output_url,
     )
 
 

@@ -1,5 +1,6 @@
-"""Where the study's data and memory live: the dataset folder and its partitions, the state
-(a SQLite file or a PostgreSQL URL) and the history of superseded rows."""
+"""Where the study's data and memory live: the dataset (a folder, or a prefix in a bucket) and
+its partitions, the state (a SQLite file or a PostgreSQL URL) and the history of superseded
+rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harvester._location import check_dataset_url, is_url, redacted
 from harvester.config._schema import EXAMPLES, Problem, StudyFile, shown
 from harvester.fields import partition_problem
 
@@ -19,27 +21,55 @@ class Places:
     #: `postgresql://user@host:port/db` (no password) when the state lives in PostgreSQL.
     state_url: str | None
     history: Path | None
+    #: `s3://bucket/prefix` when the dataset is in an object store; `output` is then a folder
+    #: beside the state for what stays on the machine (quarantined records).
+    output_url: str | None = None
 
 
 def places(model: StudyFile, config_path: Path) -> Places:
     """Paths resolve beside the study file; the state goes beside the dataset, never inside it
-    (anything in the dataset root that state does not know is removed at start-up)."""
+    (anything in the dataset root that state does not know is removed at start-up). A dataset
+    in a bucket keeps its state beside the study file."""
     base = config_path.parent
-    output = path(base, "output.path", model.output.path)
+    output_url = dataset_url("output.path", model.output.path)
+    output = (
+        base.resolve() / model.study.name
+        if output_url is not None
+        else path(base, "output.path", model.output.path)
+    )
     state_key = "state.path"
     state = (
         path(base, state_key, model.state.path)
         if model.state.path is not None
         else output.parent / f"{model.study.name}.state.sqlite"
     )
-    if config_path.is_relative_to(output):
-        raise Problem("output.path", f"{output} holds the study file", "use a folder of its own")
-    if state.is_relative_to(output):
-        raise Problem(state_key, f"{state} is inside output.path", "keep state beside the data")
-    creatable("output.path", output, folder=True)
+    if output_url is None:
+        if config_path.is_relative_to(output):
+            raise Problem(
+                "output.path", f"{output} holds the study file", "use a folder of its own"
+            )
+        if state.is_relative_to(output):
+            raise Problem(state_key, f"{state} is inside output.path", "keep state beside the data")
+        creatable("output.path", output, folder=True)
     creatable(state_key, state, folder=False)
     history = output.with_name(f"{output.name}.history") if model.output.history else None
-    return Places(output, state, _state_url(model.state.url, model.state.path), history)
+    state_url = _state_url(model.state.url, model.state.path)
+    return Places(output, state, state_url, history, output_url)
+
+
+def dataset_url(key: str, value: str | None) -> str | None:
+    """An object-store URL (`s3://bucket/prefix`), checked for shape; None for a folder."""
+    if value is None or not is_url(value):
+        return None
+    try:
+        return check_dataset_url(value)
+    except ValueError as e:
+        problem, _, fix = str(e).partition("; ")
+        raise Problem(
+            key,
+            f"{redacted(value)!r} {problem}",
+            fix or 'write it like path = "s3://bucket/prefix"',
+        ) from None
 
 
 def partitions(values: list[str], fields: tuple[str, ...]) -> tuple[str, ...]:

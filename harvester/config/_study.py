@@ -79,6 +79,14 @@ class Enrichment:
     max_per_target: int | None
     replies: bool
     output_path: Path
+    #: `s3://bucket/prefix.comments` when the dataset is in an object store (`output_path` is
+    #: then not used).
+    output_url: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """Where the dataset is: its object-store URL, or its folder."""
+        return self.output_url or str(self.output_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,21 @@ class Study:
     settle_days: int = 10
     #: Where superseded rows go (`[output] history = true`), None to drop them.
     history_path: Path | None = None
+    #: `[output] path` when it is an object-store URL (`s3://bucket/prefix`). `output_path` is
+    #: then a folder beside the state for what stays on the machine (quarantined records).
+    output_url: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """Where the dataset is: its object-store URL, or its folder."""
+        return self.output_url or str(self.output_path)
+
+    @property
+    def history(self) -> str | None:
+        """Where superseded rows go (`<dataset>.history`), None to drop them."""
+        if self.history_path is None:
+            return None
+        return f"{self.output_url}.history" if self.output_url else str(self.history_path)
 
     @property
     def is_sample(self) -> bool:

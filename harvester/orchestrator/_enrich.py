@@ -52,7 +52,7 @@ from harvester.orchestrator._targets import (
     read_targets,
 )
 from harvester.plan.enrich import VCE_BATCH_TARGETS
-from harvester.sink import cleanup_staging, cleanup_strays, write_manifest
+from harvester.sink import cleanup_staging, cleanup_strays, open_dataset, write_manifest
 from harvester.sink.enrich import (
     normalise_targets,
     publish_batch,
@@ -164,6 +164,8 @@ class EnrichmentRun:
         self.clock = clock
         self.es = open_enrich_state(study, state)
         self.staging = enrich_staging(study)
+        #: Each kind's dataset: a folder, or a prefix beside the videos' in the object store.
+        self.datasets = {e.kind: open_dataset(e.dataset) for e in study.enrichments}
         self.stats = EnrichStats()
         self.hooks = _PoolHooks(research_hooks, self.es, self.stats)
         self.stop_code: int | None = None
@@ -183,7 +185,7 @@ class EnrichmentRun:
         es = self.es
         es.reset_running()
         for e in self.study.enrichments:
-            e.output_path.mkdir(parents=True, exist_ok=True)
+            self.datasets[e.kind].prepare()
             targets = read_targets(self.study, e)
             wait = self.study.settle_days * DAY
             settles = {t: float(ct + wait) for t, ct in targets.items() if ct is not None and wait}
@@ -602,17 +604,18 @@ class EnrichmentRun:
             return
         wanted = set(targets)
         segments = [p for p, t, _ in es.segments(e.kind) if t in wanted]
-        files = publish_batch(self.staging, e.output_path, kind, segments)
+        dataset = self.datasets[e.kind]
+        files = publish_batch(self.staging, dataset, kind, segments)
         # Refreshed targets: the files holding their earlier rows are rewritten without them.
         known = [p for p, _ in es.files(e.kind)]
-        replaced, rewritten = rewrite_without(e.output_path, kind, known, stale)
+        replaced, rewritten = rewrite_without(dataset, kind, known, stale)
         # The files and the targets they hold are recorded in one transaction: a crash before
         # it leaves files the next start-up removes, and targets that publish again.
         done = es.publish(e.kind, files + rewritten, targets, replaced=replaced, refreshed=stale)
         for path in done:
             (self.staging / path).unlink(missing_ok=True)
         for rel in replaced:
-            (e.output_path / rel).unlink(missing_ok=True)
+            dataset.delete([rel])
         if not files and not replaced:
             return
         log.info(
@@ -628,11 +631,11 @@ class EnrichmentRun:
     def write_manifest(self, e: Enrichment) -> None:
         s = self.es.summary(e.kind)
         write_manifest(
-            e.output_path,
+            self.datasets[e.kind],
             {
                 "kind": e.kind,
                 "study": self.study.name,
-                "videos": str(self.study.output_path),
+                "videos": self.study.dataset,
                 "where": e.where,
                 "max_per_target": e.max_per_target,
                 "replies": e.replies,
@@ -669,6 +672,5 @@ def sweep_enrichments(study: Study, state: StateStore) -> list[str]:
     es.reset_running()
     removed = cleanup_staging(enrich_staging(study), es.known_segments())
     for e in study.enrichments:
-        if e.output_path.is_dir():
-            removed += cleanup_strays(e.output_path, {p for p, _ in es.files(e.kind)})
+        removed += cleanup_strays(open_dataset(e.dataset), {p for p, _ in es.files(e.kind)})
     return removed

@@ -48,22 +48,21 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
     """
     import duckdb
 
-    from harvester.orchestrator._targets import (
-        existing_enrich_state,
-        read_targets,
-        videos_relation,
-    )
+    from harvester.orchestrator._targets import existing_enrich_state, read_targets
     from harvester.plan.enrich import (
         PRIOR_ASSUMPTION,
         VCE_BATCH_TARGETS,
         measure_targets,
         prior_videos,
     )
+    from harvester.sink.readers import duckdb_view
+    from harvester.sink.store import open_dataset
 
     out: list[dict[str, Any]] = []
     es = existing_enrich_state(study)
-    harvested = any(study.output_path.rglob("*.parquet"))
     db = duckdb.connect()
+    # The video dataset (a folder or a bucket) as the view `videos`, once it has a file.
+    harvested = duckdb_view(db, "videos", open_dataset(study.dataset))
     if not harvested:
         db.register("prior_videos", prior_videos())
     try:
@@ -73,7 +72,7 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
             done: set[str] = set()
             if es is not None:
                 done = {r.target for r in es.targets(e.kind) if r.status in _SETTLED}
-            relation = videos_relation(study) if harvested else "prior_videos"
+            relation = "videos" if harvested else "prior_videos"
             try:
                 base: TargetCost | None = measure_targets(db, relation, e)
             except duckdb.Error:
@@ -123,7 +122,7 @@ def enrich_plan(study: Study, videos_to_come: int) -> list[dict[str, Any]]:
             out.append(
                 {
                     "kind": e.kind,
-                    "path": str(e.output_path),
+                    "path": e.dataset,
                     "targets": len(targets),
                     "targets_left": math.ceil(n),
                     "estimated_requests": requests,
@@ -268,11 +267,8 @@ def plan_lines(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def verify_enrichments(study: Study) -> list[dict[str, Any]]:
     """Each kind's dataset against the enrichment state: every file the state records present
     with its row count, nothing else visible, one schema, no (target, record) twice."""
-    import duckdb
-    import pyarrow.parquet as pq
-
     from harvester.orchestrator._targets import existing_enrich_state
-    from harvester.sink.dataset import reader_visible
+    from harvester.sink import open_dataset, verify
     from harvester.sink.enrich import enrich_schema
 
     es = existing_enrich_state(study)
@@ -284,48 +280,25 @@ def verify_enrichments(study: Study) -> list[dict[str, Any]]:
         es.close()
     out = []
     for e in study.enrichments:
-        kind, root, want = KINDS[e.kind], e.output_path, expected[e.kind]
-        present = sorted(
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.is_file() and reader_visible(p.relative_to(root).as_posix())
+        kind, want = KINDS[e.kind], expected[e.kind]
+        record = dict(kind.renames).get(kind.record_key, kind.record_key) or kind.target
+        r = verify(
+            open_dataset(e.dataset),
+            want,
+            schema=enrich_schema(kind, with_partition=False),
+            key=(kind.target, record) if record != kind.target else (kind.target,),
         )
-        schema = enrich_schema(kind, with_partition=False)
-        rows, mismatched, bad_schema = 0, [], []
-        found = [p for p in present if p in want]
-        for rel in found:
-            meta = pq.read_metadata(str(root / rel))
-            rows += int(meta.num_rows)
-            if meta.num_rows != want[rel]:
-                mismatched.append(rel)
-            if not meta.schema.to_arrow_schema().remove_metadata().equals(schema):
-                bad_schema.append(rel)
-        duplicates = 0
-        if found:
-            key = dict(kind.renames).get(kind.record_key, kind.record_key) or kind.target
-            con = duckdb.connect()
-            try:
-                row = con.execute(
-                    f"SELECT count(*) - count(DISTINCT ({kind.target}, {key})) "
-                    "FROM read_parquet(?)",
-                    [[str(root / rel) for rel in found]],
-                ).fetchone()
-            finally:
-                con.close()
-            duplicates = int(row[0]) if row else 0
         item = {
             "kind": e.kind,
-            "files": len(found),
-            "rows": rows,
-            "missing": sorted(p for p in want if p not in set(present)),
-            "strays": [p for p in present if p not in want],
-            "row_mismatches": mismatched,
-            "schema_mismatches": bad_schema,
-            "duplicates": duplicates,
+            "files": r.files,
+            "rows": r.rows,
+            "missing": list(r.missing),
+            "strays": list(r.strays),
+            "row_mismatches": sorted(r.row_mismatches),
+            "schema_mismatches": list(r.schema_mismatches),
+            "duplicates": r.duplicate_ids,
+            "ok": r.ok,
         }
-        item["ok"] = not (
-            item["missing"] or item["strays"] or mismatched or bad_schema or duplicates
-        )
         out.append(item)
     return out
 

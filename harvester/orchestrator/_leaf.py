@@ -23,12 +23,17 @@ from harvester.api import Page, Resume
 from harvester.orchestrator._sample import forget_quarantine, keep_sample, quarantine_page
 from harvester.plan import DAY, Window, parse_leaf_key, split_window, sub_key
 from harvester.plan.sample import sample_plan
-from harvester.sink import PageResult, normalise_page, normalise_rows, read_ids, write_segment
+from harvester.sink import (
+    DatasetStore,
+    PageResult,
+    normalise_page,
+    normalise_rows,
+    read_ids,
+    write_segment,
+)
 from harvester.state import PlannedShard, ShardRecord, utc_day
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from harvester.api import Backend
     from harvester.config import Study
     from harvester.orchestrator._budget import DayBudget
@@ -82,7 +87,7 @@ class LeafRunner:
         gate: QuotaGate,
         *,
         state: StateStore,
-        staging: Path,
+        staging: DatasetStore,
         layout: Layout,
         stats: RunStats,
         policy: LeafPolicy,
@@ -175,9 +180,12 @@ class LeafRunner:
             quarantine_page(self.study.output_path, key, seq, result, page.fetched_at)
             segment = None
             if result.row_count:
-                segment = write_segment(
-                    self.staging, key, seq, result.batch, tag=self.policy.segment_tag
-                ).path
+                stage = functools.partial(
+                    write_segment, self.staging, key, seq, result.batch, tag=self.policy.segment_tag
+                )
+                # An upload waits on the network: the other leaves go on meanwhile.
+                staged = stage() if self.staging.local else await anyio.to_thread.run_sync(stage)
+                segment = staged.path
             state.checkpoint_page(
                 key,
                 segment=segment,
@@ -297,7 +305,7 @@ class LeafRunner:
     ) -> tuple[str, ...]:
         for path in self.state.split(leaf.key, children):
             # The children fetch these records again; start-up would remove them anyway.
-            (self.staging / path).unlink(missing_ok=True)
+            self.staging.delete([path])
         forget_quarantine(self.study.output_path, leaf.key)
         self.stats.splits += 1
         log.info("shard_split", leaf=leaf.key, reason=why, children=[c.key for c in children])

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -33,7 +32,9 @@ from harvester.sink import (
     swap_compaction,
     write_manifest,
 )
+from harvester.sink.compaction import retire_compacted
 from harvester.sink.history import keep_history
+from harvester.sink.store import DatasetStore, open_dataset
 from harvester.state import StateStore
 
 __all__ = ["Publisher", "partition_span"]
@@ -73,7 +74,8 @@ class Publisher:
         study: Study,
         state: StateStore,
         layout: Layout,
-        staging: Path,
+        dataset: DatasetStore,
+        staging: DatasetStore,
         stats: RunStats,
         *,
         clock: Callable[[], float] = time.time,
@@ -82,6 +84,8 @@ class Publisher:
         self.clock = clock
         self.state = state
         self.layout = layout
+        self.dataset = dataset
+        self.history = open_dataset(study.history) if study.history is not None else None
         self.staging = staging
         self.stats = stats
         #: Plan shards committed before (refreshes, completed windows): only their finalize
@@ -98,7 +102,7 @@ class Publisher:
         # A compaction interrupted after its swap is finished; one interrupted before it is
         # dropped (the old files are still what state knows; the merged file is a stray).
         for pending in self.state.pending_compactions():
-            if (self.study.output_path / pending.new_path).exists():
+            if self.dataset.exists(pending.new_path):
                 self.state.finish_compaction(pending.partition)
             else:
                 self.state.abort_compaction(pending.partition)
@@ -139,7 +143,7 @@ class Publisher:
             manifest["windows"] = [s.key for s in shards]
         else:
             manifest["windows"] = [s.key for s in self.state.shards() if s.parent_key is None]
-        write_manifest(study.output_path, manifest)
+        write_manifest(self.dataset, manifest)
 
     def _settling_info(self) -> dict[str, Any]:
         """Up to which day the counts are final, and what later runs will still refresh."""
@@ -156,8 +160,8 @@ class Publisher:
         }
         if study.relative:
             info["date_rules"] = {"start_date": study.start_rule, "end_date": study.end_rule}
-        if study.history_path is not None:
-            info["history_path"] = str(study.history_path)
+        if study.history is not None:
+            info["history_path"] = study.history
         return info
 
     def ready_plan_shards(self) -> list[str]:
@@ -192,21 +196,21 @@ class Publisher:
             else []
         )
         previous = {f.path for f in before}
-        if previous and self.study.history_path is not None:
+        if previous and self.history is not None:
             # Rows fetched since the refresh began are its own (a crash after the rename).
             began = [s.started_at for s in self.state.shards(plan_key=plan_key) if s.started_at]
             since = datetime.fromtimestamp(min(began), UTC) if began else None
             kept = await anyio.to_thread.run_sync(
                 partial(keep_history, before=since),
-                self.study.output_path,
-                self.study.history_path,
+                self.dataset,
+                self.history,
                 sorted(previous),
             )
             if kept:
                 log.info("history_kept", shard=plan_key, rows=kept)
         files = await anyio.to_thread.run_sync(
             finalize_plan_shard,
-            self.study.output_path,
+            self.dataset,
             self.staging,
             self.layout,
             plan_key,
@@ -218,8 +222,7 @@ class Publisher:
         # The earlier harvest's files the new one did not overwrite (a partition it no longer
         # has, a completed window's old name): the state forgot them with the commit, and a
         # crash before this line leaves them to start-up's sweep.
-        for stale in sorted(previous - {f.path for f in files}):
-            (self.study.output_path / stale).unlink(missing_ok=True)
+        self.dataset.delete(sorted(previous - {f.path for f in files}))
         if previous:
             self.stats.refreshed_rows += sum(f.rows for f in files)
             self.stats.superseded_rows += sum(f.rows for f in before)
@@ -298,12 +301,18 @@ class Publisher:
         )
 
     async def compact_one(self, partition: str, paths: list[str]) -> None:
-        root, staging = self.study.output_path, self.staging
+        root, staging = self.dataset, self.staging
         c = await anyio.to_thread.run_sync(prepare_compaction, root, staging, partition, paths)
         if c is None:
             return
         self.state.begin_compaction(partition, c.new_file.path, c.new_file.rows, c.old_files)
-        swap_compaction(root, staging, c)
-        self.state.finish_compaction(partition)
-        discard_compaction(staging, c)
+        try:
+            await anyio.to_thread.run_sync(swap_compaction, root, staging, c)
+            # The switch, in one transaction: from here the merged file is the partition.
+            self.state.finish_compaction(partition)
+            # An object store's old files are still there (no folder swap): readers listing
+            # the partition meanwhile see its rows twice (docs/design.md).
+            await anyio.to_thread.run_sync(retire_compacted, root, c)
+        finally:
+            discard_compaction(staging, c)
         log.info("partition_compacted", partition=partition, files=len(paths), rows=c.new_file.rows)

@@ -381,7 +381,7 @@ def _exact_filter_row(study: Study, kept: int, dropped: int) -> list[tuple[str, 
 
 
 def verify_study(study: Study) -> dict[str, Any]:
-    from harvester.sink import layout, verify
+    from harvester.sink import layout, open_dataset, verify
 
     state = existing_state(study)
     if state is None:
@@ -390,7 +390,7 @@ def verify_study(study: Study) -> dict[str, Any]:
         expected = {f.path: f.rows for f in state.files()}
         summary = state.status()
     schema = layout(study.fields, study.partition_by).file_schema
-    r = verify(study.output_path, expected, schema=schema)
+    r = verify(open_dataset(study.dataset), expected, schema=schema)
     complete = summary.plan_shards > 0 and summary.committed_plan_shards == summary.plan_shards
     report: dict[str, Any] = {
         "ok": r.ok,

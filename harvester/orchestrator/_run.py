@@ -52,6 +52,7 @@ from harvester.sink import (
     cleanup_strays,
     layout,
 )
+from harvester.sink.store import DatasetStore, LocalStore, open_dataset
 from harvester.state import (
     LeaseHeld,
     LeaseLost,
@@ -96,17 +97,30 @@ def staging_dir(study: Study) -> Path:
     return study.state_path.with_name(study.state_path.name + ".staging")
 
 
-def check_output_is_ours(study: Study, state: StateStore) -> None:
-    """Refuse a non-empty folder that is not a harvester dataset: start-up removes files the
-    state does not know, and a mistyped path must never cost a user their files."""
-    root = study.output_path
-    if not root.is_dir() or (root / MANIFEST).exists() or state.known_files():
+def staging_store(study: Study, dataset: DatasetStore) -> DatasetStore:
+    """`staging_dir` as a store: under the dataset's `_staging/` prefix when workers share the
+    study (in the bucket, for a dataset in an object store), else the local folder."""
+    if study.state_url is not None:
+        return dataset.child(STAGING)
+    return LocalStore(staging_dir(study))
+
+
+def check_output_is_ours(study: Study, state: StateStore, dataset: DatasetStore) -> None:
+    """Refuse a non-empty folder (or prefix) that is not a harvester dataset: start-up removes
+    files the state does not know, and a mistyped path must never cost a user their files."""
+    if state.known_files() or dataset.exists(MANIFEST):
         return
-    if any(root.iterdir()):
-        raise ConfigError(
-            f"{study.config_path.name}: output.path: {root} is not empty and is not a harvester "
-            "dataset; choose an empty or new folder"
-        )
+    local = dataset.local
+    if local is not None:
+        if not local.is_dir() or not any(local.iterdir()):
+            return
+    elif not dataset.files():
+        return
+    what = "folder" if local is not None else "prefix"
+    raise ConfigError(
+        f"{study.config_path.name}: output.path: {dataset} is not empty and is not a harvester "
+        f"dataset; choose an empty or new {what}"
+    )
 
 
 class Harvest:
@@ -125,7 +139,9 @@ class Harvest:
         self.clock = clock
         self.stats = RunStats(started=clock())
         self.layout = layout(study.fields, study.partition_by)
-        self.staging = staging_dir(study)
+        #: Where the dataset is (a folder or an object-store prefix) and where pages are staged.
+        self.dataset = open_dataset(study.dataset)
+        self.staging = staging_store(study, self.dataset)
         self.credentials = credentials
         self._stop_code: int | None = None
         self._stop_reason = ""
@@ -142,7 +158,7 @@ class Harvest:
         #: Workers sharing a study name their staged pages apart (see `write_segment`).
         self.segment_tag = uuid.uuid4().hex[:12] if study.state_url is not None else ""
         self.publisher = Publisher(
-            study, self.state, self.layout, self.staging, self.stats, clock=clock
+            study, self.state, self.layout, self.dataset, self.staging, self.stats, clock=clock
         )
         #: Plan shards harvested before and open again: they wait behind new windows.
         self.refreshing: set[str] = set()
@@ -157,8 +173,8 @@ class Harvest:
         state.open_study(
             study.name, study.plan_fingerprint(), __version__, replan=self.options.replan
         )
-        check_output_is_ours(study, state)
-        study.output_path.mkdir(parents=True, exist_ok=True)
+        self.dataset.prepare()  # a folder created; a bucket that answers
+        check_output_is_ours(study, state, self.dataset)
         plan = plan_study(study)
         # Segments a completed short window had staged go with the sweep below.
         added, _ = extend_study_plan(state, plan)
@@ -171,7 +187,7 @@ class Harvest:
             # With other workers at work, their unrecorded files are work in progress, not a
             # crash's leftovers: only a worker alone with the study sweeps.
             self.publisher.recover_compactions()
-            removed = cleanup_strays(study.output_path, state.known_files())
+            removed = cleanup_strays(self.dataset, state.known_files())
             removed += cleanup_staging(self.staging, state.known_segments())
             if study.enrichments:
                 removed += sweep_enrichments(study, state)
@@ -243,6 +259,7 @@ class Harvest:
         if self._stop_code is None:
             await self.publisher.compact()
         self.publisher.write_manifest()
+        self._tidy_staging()
         if self._stop_code is None and self.study.enrichments:
             # After the videos: comments, users, ... about them (orchestrator/_enrich.py).
             enrichments = EnrichmentRun(
@@ -285,6 +302,16 @@ class Harvest:
             quota.study_records - sum(u.records for u in mine),
         )
         return Need(min(left.requests, own.requests), min(left.records, own.records))
+
+    def _tidy_staging(self) -> None:
+        """The last worker out removes what is left under the dataset's `_staging/`: pages of
+        leaves that split or died after staging, never checkpointed. Only a worker alone with
+        the study may (another's unrecorded pages are work in progress)."""
+        if self.study.state_url is None or not self.state.take_alone():
+            return
+        removed = cleanup_staging(self.staging, self.state.known_segments())
+        if removed:
+            log.info("staging_tidied", count=len(removed), files=removed[:20])
 
     def _finish(self) -> int:
         summary = self.state.status()

@@ -18,7 +18,6 @@ __all__ = [
     "existing_enrich_state",
     "open_enrich_state",
     "read_targets",
-    "videos_relation",
 ]
 
 
@@ -59,30 +58,28 @@ def _enrichments(state: StateStore, *, owning: bool = False) -> EnrichState:
     return es
 
 
-def videos_relation(study: Study) -> str:
-    """The study's video dataset as a DuckDB relation (every file, hive columns included)."""
-    glob = str(study.output_path / "**" / "*.parquet").replace("'", "''")
-    return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
-
-
 def read_targets(study: Study, e: Enrichment) -> dict[str, int | None]:
     """The block's targets in the video dataset, deduplicated, as text (ids in decimal), each
     with the creation time of its newest video (None when the study does not fetch
     `create_time`): a target's counts settle `settle_days` after it."""
     kind = KINDS[e.kind]
-    if not any(study.output_path.rglob("*.parquet")):
-        return {}
     col = kind.source_column
     newest = "max(create_time)" if "create_time" in study.fields else "NULL"
     sql = (
-        f"SELECT CAST({col} AS VARCHAR), {newest} FROM {videos_relation(study)} "
+        f"SELECT CAST({col} AS VARCHAR), {newest} FROM videos "
         f"WHERE {target_condition(kind, e.where)} GROUP BY 1"
     )
     index = study.enrichments.index(e)
     import duckdb  # only for studies with [[enrich]] blocks
 
+    from harvester.sink.readers import duckdb_view
+    from harvester.sink.store import open_dataset
+
     try:
         with duckdb.connect() as db:
+            # The video dataset, a folder or a bucket, as the view `videos`.
+            if not duckdb_view(db, "videos", open_dataset(study.dataset)):
+                return {}
             rows = db.execute(sql + " ORDER BY 1").fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -15,7 +15,6 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -25,7 +24,8 @@ from harvester._study_state import existing_state, state_location
 from harvester._version import __version__
 from harvester.config import Study
 from harvester.plan import DAY, FinishedShard, estimate_plan, plan_study
-from harvester.sink import MANIFEST
+from harvester.sink import MANIFEST, DatasetStore, open_dataset
+from harvester.sink.readers import duckdb_files
 from harvester.state import (
     ShardRecord,
     StateStore,
@@ -129,7 +129,8 @@ class EnrichFacts:
     or a verdict each) and the rows in its dataset's committed files."""
 
     kind: str
-    path: Path
+    #: Its dataset: a folder, or a prefix in a bucket.
+    path: str
     targets: Mapping[str, int]
     outcomes: Mapping[str, int]
     answered: int
@@ -198,10 +199,11 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         quota = tuple(state.quota_days())
         summary = state.status(utc_day(now))
         hours = state.error_hours()
-        files = [study.output_path / f.path for f in state.files()]
+        files = [f.path for f in state.files()]
         finished = [FinishedShard(*cost) for cost in state.committed_costs()]
         pool_days = tuple(state.usage_by_study()) if study.quota.pool else ()
         enrichments = _enrichments(study, state)
+    dataset = open_dataset(study.dataset)
     dated = Counter[str]()
     for e in hours:
         dated[e.kind] += e.count
@@ -215,9 +217,9 @@ def gather(study: Study, *, now: float | None = None) -> ReportFacts:
         study=study,
         generated_at=now,
         version=__version__,
-        manifest=_manifest(study.output_path),
+        manifest=_manifest(dataset),
         period=(first, last),
-        days=_days(first, last, windows, _videos_per_day(files), study.settle_days),
+        days=_days(first, last, windows, _videos_per_day(dataset, files), study.settle_days),
         windows=windows,
         quota=quota,
         today=today,
@@ -247,7 +249,7 @@ def _enrichments(study: Study, state: StateStore) -> tuple[EnrichFacts, ...]:
         out.append(
             EnrichFacts(
                 kind=e.kind,
-                path=e.output_path,
+                path=e.dataset,
                 targets=s.by_status(),
                 outcomes=s.outcomes,
                 answered=s.answered,
@@ -262,9 +264,10 @@ def _day(ts: int | float) -> date:
     return datetime.fromtimestamp(ts, UTC).date()
 
 
-def _manifest(root: Path) -> Mapping[str, Any] | None:
+def _manifest(dataset: DatasetStore) -> Mapping[str, Any] | None:
     try:
-        manifest = json.loads((root / MANIFEST).read_text())
+        data = dataset.read_bytes(MANIFEST)
+        manifest = json.loads(data) if data is not None else None
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None
@@ -311,16 +314,17 @@ def exact_filter_drops(shard: ShardRecord) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _videos_per_day(files: list[Path]) -> dict[date, int]:
+def _videos_per_day(dataset: DatasetStore, known: list[str]) -> dict[date, int]:
     """Rows per UTC creation day over the dataset's files that the state knows."""
-    files = [f for f in files if f.exists()]
+    present = set(dataset.files())
+    files = [f for f in known if f in present]
     if not files:
         return {}
     con = duckdb.connect()
     try:
+        duckdb_files(con, "files", dataset, files)
         rows = con.execute(
-            "SELECT create_time // 86400 AS day, count(*) FROM read_parquet(?) GROUP BY day",
-            [[str(f) for f in files]],
+            "SELECT create_time // 86400 AS day, count(*) FROM files GROUP BY day"
         ).fetchall()
     finally:
         con.close()

@@ -71,7 +71,7 @@ def _summary(facts: ReportFacts) -> list[tuple[str, str]]:
         (
             "dataset",
             f"{facts.dataset_rows:,} videos in {facts.dataset_files:,} files at "
-            f"{_shown(study.output_path)}",
+            f"{_shown(study.dataset)}",
         ),
     ]
     completeness = (facts.manifest or {}).get("completeness")
@@ -88,12 +88,15 @@ def _summary(facts: ReportFacts) -> list[tuple[str, str]]:
     return rows
 
 
-def _shown(path: Path) -> str:
-    """The path as the user would type it: relative to where they are, when it is below."""
+def _shown(where: str) -> str:
+    """A folder as the user would type it: relative to where they are, when it is below; a
+    bucket's URL as it is."""
+    if "://" in where:
+        return where
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(Path(where).relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        return where
 
 
 def _plain(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The sink: pages → staged segments → partitioned Parquet, crash-safe and in flat memory.
 
 `records` normalises a page, `staging` lands it beside the state, `dataset` writes a plan
-shard's final files, `compaction` merges coarse partitions, `verify` checks the result.
+shard's final files, `compaction` merges coarse partitions, `verify` checks the result; `store`
+is where they all write: a local folder or an object-store prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from harvester.sink.compaction import (
     Compaction,
     discard_compaction,
     prepare_compaction,
+    retire_compacted,
     swap_compaction,
 )
 from harvester.sink.dataset import (
@@ -32,6 +34,7 @@ from harvester.sink.staging import (
     remove_leaves,
     write_segment,
 )
+from harvester.sink.store import DatasetStore, LocalStore, ObjectStore, as_store, open_dataset
 from harvester.sink.verify import VerifyReport, verify
 
 __all__ = [
@@ -43,11 +46,15 @@ __all__ = [
     "STAGING",
     "Compaction",
     "DatasetFile",
+    "DatasetStore",
     "Layout",
+    "LocalStore",
+    "ObjectStore",
     "PageResult",
     "Segment",
     "VerifyReport",
     "arrow_type",
+    "as_store",
     "cleanup_staging",
     "cleanup_strays",
     "discard_compaction",
@@ -56,11 +63,13 @@ __all__ = [
     "layout",
     "normalise_page",
     "normalise_rows",
+    "open_dataset",
     "partition_path",
     "prepare_compaction",
     "read_ids",
     "read_segments",
     "remove_leaves",
+    "retire_compacted",
     "swap_compaction",
     "verify",
     "write_manifest",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from harvester._exceptions import SinkError
 
-__all__ = ["KEY_RE", "check_key", "fsync_dir", "publish", "remove_unknown", "sink_errors"]
+__all__ = ["KEY_RE", "check_key", "fsync_dir", "publish", "sink_errors"]
 
 #: Shard keys are generated from windows; anything else must never become a path.
 KEY_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
@@ -53,28 +53,3 @@ def sink_errors(what: str) -> Iterator[None]:
         raise
     except OSError as e:
         raise SinkError(f"cannot {what}: {e.strerror or e} ({e.filename or ''})") from e
-
-
-def remove_unknown(
-    root: Path, known: set[str], keep: Callable[[str], bool] = lambda rel: False
-) -> list[str]:
-    """Unlink every file or symlink under `root` whose relative POSIX path is not in `known`
-    (nor kept by `keep`), then every emptied directory; return what was unlinked.
-
-    The walk never follows a symlink, so nothing outside `root` is ever touched.
-    """
-    removed: list[str] = []
-    if not root.is_dir():
-        return removed
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False, followlinks=False):
-        here = Path(dirpath)
-        for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
-            path = here / name
-            rel = path.relative_to(root).as_posix()
-            if rel not in known and not keep(rel):
-                path.unlink()
-                removed.append(rel)
-        if here != root:
-            with contextlib.suppress(OSError):  # not empty: fine
-                here.rmdir()
-    return sorted(removed)

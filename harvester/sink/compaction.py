@@ -10,7 +10,13 @@ the change in state around the swap:
     state.begin_compaction(c.partition, c.new_file.path, c.new_file.rows, c.old_files)
     swap_compaction(root, staging, c)
     state.finish_compaction(c.partition)
+    retire_compacted(root, c)
     discard_compaction(staging, c)
+
+An object store has no folder to swap: the merged file waits in a local spool, the swap uploads
+it under its new name (complete or not at all), the state's commit switches the partition to
+it, and `retire_compacted` deletes the old objects (docs/design.md, "Datasets in object
+storage", says what a reader sees meanwhile).
 
 After a crash, a begun compaction is finished if its new file is in place, else abandoned;
 either way `cleanup_strays` and `cleanup_staging` remove the leftovers.
@@ -18,11 +24,13 @@ either way `cleanup_strays` and `cleanup_staging` remove the leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +42,14 @@ import structlog
 from harvester._exceptions import SinkError
 from harvester.sink._files import fsync_dir, publish, sink_errors
 from harvester.sink.dataset import ROW_GROUP_ROWS, DatasetFile, write_parquet
+from harvester.sink.store import DatasetStore, LocalStore, as_store
 
 __all__ = [
     "Compaction",
     "discard_compaction",
     "exchange",
     "prepare_compaction",
+    "retire_compacted",
     "swap_compaction",
 ]
 
@@ -51,12 +61,14 @@ _AT_FDCWD = -100
 
 @dataclass(frozen=True, slots=True)
 class Compaction:
-    """A prepared merge: `work` (relative to staging) holds the directory to swap in."""
+    """A prepared merge: `work` (relative to staging) holds the directory to swap in; for an
+    object store, `spool` is the local folder the merged file waits in instead."""
 
     partition: str
     new_file: DatasetFile
     old_files: tuple[str, ...]
     work: str
+    spool: Path | None = None
 
 
 def exchange(a: Path, b: Path) -> bool:
@@ -77,15 +89,15 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _batches(root: Path, files: Sequence[str]) -> Iterator[pa.RecordBatch]:
+def _batches(root: DatasetStore, files: Sequence[str]) -> Iterator[pa.RecordBatch]:
     for rel in files:
-        with pq.ParquetFile(str(root / rel)) as f:
+        with root.open_input(rel) as src, pq.ParquetFile(src) as f:
             yield from f.iter_batches(batch_size=64 * 1024)
 
 
 def prepare_compaction(
-    root: Path,
-    staging: Path,
+    root: DatasetStore | Path,
+    staging: DatasetStore | Path,
     partition: str,
     files: Sequence[str],
     *,
@@ -100,26 +112,61 @@ def prepare_compaction(
         return None
     if any(rel.rpartition("/")[0] != partition for rel in files):
         raise SinkError(f"compaction of {partition!r} given files from other partitions")
+    root, staging = as_store(root), as_store(staging)
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
     work = f"{_WORK}/{digest}"
-    target = staging / work / "partition"
     name = f"compacted-{digest}.parquet"
+    spool: Path | None = None
     with sink_errors(f"compact {partition}"):
-        if (staging / work).exists():
-            shutil.rmtree(staging / work)
-        target.mkdir(parents=True)
-        schema = pq.read_schema(str(root / files[0]))
-        rows = write_parquet(_batches(root, files), target / name, schema, row_group_rows)
+        local = staging.local
+        if root.local is not None and local is not None:
+            # Beside the dataset, on its filesystem: the swap is a rename.
+            if (local / work).exists():
+                shutil.rmtree(local / work)
+            target = local / work / "partition"
+            target.mkdir(parents=True)
+        else:
+            spool = target = Path(tempfile.mkdtemp(prefix="harvester-compact-"))
+        with root.open_input(files[0]) as src:
+            schema = pq.read_schema(src)
+        rows = write_parquet(
+            _batches(root, files), LocalStore(target), name, schema, row_group_rows
+        )
     new = DatasetFile(f"{partition}/{name}", partition, rows)
-    return Compaction(partition, new, tuple(files), work)
+    return Compaction(partition, new, tuple(files), work, spool)
 
 
-def swap_compaction(root: Path, staging: Path, c: Compaction) -> None:
+def swap_compaction(root: DatasetStore | Path, staging: DatasetStore | Path, c: Compaction) -> None:
     """Put the merged file in place of the partition's files.
 
     With `renameat2` the swap is one atomic step. Elsewhere (another filesystem, another OS)
     the merged file is renamed in and the old files removed: readers may briefly see both.
+    In an object store the merged file is uploaded beside the old ones (`retire_compacted`
+    removes those once the state has switched).
     """
+    root, staging = as_store(root), as_store(staging)
+    if c.spool is not None:
+        merged = c.spool / c.new_file.path.rpartition("/")[2]
+        with sink_errors(f"upload compacted {c.partition}"):
+            if not merged.exists() and root.exists(c.new_file.path):
+                return  # uploaded by an earlier, interrupted attempt
+            with root.writing(c.new_file.path) as tmp:
+                shutil.move(merged, tmp)
+        log.info("compaction_swapped", partition=c.partition, atomic=False, uploaded=True)
+        return
+    assert root.local is not None and staging.local is not None
+    _swap_folders(root.local, staging.local, c)
+
+
+def retire_compacted(root: DatasetStore | Path, c: Compaction) -> None:
+    """Delete the files a committed compaction replaced, where the swap left them in place."""
+    root = as_store(root)
+    if c.spool is not None:
+        with sink_errors(f"remove compacted files of {c.partition}"):
+            root.delete(c.old_files)
+
+
+def _swap_folders(root: Path, staging: Path, c: Compaction) -> None:
     live = root / c.partition
     target = staging / c.work / "partition"
     name = c.new_file.path.rpartition("/")[2]
@@ -145,7 +192,11 @@ def swap_compaction(root: Path, staging: Path, c: Compaction) -> None:
         log.warning("compaction_swapped", partition=c.partition, atomic=False)
 
 
-def discard_compaction(staging: Path, c: Compaction) -> None:
+def discard_compaction(staging: DatasetStore | Path, c: Compaction) -> None:
     """Remove the compaction's work directory (after the state recorded the swap)."""
-    with sink_errors(f"remove compaction work of {c.partition}"):
-        shutil.rmtree(staging / c.work, ignore_errors=True)
+    if c.spool is not None:
+        shutil.rmtree(c.spool, ignore_errors=True)
+        return
+    staging = as_store(staging)
+    with sink_errors(f"remove compaction work of {c.partition}"), contextlib.suppress(OSError):
+        staging.delete_tree(c.work)

@@ -20,10 +20,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harvester.sink._files import check_key, publish, remove_unknown, sink_errors
+from harvester._exceptions import SinkError
+from harvester.sink._files import check_key, publish, sink_errors
 from harvester.sink.partition import partition_path
 from harvester.sink.schema import Layout
 from harvester.sink.staging import read_segments
+from harvester.sink.store import DatasetStore, as_store
 
 __all__ = [
     "MANIFEST",
@@ -83,15 +85,16 @@ def _groups(batch: pa.RecordBatch, parts: tuple[str, ...]) -> Iterator[tuple[str
 
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
-    final: Path,
+    store: DatasetStore | Path,
+    rel: str,
     schema: pa.Schema,
     row_group_rows: int = ROW_GROUP_ROWS,
 ) -> int:
-    """Write `batches` to `final` through a hidden temporary name; return the row count.
+    """Write `batches` to `rel` in `store`, appearing only complete; return the row count.
 
     Batches are buffered up to one row group, so memory stays at one group whatever the size.
     """
-    out = PartitionWriter(final, schema, row_group_rows)
+    out = PartitionWriter(as_store(store), rel, schema, row_group_rows)
     try:
         for batch in batches:
             out.add(batch)
@@ -107,24 +110,28 @@ def write_parquet(
 
 
 class PartitionWriter:
-    """One Parquet file written through a hidden temporary name, with the rows not yet written
-    buffered until they make a row group (`row_group_rows` or ROW_GROUP_BYTES)."""
+    """One Parquet file written aside (`DatasetStore.writing`: a hidden temporary name, or a
+    local file uploaded at the end), with the rows not yet written buffered until they make a
+    row group (`row_group_rows` or ROW_GROUP_BYTES)."""
 
-    def __init__(self, final: Path, schema: pa.Schema, row_group_rows: int) -> None:
-        self.final = final
+    def __init__(
+        self, store: DatasetStore, rel: str, schema: pa.Schema, row_group_rows: int
+    ) -> None:
+        self.store = store
+        self.rel = rel
         self.row_group_rows = row_group_rows
-        self.tmp = final.with_name(f".{final.name}.tmp")
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._target = store.writing(rel)
+        self.tmp = self._target.__enter__()
         self.schema = schema
         try:
             self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-                str(self.tmp),
+                self.tmp,
                 schema,
                 compression="zstd",
                 write_statistics=True,
             )
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)  # the caller never learns of this file
+        except BaseException as e:
+            self._target.__exit__(type(e), e, e.__traceback__)  # the caller never learns of it
             raise
         self._buffered: list[pa.RecordBatch] = []
         self.pending = self.pending_bytes = self.rows = 0
@@ -161,22 +168,23 @@ class PartitionWriter:
             self._writer = None
 
     def publish(self) -> None:
-        """Flush, close, and give the file its final name."""
+        """Flush, close, and give the file its final name (or upload it)."""
         self.flush()
         self.close()
-        publish(self.tmp, self.final)
+        self._target.__exit__(None, None, None)
 
     def discard(self) -> None:
         """Close and remove the temporary file (a failed write)."""
         with contextlib.suppress(Exception):
             self.close()
-        with contextlib.suppress(OSError):
-            self.tmp.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):
+            gone = SinkError(f"write of {self.rel} abandoned")
+            self._target.__exit__(SinkError, gone, None)
 
 
 def finalize_plan_shard(
-    root: Path,
-    staging: Path,
+    root: DatasetStore | Path,
+    staging: DatasetStore | Path,
     layout: Layout,
     plan_key: str,
     segments: Sequence[str],
@@ -195,12 +203,14 @@ def finalize_plan_shard(
     segments each). Returns the files for `StateStore.commit_plan_shard`.
     """
     check_key(plan_key)
+    root, staging = as_store(root), as_store(staging)
     files: dict[str, PartitionWriter] = {}
-    published: list[Path] = []
+    published: list[str] = []
 
     def writer(path: str) -> PartitionWriter:
-        final = root / path / f"{plan_key}.parquet"
-        return PartitionWriter(final, layout.file_schema, row_group_rows)
+        return PartitionWriter(
+            root, f"{path}/{plan_key}.parquet", layout.file_schema, row_group_rows
+        )
 
     with sink_errors(f"finalize plan shard {plan_key}"):
         try:
@@ -211,17 +221,17 @@ def finalize_plan_shard(
             ):
                 pass
             for f in files.values():
-                published.append(f.final)
-                publish(f.tmp, f.final)
+                published.append(f.rel)
+                f.publish()
         except BaseException:
             # A finalize that fails (disk full, permissions) takes back the files it wrote:
             # readers never see part of a plan shard the state does not know, and verify holds;
             # a full disk must not keep half-written files either.
             for f in files.values():
-                f.discard()
-            for final in published:
-                with contextlib.suppress(OSError):
-                    final.unlink(missing_ok=True)
+                if f.rel not in published:
+                    f.discard()
+            with contextlib.suppress(OSError):
+                root.delete(published)
             raise
     out = [DatasetFile(f"{path}/{plan_key}.parquet", path, f.rows) for path, f in files.items()]
     pa.default_memory_pool().release_unused()  # the pool would keep the freed buffers a while
@@ -229,7 +239,7 @@ def finalize_plan_shard(
 
 
 def _finalize_pass(
-    staging: Path,
+    staging: DatasetStore,
     segments: Sequence[str],
     layout: Layout,
     files: dict[str, PartitionWriter],
@@ -266,32 +276,39 @@ def _finalize_pass(
     return more
 
 
-def cleanup_strays(root: Path, known: set[str]) -> list[str]:
+def cleanup_strays(root: DatasetStore | Path, known: set[str]) -> list[str]:
     """Remove every file under `root` the state does not know (temporary files, files of an
-    unrecorded finalize or compaction) and emptied directories; `_harvest.json` stays.
+    unrecorded finalize or compaction, objects a dead worker uploaded) and emptied
+    directories; `_harvest.json` stays.
 
     Never touches anything outside `root`: no symlink is followed.
     """
+    root = as_store(root)
     with sink_errors(f"clean dataset {root}"):
         # The staging area has its own sweep (`cleanup_staging`), against the segments.
-        return remove_unknown(root, known, keep=lambda rel: not reader_visible(rel))
+        return root.sweep(known, keep=lambda rel: not reader_visible(rel))
 
 
-def write_manifest(root: Path, manifest: Mapping[str, object]) -> Path:
-    """Write `_harvest.json` atomically (readers skip names starting with `_`)."""
-    final = root / MANIFEST
-    # One temporary name per writer: workers sharing a study (PostgreSQL state) write the
-    # manifest at the same moments, and one's rename must not take the other's file away
-    # (threads of one process too).
-    tmp = root / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    with sink_errors(f"write {final}"):
-        root.mkdir(parents=True, exist_ok=True)
+def write_manifest(root: DatasetStore | Path, manifest: Mapping[str, object]) -> str:
+    """Write `_harvest.json` atomically (readers skip names starting with `_`); returns where."""
+    root = as_store(root)
+    data = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+    with sink_errors(f"write {root}/{MANIFEST}"):
+        if root.local is None:
+            root.write_bytes(MANIFEST, data)  # one PUT: atomic, last writer wins
+            return f"{root}/{MANIFEST}"
+        # One temporary name per writer: workers sharing a study (PostgreSQL state) write the
+        # manifest at the same moments, and one's rename must not take the other's file away
+        # (threads of one process too).
+        final = root.local / MANIFEST
+        tmp = root.local / f".{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        root.local.mkdir(parents=True, exist_ok=True)
         try:
-            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+            tmp.write_bytes(data)
             publish(tmp, final)
         except BaseException:
             # A full disk fails the write half-way: the partial file must not stay behind
             # (verify would rightly call it a stray).
             tmp.unlink(missing_ok=True)
             raise
-    return final
+    return str(final)

@@ -29,6 +29,7 @@ from harvester.sink._files import sink_errors
 from harvester.sink.dataset import _groups, write_parquet
 from harvester.sink.records import _column, to_json
 from harvester.sink.staging import read_segments, write_segment
+from harvester.sink.store import DatasetStore, as_store
 
 __all__ = [
     "PARTITION",
@@ -123,13 +124,15 @@ def normalise_targets(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def stage_page(staging: Path, kind: str, target: str, seq: int, batch: pa.RecordBatch) -> str:
+def stage_page(
+    staging: DatasetStore | Path, kind: str, target: str, seq: int, batch: pa.RecordBatch
+) -> str:
     """Stage one page of a target; returns the segment's path relative to `staging`."""
     return write_segment(staging, segment_key(kind, target), seq, batch).path
 
 
 def publish_batch(
-    staging: Path, root: Path, kind: Kind, segments: Sequence[str]
+    staging: DatasetStore | Path, root: DatasetStore | Path, kind: Kind, segments: Sequence[str]
 ) -> list[tuple[str, int]]:
     """Write the rows of `segments` into the dataset at `root`: one new file per partition
     (a batch is small: a few hundred targets). Returns (path relative to root, rows) of each."""
@@ -142,18 +145,17 @@ def publish_batch(
     out: list[tuple[str, int]] = []
     for batch in table.to_batches():
         for part, rows in _groups(batch, (PARTITION,)):
-            final = root / part / name
-            with sink_errors(f"create {final.parent}"):
-                final.parent.mkdir(parents=True, exist_ok=True)
             data = pa.RecordBatch.from_arrays(
                 [rows.column(f.name) for f in file_schema], schema=file_schema
             )
-            out.append((f"{part}/{name}", write_parquet([data], final, file_schema)))
+            rel = f"{part}/{name}"
+            with sink_errors(f"write {root}/{rel}"):
+                out.append((rel, write_parquet([data], root, rel, file_schema)))
     return out
 
 
 def rewrite_without(
-    root: Path, kind: Kind, files: Sequence[str], targets: Iterable[str]
+    root: DatasetStore | Path, kind: Kind, files: Sequence[str], targets: Iterable[str]
 ) -> tuple[list[str], list[tuple[str, int]]]:
     """The dataset's `files` that hold rows of `targets`, and their rewrites without those rows
     (a new name in the same partition; none when nothing is left), written hidden and renamed.
@@ -169,26 +171,27 @@ def rewrite_without(
     if not len(wanted):
         return [], []
     file_schema = enrich_schema(kind, with_partition=False)
+    root = as_store(root)
     replaced: list[str] = []
     out: list[tuple[str, int]] = []
     for rel in files:
-        path = root / rel
-        with sink_errors(f"read {path}"):
-            keys = pq.read_table(path, columns=[kind.target]).column(0)
+        with sink_errors(f"read {root}/{rel}"), root.open_input(rel) as src:
+            keys = pq.read_table(src, columns=[kind.target]).column(0)
         if not pc.any(pc.is_in(keys, value_set=wanted)).as_py():
             continue
-        with sink_errors(f"read {path}"):
-            table = pq.read_table(path, schema=file_schema)
+        with sink_errors(f"read {root}/{rel}"), root.open_input(rel) as src:
+            table = pq.read_table(src, schema=file_schema)
         kept = table.filter(pc.invert(pc.is_in(table.column(kind.target), value_set=wanted)))
         replaced.append(rel)
         if kept.num_rows:
-            final = path.with_name(f"part-{uuid.uuid4().hex[:16]}.parquet")
-            rows = write_parquet(kept.combine_chunks().to_batches(), final, file_schema)
-            out.append((final.relative_to(root).as_posix(), rows))
+            new = f"{rel.rpartition('/')[0]}/part-{uuid.uuid4().hex[:16]}".lstrip("/")
+            new += ".parquet"
+            rows = write_parquet(kept.combine_chunks().to_batches(), root, new, file_schema)
+            out.append((new, rows))
     return replaced, out
 
 
-def segment_keys(staging: Path, segments: Iterable[str], kind: Kind) -> set[Any]:
+def segment_keys(staging: DatasetStore | Path, segments: Iterable[str], kind: Kind) -> set[Any]:
     """The record keys a target has staged so far (its seen-set after a restart)."""
     column = dict(kind.renames).get(kind.record_key, kind.record_key)
     if not kind.record_key:

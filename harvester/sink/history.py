@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from harvester.sink._files import sink_errors
 from harvester.sink.dataset import write_parquet
+from harvester.sink.store import DatasetStore, as_store
 
 __all__ = ["HISTORY_PARTITION", "keep_history"]
 
@@ -27,7 +28,11 @@ HISTORY_PARTITION = "retrieved_date"
 
 
 def keep_history(
-    root: Path, history: Path, paths: Iterable[str], *, before: datetime | None = None
+    root: DatasetStore | Path,
+    history: DatasetStore | Path,
+    paths: Iterable[str],
+    *,
+    before: datetime | None = None,
 ) -> int:
     """Copy the rows of dataset files `paths` (relative to `root`) into `history`, partitioned
     by the day each row was retrieved; returns the rows copied (0 for copies already made).
@@ -35,12 +40,13 @@ def keep_history(
     Only rows retrieved `before` the refresh began are copied: after a crash between the new
     files' rename and their commit, those files already hold the refresh's own rows."""
     copied = 0
+    root, history = as_store(root), as_store(history)
     with sink_errors(f"keep superseded rows in {history}"):
         for rel in paths:
-            source = root / rel
-            if not source.exists():
+            if not root.exists(rel):
                 continue
-            table = pq.read_table(source, partitioning=None)
+            with root.open_input(rel) as source:
+                table = pq.read_table(source, partitioning=None)
             if before is not None:
                 table = table.filter(pc.less(table.column("_retrieved_at"), pa.scalar(before)))
             if not table.num_rows:
@@ -52,12 +58,10 @@ def keep_history(
             name = f"{Path(rel).stem}.{latest:%Y%m%dT%H%M%S%f}.parquet"
             days = pc.cast(retrieved, pa.date32())
             for day in pc.unique(days).to_pylist():
-                target = (
-                    history / f"{HISTORY_PARTITION}={day.isoformat()}" / Path(rel).parent / name
-                )
-                if target.exists():
+                parent = Path(rel).parent.as_posix()
+                target = f"{HISTORY_PARTITION}={day.isoformat()}/{parent}/{name}"
+                if history.exists(target):
                     continue
                 part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                copied += write_parquet(part.to_batches(), target, table.schema)
+                copied += write_parquet(part.to_batches(), history, target, table.schema)
     return copied

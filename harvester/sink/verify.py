@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from harvester.sink._files import sink_errors
 from harvester.sink.dataset import reader_visible
+from harvester.sink.readers import duckdb_files
+from harvester.sink.store import DatasetStore, as_store
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -49,23 +51,22 @@ def _shard_of(rel: str) -> str:
 
 
 def verify(
-    root: Path,
+    root: DatasetStore | Path,
     expected: Mapping[str, int],
     *,
     schema: pa.Schema | None = None,
+    key: tuple[str, ...] = ("id",),
     memory_limit: str = "256MB",
 ) -> VerifyReport:
     """Compare the files under `root` with `expected` (relative path → rows, from the state).
 
     `schema` is the study's file schema; without it the first file's is the reference.
-    Per-shard counts are keyed by file name (the plan shard, or the compacted file).
+    Per-shard counts are keyed by file name (the plan shard, or the compacted file). `key`
+    names the columns no two rows may share (an enrichment's target and record).
     """
+    root = as_store(root)
     with sink_errors(f"verify {root}"):
-        present = sorted(
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if (p.is_file() or p.is_symlink()) and reader_visible(p.relative_to(root).as_posix())
-        )
+        present = [rel for rel in root.files() if reader_visible(rel)]
         strays = tuple(p for p in present if p not in expected)
         missing = tuple(sorted(p for p in expected if p not in set(present)))
         found = [p for p in present if p in expected]
@@ -74,7 +75,8 @@ def verify(
         bad_schema: list[str] = []
         total = 0
         for rel in found:
-            meta = pq.read_metadata(str(root / rel))
+            with root.open_input(rel) as src:
+                meta = pq.read_metadata(src)
             rows = int(meta.num_rows)
             total += rows
             if rows != expected[rel]:
@@ -89,7 +91,7 @@ def verify(
         for rel in missing:
             exp, got = shards.get(_shard_of(rel), (0, 0))
             shards[_shard_of(rel)] = (exp + expected[rel], got)
-        dup_count, examples = _duplicates(root, found, memory_limit) if found else (0, ())
+        dup_count, examples = _duplicates(root, found, key, memory_limit) if found else (0, ())
     return VerifyReport(
         files=len(found),
         rows=total,
@@ -103,19 +105,27 @@ def verify(
     )
 
 
-def _duplicates(root: Path, files: list[str], memory_limit: str) -> tuple[int, tuple[int, ...]]:
-    """Ids that occur more than once, counted by DuckDB over the `id` column alone."""
+def _duplicates(
+    root: DatasetStore, files: list[str], key: tuple[str, ...], memory_limit: str
+) -> tuple[int, tuple[int, ...]]:
+    """Keys that occur more than once, counted by DuckDB over the key columns alone (with
+    up to ten examples for the `id` key)."""
     import duckdb  # here: 25 MB of a harvest's resident memory for a check a run never makes
 
     con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
+    cols = ", ".join(key)
+    examples = (
+        "(SELECT list(id) FROM (SELECT id FROM dup ORDER BY id LIMIT 10))"
+        if key == ("id",)
+        else "NULL"
+    )
+    query = (
+        f"WITH dup AS (SELECT {cols} FROM {{source}} GROUP BY {cols} HAVING count(*) > 1) "
+        f"SELECT (SELECT count(*) FROM dup), {examples}"
+    )
     try:
-        paths = [str(root / rel) for rel in files]
-        row = con.execute(
-            "WITH dup AS (SELECT id FROM read_parquet(?) GROUP BY id HAVING count(*) > 1) "
-            "SELECT (SELECT count(*) FROM dup), "
-            "(SELECT list(id) FROM (SELECT id FROM dup ORDER BY id LIMIT 10))",
-            [paths],
-        ).fetchone()
+        duckdb_files(con, "files", root, files)
+        row = con.execute(query.format(source="files")).fetchone()
         if row is None:
             return 0, ()
         return int(row[0]), tuple(int(i) for i in row[1] or ())

@@ -215,6 +215,12 @@ class StateStore(Protocol):
     def open_to_others(self) -> None:
         """Start-up recovery is done: other workers may join from now on."""
 
+    def take_alone(self) -> bool:
+        """Hold the study exclusively again if no other worker is at work (the end of a run:
+        what is left in the staging area is then nobody's); True when it does. Workers that
+        start meanwhile wait to join until this one closes."""
+        ...
+
     def exclusive(self, name: str) -> AbstractContextManager[bool]:
         """Whether this worker may do job `name` now (False while another worker does it)."""
         ...

@@ -314,6 +314,20 @@ class PostgresState(SqlStore):
             raise StateError(f"cannot share the study's lock at {self.where}: {_line(e)}") from None
         self._exclusive = False
 
+    def take_alone(self) -> bool:
+        if self._lock_conn is None:
+            return False
+        if self._exclusive:
+            return True
+        key = _lock_key("run", self.scope)
+        try:
+            # Granted while this session holds the lock shared, as long as no other does.
+            row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except psycopg.Error as e:
+            raise StateError(f"cannot lock study at {self.where}: {_line(e)}") from None
+        self._exclusive = bool(row and row[0])
+        return self._exclusive
+
     @contextlib.contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
         """Whether this worker may do `name` (finalize a plan shard, compact a partition) now:

@@ -83,6 +83,9 @@ class SqliteState(SqliteFile, SqlStore):
     def open_to_others(self) -> None:
         return None
 
+    def take_alone(self) -> bool:
+        return True  # the single-runner lock: no other run is ever at work
+
     @contextlib.contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
         yield True

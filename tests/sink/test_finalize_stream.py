@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-import harvester.sink.dataset as dataset_module
+import harvester.sink.store as store_module
 from harvester._exceptions import SinkError
 from harvester.fields import DEFAULT_FIELDS
 from harvester.sink import DatasetFile, Layout, finalize_plan_shard, layout, read_segments
@@ -267,7 +267,7 @@ def test_a_failed_publish_takes_back_the_files_already_published(
         real_publish(tmp, final)
         published.append(final)
 
-    monkeypatch.setattr(dataset_module, "publish", publish)
+    monkeypatch.setattr(store_module, "publish", publish)
     with pytest.raises(SinkError, match="Input/output error"):
         finalize_plan_shard(root, staging, FULL, PLAN, segs, **TINY)
     assert len(published) == 3 and not any(p.exists() for p in published)

@@ -352,3 +352,25 @@ def test_a_completed_short_window_takes_over_the_files_and_history(state: Store)
     assert {f.plan_key for f in state.files()} == {full.key}
     assert state.known_files() == {f.path for f in files}
     assert [h.plan_key for h in state.window_harvests()] == [full.key]
+
+
+def test_a_worker_takes_the_study_alone_again_only_when_no_other_is_at_work(
+    opener: Opener,
+) -> None:
+    """The end of a run: alone again (what is left in the staging area is nobody's) only when
+    no other worker holds the study; the single SQLite runner always is."""
+    first = opener()
+    first.lock()
+    first.open_to_others()
+    if isinstance(first, SqliteState):
+        assert first.take_alone()
+        return
+    assert not first.alone
+    second = opener()
+    second.lock()  # joins: shares the lock
+    assert not first.take_alone() and not second.take_alone()
+    second.close()  # its connection goes, and its share of the lock with it
+    assert first.take_alone() and first.alone
+    third = opener(join_wait=0.3)
+    with pytest.raises(StateError, match="stays locked"):
+        third.lock()  # a worker starting meanwhile waits for the study
