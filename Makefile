@@ -65,6 +65,7 @@ chaos: setup
 	$(PY) scripts/chaos.py --kills 200
 	$(PY) scripts/chaos.py --source rqs --kills 100
 	$(PY) scripts/chaos_workers.py --kills 50
+	$(PY) scripts/chaos_workers.py --kills 50 --s3
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache

@@ -141,9 +141,7 @@ class Bucket:
     """A bucket on an S3-compatible server: moto's, started here on a free loopback port,
     unless `endpoint` names one already running."""
 
-    def __init__(
-        self, work: Path, endpoint: str | None = None, name: str = "chaos-lab"
-    ) -> None:
+    def __init__(self, work: Path, endpoint: str | None = None, name: str = "chaos-lab") -> None:
         import boto3
 
         self.name = name

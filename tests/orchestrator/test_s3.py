@@ -289,3 +289,45 @@ async def test_no_secret_in_logs_state_or_parquet(tmp_path: Path, s3: Bucket) ->
     for place in places:
         if place.exists():
             assert SECRET_KEY.encode() not in place.read_bytes(), place
+
+
+async def test_comments_of_videos_in_a_bucket_go_to_the_sibling_prefix(
+    tmp_path: Path, s3: Bucket
+) -> None:
+    """An enrichment reads its targets from the video dataset in the bucket (pyarrow, DuckDB's
+    Arrow scan) and writes its own dataset beside it: `<prefix>.comments`."""
+    from tests.orchestrator.test_enrich import enrich_study, expected_rows
+
+    async with running_simulator("clean", **SIM) as sim:
+        study = enrich_study(
+            tmp_path,
+            sim.base_url,
+            [{"kind": "comments", "where": "comment_count >= 5"}],
+            days=2,
+            output=s3.url("lab/videos"),
+        )
+        assert study.enrichments[0].dataset == f"s3://{s3.name}/lab/videos.comments"
+        assert await run(sim, study) == EXIT_OK
+        videos = ds.dataset(
+            f"{s3.name}/lab/videos", filesystem=s3fs(s3), format="parquet", partitioning="hive"
+        ).to_table(columns=["id", "comment_count"])
+        targets = sorted(r["id"] for r in videos.to_pylist() if r["comment_count"] >= 5)
+        expected, _ = expected_rows(sim, "comments", targets)
+    assert targets, "no video with comments: the test would prove nothing"
+    comments = ds.dataset(
+        f"{s3.name}/lab/videos.comments", filesystem=s3fs(s3), format="parquet",
+        partitioning="hive",
+    ).to_table(columns=["video_id", "id"])  # fmt: skip
+    assert comments.num_rows == sum(len(v) for v in expected.values())
+    assert set(comments.column("video_id").to_pylist()) <= set(targets)
+    assert (
+        json.loads(
+            s3.client.get_object(Bucket=s3.name, Key="lab/videos.comments/_harvest.json")[
+                "Body"
+            ].read()
+        )["rows"]
+        == comments.num_rows
+    )
+    checked = verify_study(study)
+    assert checked["ok"] and checked["enrichments"][0]["ok"], checked["text"]
+    assert not study.enrichments[0].output_path.exists()  # nothing written on the machine
