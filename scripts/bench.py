@@ -8,6 +8,7 @@ ratios against a reference measured in the same run, so a noisy machine moves bo
     python scripts/bench.py --quick    # smaller studies, prints only (for development)
     python scripts/bench.py --only cpu,memory --profile
     python scripts/bench.py --only scale   # workers, leases, the pool's ledger (PostgreSQL)
+    python scripts/bench.py --only s3      # a dataset in S3 (moto) against a local folder
 """
 
 from __future__ import annotations
@@ -250,6 +251,7 @@ class Sizes:
     scale_windows: int = 16
     scale_leaves: int = 500
     enrich_days: int = 14
+    s3_windows: int = 8
 
 
 FULL = Sizes(
@@ -262,6 +264,7 @@ FULL = Sizes(
     scale_windows=24,
     scale_leaves=1_000,
     enrich_days=14,
+    s3_windows=20,
 )
 QUICK = Sizes(
     quota_days=28,
@@ -1106,6 +1109,61 @@ def scale_figures(work: Path, sizes: Sizes) -> list[Figure]:
     return out
 
 
+def s3_figures(work: Path, sizes: Sizes) -> list[Figure]:
+    """The same study harvested into a local folder and into an S3 bucket (moto's server on
+    loopback): the wall-time ratio is what uploads, listings and reads over HTTP add."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from chaos_workers import Bucket  # here: chaos_workers imports this module
+
+    windows = sizes.s3_windows
+    settings: dict[str, float] = {
+        "latency": 0.02,
+        "videos_per_day": 4_000,
+        "rate_limit_per_minute": 100_000,
+        **QUOTA_FREE,
+    }
+    end = START + timedelta(days=windows - 1)
+    walls: dict[str, float] = {}
+    rows: dict[str, int] = {}
+    bucket = Bucket(work, name="bench-s3")
+    try:
+        for where in ("folder", "s3"):
+            with Simulator(work, settings) as sim:
+                config = write_study(
+                    work, f"s3-{where}", url=sim.url, source="research-api", start=START,
+                    end=end, window="1d", regions=ALL_REGIONS, concurrency=4, rps=1000,
+                )  # fmt: skip
+                if where == "s3":
+                    text = config.read_text().replace(
+                        'path = "s3-s3.data"', f'path = "{bucket.url("s3-s3")}"'
+                    )
+                    config.write_text(text)
+                log = (work / f"s3-{where}.log").open("w")
+                t0 = time.perf_counter()
+                code = subprocess.run(
+                    [*HARVESTER, "run", str(config), "--no-progress"],
+                    stdout=log, stderr=subprocess.STDOUT, env=bucket.env, cwd=ROOT, check=False,
+                ).returncode  # fmt: skip
+                walls[where] = time.perf_counter() - t0
+                if code:
+                    raise RuntimeError(f"{where}: exited {code}: see {log.name}")
+                rows[where] = _rows(sim)
+    finally:
+        bucket.close()
+    ratio = walls["s3"] / walls["folder"]
+    return [
+        Figure(
+            "dataset in S3 against a local folder, wall time",
+            "(reported)",
+            round(ratio, 2),
+            "×",
+            None,
+            f"{windows} one-day windows, {rows['s3']:,} records, public API at 20 ms a call; "
+            f"folder {walls['folder']:.1f} s, S3 (moto on loopback) {walls['s3']:.1f} s",
+        )
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -1161,7 +1219,7 @@ def update_doc(section: str) -> None:
     DOC.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
 
 
-STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan", "scale", "enrich")
+STEPS = ("quota", "quotadays", "makespan", "cpu", "memory", "plan", "scale", "enrich", "s3")
 
 
 def run_fast_retries(config: str) -> int:
@@ -1228,6 +1286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("plan", lambda: plan_figures(work, sizes)),
             ("scale", lambda: scale_figures(work, sizes)),
             ("enrich", lambda: enrich_figures(work, sizes) + enrich_pyrqs_figures(work, sizes)),
+            ("s3", lambda: s3_figures(work, sizes)),
         ]
         for name, job in jobs:
             if name in steps:
