@@ -410,9 +410,10 @@ def check_bucket(store: ObjectStore) -> None:
         raise _s3_problem(store.url, e) from None
     if info.type == pafs.FileType.NotFound:
         scheme = store.url.partition("://")[0]
+        create = f"aws s3 mb s3://{store.bucket}" if scheme == "s3" else "in its console"
         raise ConfigError(
             f"output.path: the bucket {store.bucket!r} of {store.url} does not exist; "
-            f"create it (aws s3 mb {scheme}://{store.bucket}) or fix output.path"
+            f"create it ({create}) or fix output.path"
         )
     try:
         store.files("_harvester-probe")  # a listing needs read access to the prefix
