@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from harvester.cli import main
 from harvester.sink import dataset as sink_dataset
-from harvester.sink import staging as sink_staging
+from harvester.sink import store as sink_store
+from harvester.sink._files import publish
 from tests.reliability._cli import (
     assert_complete,
     one_error_line,
@@ -58,19 +59,22 @@ def test_no_space_stops_with_one_line_and_the_next_run_completes(
     where: str,
 ) -> None:
     config = write(tmp_path, clean_sim, start=START, days=DAYS, window=2, name=f"full-{where}")
-    module = sink_staging if where == "staging" else sink_dataset
-    real = module.publish
+    real = publish
     calls = 0
 
     def full(tmp: Path, final: Path) -> None:
-        # The disk fills up at the third write: some work is done, some is not.
+        # The disk fills up at the third write of a staged page (`.arrow`) or of a dataset
+        # file: some work is done, some is not.
         nonlocal calls
-        calls += 1
+        if (final.suffix == ".arrow") == (where == "staging"):
+            calls += 1
         if calls >= 3:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
         real(tmp, final)
 
-    monkeypatch.setattr(module, "publish", full)
+    # Every file of the folder store is published through one function; the manifest too.
+    monkeypatch.setattr(sink_store, "publish", full)
+    monkeypatch.setattr(sink_dataset, "publish", full)
     result = CliRunner().invoke(main, ["run", str(config), "--no-progress"], env=SIM_ENV)
     monkeypatch.undo()
     assert result.exit_code == 1, result.output

@@ -19,8 +19,14 @@ from tests.reliability.conftest import SIM_ENV, harvester
 START = date(2022, 3, 1)
 
 
+#: What else would point the AWS SDK at credentials of the machine the tests run on.
+_ELSEWHERE = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+              "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+              "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")  # fmt: skip
+
+
 def env(bucket: Bucket, **changes: str | None) -> dict[str, str]:
-    out = {**SIM_ENV, **bucket.env()}
+    out = {k: v for k, v in SIM_ENV.items() if k not in _ELSEWHERE} | bucket.env()
     for key, value in changes.items():
         if value is None:
             out.pop(key, None)
