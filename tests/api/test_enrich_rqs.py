@@ -4,12 +4,10 @@ before a restart polled, never created again; the SDK backend alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
-import structlog
 
 from harvester import rqs
 from harvester.api import BatchDone, PollPolicy, PyrqsBackend, RqsClient, RqsEnrichClient
@@ -115,17 +113,6 @@ async def test_a_task_created_before_a_restart_is_polled_not_created_again() -> 
         assert hooks.reserved.count(CREATE) == 1
 
 
-@pytest.fixture
-def structlog_kept() -> Iterator[None]:
-    """The drop-in quiets structlog for a script when nothing configured it: undo that for
-    the tests after this one (they capture info events)."""
-    configured = structlog.is_configured()
-    yield
-    if not configured:
-        structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("structlog_kept")
 async def test_the_sdk_backend_serves_a_kind_alike() -> None:
     async with sim_session(faults=VERDICTS, **NOW) as (sim, _session):
         env = {
