@@ -133,3 +133,17 @@ def test_a_study_with_its_state_in_postgres_enriches_too(tmp_path: Path) -> None
     study = loads_study(text + '\n[[enrich]]\nkind = "users"\n', tmp_path / "study.toml")
     assert study.state_url == "postgresql://postgres@127.0.0.1:5432/x"
     assert [e.kind for e in study.enrichments] == ["users"]
+
+
+def test_videos_in_a_bucket_with_postgres_state_enrich_into_the_bucket(tmp_path: Path) -> None:
+    text = STUDY.replace('path = "data/nl-election"', 'path = "s3://lab/nl"')
+    text += '\n[state]\nurl = "postgresql://postgres@127.0.0.1:5432/x"\n'
+    study = loads_study(text + '\n[[enrich]]\nkind = "users"\n', tmp_path / "study.toml")
+    assert [e.dataset for e in study.enrichments] == ["s3://lab/nl.users"]
+    # A folder no worker but this one may reach has no shared staging area: refused.
+    with pytest.raises(ConfigError) as info:
+        loads_study(
+            text + '\n[[enrich]]\nkind = "users"\npath = "data/users"\n', tmp_path / "study.toml"
+        )
+    text = str(info.value)
+    assert "\n" not in text and "enrich[0].path" in text and "s3://" in text

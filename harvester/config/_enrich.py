@@ -28,16 +28,18 @@ def enrichments(
     for i, e in enumerate(model.enrich):
         key = f"enrich[{i}]"
         _check_block(model, key, e, fields)
-        if output_url is not None and model.state.url is not None:
-            # Workers sharing the study stage an enrichment's pages beside the video dataset,
-            # which in a bucket is not yet where they are staged.
-            raise Problem(
-                f"{key}.kind",
-                "enrichments of a dataset in a bucket keep their pages on the machine, which "
-                "workers sharing a PostgreSQL state cannot all reach",
-                "use [state] path (SQLite) for this study, or a dataset folder all workers reach",
-            )
         url = _dataset_url(key, e, output_url)
+        if url is None and output_url is not None and model.state.url is not None:
+            # Workers sharing the study stage a block's pages under its dataset's `_staging/`
+            # prefix when it is in a bucket; a folder's go beside the video folder, which is
+            # not one here.
+            raise Problem(
+                f"{key}.path",
+                "an enrichment dataset in a folder beside videos in a bucket has no staging "
+                "area every worker sharing the PostgreSQL state reaches",
+                "leave enrich.path out (the dataset goes beside the videos in the bucket) or "
+                "give it an s3:// URL",
+            )
         dataset = (
             output.with_name(f"{output.name}.{e.kind}")
             if url is not None

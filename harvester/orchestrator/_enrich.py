@@ -16,7 +16,7 @@ import functools
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ from harvester.orchestrator._backends import api_session, make_backend
 from harvester.orchestrator._ledger import QuotaLedger, RunStats
 from harvester.orchestrator._targets import (
     enrich_staging,
+    enrich_stagings,
     open_enrich_state,
     read_targets,
 )
@@ -61,6 +62,7 @@ from harvester.sink.enrich import (
     stage_page,
 )
 from harvester.sink.staging import read_segments
+from harvester.sink.store import DatasetStore
 from harvester.state import LeaseHeld, LeaseLost, StateStore
 from harvester.state.enrich import EnrichState, TargetRow
 
@@ -163,7 +165,8 @@ class EnrichmentRun:
         self.retry_delay = retry_delay
         self.clock = clock
         self.es = open_enrich_state(study, state)
-        self.staging = enrich_staging(study)
+        #: Each kind's staging area (`enrich_staging`).
+        self.staging = enrich_stagings(study)
         #: Each kind's dataset: a folder, or a prefix beside the videos' in the object store.
         self.datasets = {e.kind: open_dataset(e.dataset) for e in study.enrichments}
         self.stats = EnrichStats()
@@ -191,8 +194,7 @@ class EnrichmentRun:
             settles = {t: float(ct + wait) for t, ct in targets.items() if ct is not None and wait}
             added = es.add_targets(e.kind, targets, settles)
             refreshed, dropped = es.reopen_unsettled(e.kind, self.clock()) if wait else ([], [])
-            for path in dropped:
-                (self.staging / path).unlink(missing_ok=True)
+            self.staging[e.kind].delete(dropped)
             log.info("enrich_targets", kind=e.kind, added=added, refreshed=len(refreshed))
 
     # -- the run --------------------------------------------------------------------------------
@@ -232,8 +234,19 @@ class EnrichmentRun:
             tg.cancel_scope.cancel()
         for e in self.study.enrichments:
             self.write_manifest(e)
+        self._tidy_staging()
         self._log_summary()
         return self.stop_code
+
+    def _tidy_staging(self) -> None:
+        """The last worker out removes what is left in the shared staging areas: pages of
+        targets a worker staged and never checkpointed (it died, or lost the target's lease).
+        Only a worker alone with the study may (another's unrecorded pages are in progress)."""
+        if self.study.state_url is None or not self.state.take_alone():
+            return
+        removed = _sweep_staging(self.staging.values(), self.es.known_segments())
+        if removed:
+            log.info("staging_tidied", count=len(removed), files=removed[:20])
 
     def _stop(self, code: int) -> None:
         if self.stop_code is None:
@@ -407,7 +420,7 @@ class EnrichmentRun:
                         source=self.study.source,
                         retrieved_at=done.fetched_at,
                     )
-                    segment = stage_page(self.staging, kind.name, target, 0, batch)
+                    segment = stage_page(self.staging[kind.name], kind.name, target, 0, batch)
                 results.append((target, segment, len(records)))
             es.finish_batch(kind.name, results, fetched_at=self.clock())
             rows = sum(n for _, _, n in results)
@@ -463,8 +476,7 @@ class EnrichmentRun:
                 dropped = self.es.refuse(
                     kind.name, target, exc.kind, exc.message, fetched_at=self.clock()
                 )
-                for path in dropped:
-                    (self.staging / path).unlink(missing_ok=True)
+                self.staging[kind.name].delete(dropped)
                 self.stats.outcomes[(kind.name, exc.kind)] += 1
                 log.info("target_unavailable", kind=kind.name, target=target, verdict=exc.kind)
                 return []
@@ -522,7 +534,7 @@ class EnrichmentRun:
             # apart, fetching it again would stage the same row twice and spend a request.
             return self._finish(kind, e, target)
         staged = [p for p, _, _ in es.segments(kind.name, target)]
-        seen = segment_keys(self.staging, staged, kind) if staged else set()
+        seen = segment_keys(self.staging[kind.name], staged, kind) if staged else set()
         value = self._target_value(kind, row)
         limit = None if e.max_per_target is None else max(0, e.max_per_target - row.rows)
         seq = row.pages
@@ -540,7 +552,7 @@ class EnrichmentRun:
                     source="research-api",
                     retrieved_at=page.fetched_at,
                 )
-                segment = stage_page(self.staging, kind.name, target, seq, batch)
+                segment = stage_page(self.staging[kind.name], kind.name, target, seq, batch)
             es.checkpoint(
                 kind.name, target, segment=segment, seq=seq, rows=rows, cursor=page.cursor
             )
@@ -573,7 +585,7 @@ class EnrichmentRun:
             return []
         paths = [p for p, _, _ in self.es.segments(kind.name, row.target)]
         out = []
-        for batch in read_segments(self.staging, paths, ["id", "reply_count"]):
+        for batch in read_segments(self.staging[kind.name], paths, ["id", "reply_count"]):
             for cid, n in zip(
                 batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
             ):
@@ -605,15 +617,14 @@ class EnrichmentRun:
         wanted = set(targets)
         segments = [p for p, t, _ in es.segments(e.kind) if t in wanted]
         dataset = self.datasets[e.kind]
-        files = publish_batch(self.staging, dataset, kind, segments)
+        files = publish_batch(self.staging[e.kind], dataset, kind, segments)
         # Refreshed targets: the files holding their earlier rows are rewritten without them.
         known = [p for p, _ in es.files(e.kind)]
         replaced, rewritten = rewrite_without(dataset, kind, known, stale)
         # The files and the targets they hold are recorded in one transaction: a crash before
         # it leaves files the next start-up removes, and targets that publish again.
         done = es.publish(e.kind, files + rewritten, targets, replaced=replaced, refreshed=stale)
-        for path in done:
-            (self.staging / path).unlink(missing_ok=True)
+        self.staging[e.kind].delete(done)
         for rel in replaced:
             dataset.delete([rel])
         if not files and not replaced:
@@ -670,7 +681,16 @@ def sweep_enrichments(study: Study, state: StateStore) -> list[str]:
         return []
     es = open_enrich_state(study, state)
     es.reset_running()
-    removed = cleanup_staging(enrich_staging(study), es.known_segments())
+    removed = _sweep_staging(enrich_stagings(study).values(), es.known_segments())
     for e in study.enrichments:
         removed += cleanup_strays(open_dataset(e.dataset), {p for p, _ in es.files(e.kind)})
+    return removed
+
+
+def _sweep_staging(stagings: Iterable[DatasetStore], known: set[str]) -> list[str]:
+    """Remove what the state does not know from each distinct staging area (the blocks of a
+    folder share one; the state's segment names are unique across kinds)."""
+    removed: list[str] = []
+    for store in {str(s): s for s in stagings}.values():
+        removed += cleanup_staging(store, known)
     return removed

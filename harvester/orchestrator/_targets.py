@@ -3,7 +3,7 @@ of the enrichment run, which `plan` and `status` use without loading the HTTP cl
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harvester._exceptions import ConfigError
 from harvester._study_state import existing_state, open_state
@@ -13,21 +13,37 @@ from harvester.plan.enrich import target_condition
 from harvester.state import StateStore
 from harvester.state.enrich import EnrichState
 
+if TYPE_CHECKING:
+    from harvester.sink.store import DatasetStore
+
 __all__ = [
     "enrich_staging",
+    "enrich_stagings",
     "existing_enrich_state",
     "open_enrich_state",
     "read_targets",
 ]
 
 
-def enrich_staging(study: Study) -> Path:
-    """Where pages wait for their target's publication: beside the state file, or, with the
-    state in PostgreSQL, where every worker reaches them: beside the video dataset (never in a
-    dataset a reader scans)."""
-    if study.state_url is not None:
-        return study.output_path.with_name(study.output_path.name + ".enrich-staging")
-    return study.state_path.with_name(study.state_path.name + ".enrich-staging")
+def enrich_staging(study: Study, e: Enrichment) -> DatasetStore:
+    """Where the block's pages wait for their target's publication: beside the state file, or,
+    with the state in PostgreSQL, where every worker reaches them: beside the video folder, or,
+    for a dataset in a bucket, under the block's dataset's `_staging/` prefix, which readers
+    skip (never in a dataset a reader scans). The blocks of a folder share one staging area:
+    segment names start with the kind."""
+    from harvester.sink.dataset import STAGING
+    from harvester.sink.store import LocalStore, open_dataset
+
+    if study.state_url is None:
+        return LocalStore(study.state_path.with_name(study.state_path.name + ".enrich-staging"))
+    if e.output_url is not None:
+        return open_dataset(e.output_url).child(STAGING)
+    return LocalStore(study.output_path.with_name(study.output_path.name + ".enrich-staging"))
+
+
+def enrich_stagings(study: Study) -> dict[str, DatasetStore]:
+    """Each block's staging area (`enrich_staging`), by kind."""
+    return {e.kind: enrich_staging(study, e) for e in study.enrichments}
 
 
 def open_enrich_state(study: Study, state: StateStore | None = None) -> EnrichState:
