@@ -3,7 +3,8 @@
 A record without a usable id (or create_time) cannot be deduplicated, partitioned or assigned
 to a window, so it never enters the dataset; but nothing the API delivered is silently lost.
 Each such record is written, as received, to `<dataset>.quarantine/<leaf>-<page>.jsonl`: a
-folder beside the dataset root, so readers that scan the dataset never see it.
+folder beside the dataset root, so readers that scan the dataset never see it. For a dataset in
+a bucket the folder stays on the machine, beside the state (`Study.output_path`).
 
 One file per page, named by its leaf and page number and written aside then renamed: a page
 fetched again after a crash rewrites the same file instead of adding to it. (A module of its
@@ -98,9 +99,11 @@ def count_quarantined(folder: Path) -> int:
     return total
 
 
-def quarantine_info(output_path: Path) -> dict[str, Any]:
-    """For `_harvest.json` and `status`: how many records were kept apart, and where
-    (relative to the dataset root)."""
+def quarantine_info(output_path: Path, output_url: str | None = None) -> dict[str, Any]:
+    """For `_harvest.json` and `status`: how many records were kept apart, and where: relative
+    to the dataset root, or, for a dataset in a bucket (`output_url`), the folder on the
+    machine that kept them (`output_path` is then a local folder beside the state)."""
     folder = quarantine_dir(output_path)
     n = count_quarantined(folder)
-    return {"quarantined_records": n, "quarantine": f"../{folder.name}" if n else None}
+    where = str(folder.absolute()) if output_url is not None else f"../{folder.name}"
+    return {"quarantined_records": n, "quarantine": where if n else None}

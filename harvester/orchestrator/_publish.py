@@ -138,7 +138,7 @@ class Publisher:
         }
         manifest.update(completeness(study, summary.committed_plan_shards))
         manifest.update(self._settling_info())
-        manifest.update(quarantine_info(study.output_path))
+        manifest.update(quarantine_info(study.output_path, study.output_url))
         if shards is not None:
             manifest["windows"] = [s.key for s in shards]
         else:

@@ -328,7 +328,7 @@ def status_report(study: Study, *, now: float | None = None) -> dict[str, Any]:
         "errors": dict(s.errors),
         "parked": parked,
         **completeness(study, s.committed_plan_shards),
-        **quarantine_info(study.output_path),
+        **quarantine_info(study.output_path, study.output_url),
     }
     by_state = ", ".join(f"{k} {v}" for k, v in sorted(s.shards.items())) or "none"
     rows = [
@@ -385,6 +385,10 @@ def verify_study(study: Study) -> dict[str, Any]:
 
     state = existing_state(study)
     if state is None:
+        if study.output_url is not None:
+            # A missing or unreachable bucket is a mistyped output.path (ConfigError, exit 2),
+            # not a study that has yet to run.
+            open_dataset(study.output_url)
         return {"ok": False, "text": f"{study.name}: nothing to verify (no state yet)"}
     with state:
         expected = {f.path: f.rows for f in state.files()}
@@ -403,7 +407,7 @@ def verify_study(study: Study) -> dict[str, Any]:
         "duplicate_ids": r.duplicate_ids,
         "schema_mismatches": list(r.schema_mismatches),
         **completeness(study, summary.committed_plan_shards),
-        **quarantine_info(study.output_path),
+        **quarantine_info(study.output_path, study.output_url),
     }
     lines = [
         f"{'ok' if r.ok else 'FAILED'}: {r.files:,} files, {r.rows:,} rows; "

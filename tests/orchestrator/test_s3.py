@@ -331,3 +331,79 @@ async def test_comments_of_videos_in_a_bucket_go_to_the_sibling_prefix(
     checked = verify_study(study)
     assert checked["ok"] and checked["enrichments"][0]["ok"], checked["text"]
     assert not study.enrichments[0].output_path.exists()  # nothing written on the machine
+
+
+def local_files(root: Path, pattern: str) -> list[str]:
+    """The text of the files under `root` matching `pattern` (none when it does not exist)."""
+    return [p.read_text() for p in root.glob(pattern)]
+
+
+def s3_rows(bucket: Bucket, prefix: str) -> list[dict[str, Any]]:
+    """A dataset's rows as pyarrow reads them from the bucket (`_staging/` skipped as readers
+    skip it)."""
+    dataset = ds.dataset(
+        f"{bucket.name}/{prefix}", filesystem=s3fs(bucket), format="parquet", partitioning="hive"
+    )
+    return list(dataset.to_table().to_pylist())
+
+
+async def test_enrichments_with_postgres_state_stage_in_the_bucket(
+    tmp_path: Path, s3: Bucket, pg_url: str
+) -> None:
+    """With the state in PostgreSQL, an enrichment's pages are staged under its dataset's
+    `_staging/` prefix, which every worker reaches; what a dead worker staged there is swept,
+    and nothing is left under `_staging/` at the end."""
+    from tests.orchestrator.test_enrich import assert_kind_equals_oracle, enrich_study
+
+    async with running_simulator("clean", **SIM) as sim:
+        study = enrich_study(
+            tmp_path,
+            sim.base_url,
+            [
+                {"kind": "comments", "where": "comment_count >= 3", "replies": True},
+                {"kind": "users", "where": "region_code = 'NL'"},
+            ],
+            days=2,
+            output=s3.url("lab/pg"),
+            state_url=pg_url,
+        )
+        dead = "lab/pg.comments/_staging/comments-0123456789abcdef01234567/000000-dead.arrow"
+        s3.client.put_object(Bucket=s3.name, Key=dead, Body=b"half of nothing")
+        assert await run(sim, study) == EXIT_OK
+        videos = s3_rows(s3, "lab/pg")
+        vids = sorted({v["id"] for v in videos if v["comment_count"] >= 3})
+        names = sorted({v["username"] for v in videos if v["region_code"] == "NL"})
+        assert vids and names, "no targets: the test would prove nothing"
+        comments = s3_rows(s3, "lab/pg.comments")
+        rows, _ = assert_kind_equals_oracle(sim, study, "comments", vids, comments, replies=True)
+        assert rows > len(vids)
+        n_users, _ = assert_kind_equals_oracle(
+            sim, study, "users", names, s3_rows(s3, "lab/pg.users")
+        )
+        assert n_users
+    assert not [k for k in s3.listing() if "_staging" in k]
+    # The pages went to the bucket: nothing was staged on the machine.
+    assert not local_files(tmp_path, "**/*.arrow")
+    checked = verify_study(study)
+    assert checked["ok"] and all(e["ok"] for e in checked["enrichments"]), checked["text"]
+
+
+async def test_quarantine_of_a_bucket_dataset_is_recorded_where_it_is(
+    tmp_path: Path, s3: Bucket
+) -> None:
+    """Rows without an id stay on the machine, beside the state; `_harvest.json` in the bucket
+    names that folder, not one beside the prefix where nothing is."""
+    from tests.orchestrator.test_vce import harvest_renamed
+
+    async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
+        study = make_study(tmp_path, sim.base_url, source="pyrqs", days=3, output=s3.url("q/v"))
+        code, renaming = await harvest_renamed(sim, study)
+        assert code == EXIT_OK and renaming.orphans
+    info = json.loads(s3.client.get_object(Bucket=s3.name, Key="q/v/_harvest.json")["Body"].read())
+    where = Path(info["quarantine"])
+    assert where.is_absolute(), info["quarantine"]
+    lines = [json.loads(x) for p in local_files(where, "*.jsonl") for x in p.splitlines()]
+    assert len(lines) == info["quarantined_records"] == renaming.orphans
+    assert {x["reason"] for x in lines} == {"no id"}
+    assert status_report(study)["quarantine"] == info["quarantine"]
+    assert not [k for k in s3.listing() if k.endswith(".jsonl")]

@@ -209,15 +209,22 @@ class VceNames:
         return orjson.dumps(renamed).decode()
 
 
+async def harvest_renamed(sim: Simulator, study: Study) -> tuple[int, VceNames]:
+    """Harvest `study` through the drop-in with results under the VCE's other names, and a row
+    without an id added to each page (`VceNames`)."""
+    with drop_in(sim) as sdk:
+        renaming = VceNames(sdk)
+        code = await harvest(
+            study, resolve_credentials(study, {}), options(sdk_client=renaming),
+            clock=sim.clock.now,
+        )  # fmt: skip
+    return code, renaming
+
+
 async def test_pyrqs_results_under_other_names_and_rows_without_an_id(tmp_path: Path) -> None:
     async with running_simulator("clean", **SIM, **FAST_TASKS) as sim:
         study = make_study(tmp_path, sim.base_url, source="pyrqs", days=3)
-        with drop_in(sim) as sdk:
-            renaming = VceNames(sdk)
-            code = await harvest(
-                study, resolve_credentials(study, {}), options(sdk_client=renaming),
-                clock=sim.clock.now,
-            )  # fmt: skip
+        code, renaming = await harvest_renamed(sim, study)
         assert code == 0
         # Stored under the catalogue's names: the dataset equals the oracle, nothing in _extra.
         assert_equals_oracle(study, oracle(sim, study))

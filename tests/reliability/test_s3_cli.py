@@ -129,3 +129,18 @@ def test_a_bucket_that_cannot_be_used_is_one_line_and_exit_2(
     assert "output.path" in line and expected in line and "; " in line, line
     assert SECRET_KEY not in done.stderr
     assert sent(clean_sim) == before, "nothing is sent"
+
+
+def test_verify_before_any_run_names_a_bucket_that_does_not_exist(
+    tmp_path: Path, s3: Bucket, clean_sim: Any
+) -> None:
+    """No state yet is not the problem: the bucket is (exit 2, one line, not exit 1)."""
+    config = write(tmp_path, clean_sim, start=START, days=2, output="s3://no-such-bucket-here/x")
+    done = harvester("verify", str(config), env=env(s3), timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    line = one_error_line(done.stderr)
+    assert "output.path" in line and "bucket 'no-such-bucket-here'" in line, line
+    # Its bucket there, a study that never ran has nothing to verify (exit 1).
+    config = write(tmp_path, clean_sim, start=START, days=2, output=s3.url("never-ran"))
+    done = harvester("verify", str(config), env=env(s3), timeout=60)
+    assert done.returncode == 1 and "no state yet" in done.stdout + done.stderr, done
